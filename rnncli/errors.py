@@ -1,0 +1,27 @@
+"""Errors rnncli raises on purpose.
+
+Every expected failure (a bad file, a bad input, an unsupported layer) is an
+:class:`RnncliError` whose message is one sentence naming what was wrong and
+what was expected. The CLI prints that sentence and exits 1; anything else is a
+bug.
+"""
+
+
+class RnncliError(ValueError):
+    """Base class of rnncli's own errors."""
+
+
+class ModelFileError(RnncliError):
+    """A model file could not be read or does not describe a usable model."""
+
+
+class InputDataError(RnncliError):
+    """Input data (sequences, initial state) does not fit the model."""
+
+
+class UnsupportedLayerError(RnncliError):
+    """The model holds a layer rnncli cannot compute."""
+
+
+class OutputError(RnncliError):
+    """A result could not be written."""
