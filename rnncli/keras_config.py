@@ -14,7 +14,7 @@ import numpy as np
 
 from . import layers as L
 from .errors import ModelFileError, RnncliError, UnsupportedLayerError
-from .model import InputSpec, Model, Node, Ref
+from .model import ALL_OUTPUTS, InputSpec, Model, Node, Ref
 
 RECURRENT_KEYS = {"activation", "go_backwards", "return_sequences", "return_state",
                   "zero_output_for_mask", "stateful"}
@@ -282,7 +282,9 @@ def _sequential(name, entries, built, source, notes):
         layers.append(layer)
         nodes[(layer.name, 0)] = Node(layer, [prev])
         prev = Ref(layer.name)
-    return Model(name, layers, nodes, [Ref("__input__")], [prev],
+    # A Sequential model returns every output of its last layer (return_state, merge_mode=None).
+    last = Ref(prev.layer, 0, ALL_OUTPUTS) if layers else prev
+    return Model(name, layers, nodes, [Ref("__input__")], [last],
                  input_specs=[spec] if spec else [], source=source, notes=notes)
 
 

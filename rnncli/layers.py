@@ -33,6 +33,12 @@ class Trace:
     mask: np.ndarray | None  # (B, T) bool in processing order, or None
     activation: str
     step_index: np.ndarray  # (T,)
+    x: np.ndarray  # (B, T, D) the layer's input, in processing order
+    kernel: np.ndarray  # (D, H), for per-feature terms x_{t,i} * kernel[i, j]
+
+    def terms(self) -> np.ndarray:
+        """Each input feature's share of ``xw``: (B, T, D, H), summing over D to ``xw``."""
+        return self.x[..., :, None] * self.kernel
 
 
 class Layer:
@@ -162,7 +168,7 @@ class SimpleRNN(Layer):
         tr = None
         if trace:
             bias = self.bias if self.bias is not None else np.zeros(H, self.dtype)
-            tr = Trace(xw, hu, bias, z, seq, mask, self.activation, order)
+            tr = Trace(xw, hu, bias, z, seq, mask, self.activation, order, x, self.kernel)
         return seq, h, tr
 
     def call(self, x, mask=None, initial_state=None, trace=False):
@@ -224,9 +230,10 @@ class Bidirectional(Layer):
                 f"({forward_layer.input_dim} vs {backward_layer.input_dim})")
         self.forward_layer, self.backward_layer = forward_layer, backward_layer
         self.merge_mode = merge_mode
-        # Keras: inside Bidirectional, masked steps output zeros when sequences are returned.
+        # Keras: inside Bidirectional, masked steps output zeros in the returned sequences.
+        # (Without return_sequences Keras returns the last unmasked output: the final state.)
         for layer in (forward_layer, backward_layer):
-            layer.zero_output_for_mask = layer.return_sequences
+            layer.zero_output_for_mask = True
 
     @property
     def return_sequences(self):
@@ -275,7 +282,7 @@ class Bidirectional(Layer):
         if self.return_sequences:
             yf, yb = full_f, full_b
         else:
-            yf, yb = seq_f[:, -1], seq_b[:, -1]
+            yf, yb = st_f, st_b
         if self.merge_mode is None:
             y, hidden = (yf, yb), None
         else:

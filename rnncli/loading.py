@@ -228,7 +228,7 @@ RNN_CELL = "simple_rnn_cell"
 def _legacy_weights(f, path, ov):
     version = _text(f.attrs.get("keras_version", "2"))
     major = _version_major(version, 2)
-    entries, arrays = [], {}
+    entries = []
     for name in _legacy_names(f, "layer_names"):
         if name not in f:
             raise ModelFileError(f"{path}: layer {name!r} is listed in layer_names but has no group")
@@ -426,10 +426,18 @@ def _model_from_inferred(entries, path, fmt, version, major, ov):
             layers.append({"class_name": "Flatten", "config": {"name": name}})
         else:
             layers.append({"class_name": "Unknown", "config": {"name": name}})
+    if "mask_value" in ov.values and "Masking" not in kinds:
+        # --set mask_value=V: the model masked its input (Masking or mask ops in the graph)
+        layers.insert(0, {"class_name": "Masking", "config": {
+            "name": "masking", "mask_value": float(ov.values["mask_value"])}})
+        arrays_first = [[]]
+        ov.used.add("mask_value")
+    else:
+        arrays_first = []
     if not any(k in ("SimpleRNN", "Bidirectional") for k in kinds):
         raise ModelFileError(f"{path}: holds no SimpleRNN weights; expected a Keras model "
                              f"with at least one SimpleRNN layer")
-    arrays = [arrs for _, _, arrs in entries]
+    arrays = arrays_first + [arrs for _, _, arrs in entries]
     config = {"class_name": "Sequential", "config": {"name": "weights", "layers": layers}}
     notes = [DEFAULTS_NOTE.format(path=path)]
     return model_from_config(config, lambda i, _n, _c: arrays[i], major, ov,

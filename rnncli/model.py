@@ -13,6 +13,8 @@ import numpy as np
 from .errors import InputDataError, RnncliError, UnsupportedLayerError
 from .layers import Layer, Op, Trace
 
+ALL_OUTPUTS = -1  # Ref.tensor meaning "every output of that call"
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -161,7 +163,7 @@ class Model:
 
     def _first_consumer_class(self):
         in_name = self.inputs[0].layer if self.inputs else None
-        for (lname, _), node in self.nodes.items():
+        for node in self.nodes.values():
             if any(isinstance(a, Ref) and a.layer == in_name for a in _flatten(node.args)):
                 return node.layer.class_name
         return None
@@ -221,6 +223,7 @@ class Model:
         init = self._initial_states(initial_state, B)
         values: dict = {}
         records: dict = {}
+        shapes = self.last_shapes = {}  # layer name -> output shapes, for summaries
 
         def tensor(ref):
             key = (ref.layer, ref.node)
@@ -242,8 +245,10 @@ class Model:
                 return {k: resolve(v) for k, v in obj.items()}
             return obj
 
+        input_names = {r.layer for r in self.inputs}
+
         def evaluate(key):
-            if key[0] in {r.layer for r in self.inputs}:
+            if key[0] in input_names:
                 return [(x, None)]
             node = self.nodes.get(key)
             if node is None:
@@ -254,12 +259,29 @@ class Model:
             if missing:
                 return missing[0]
             layer = node.layer
+            takes_input = any(isinstance(a, Ref) and a.layer in input_names
+                              for a in _flatten(node.args))
             try:
-                return self._call(layer, args, kwargs, init, trace, records)
+                outs = self._call(layer, args, kwargs, init, trace, records)
             except UnsupportedLayerError as e:
                 return _Missing(str(e))
+            except InputDataError as e:
+                if takes_input or layer.recurrent:
+                    raise
+                # Past the first layer a shape mismatch means the model's structure is not
+                # what rnncli inferred (weights-only files): recurrent results still stand.
+                return _Missing(f"layer {layer.name!r} can't be computed: {e}")
+            shapes.setdefault(layer.name, [np.shape(o[0]) for o in outs])
+            return outs
 
-        outputs = [tensor(r) for r in self.outputs]
+        outputs = []
+        for r in self.outputs:
+            if r.tensor == ALL_OUTPUTS:
+                first = tensor(Ref(r.layer, r.node, 0))
+                outs = values[(r.layer, r.node)]
+                outputs += [first] if isinstance(first, _Missing) else list(outs)
+            else:
+                outputs.append(tensor(r))
         # Recurrent layers off the output path (or behind an unsupported one) still run.
         for key in self.nodes:
             if self.nodes[key].layer.recurrent and key not in values:

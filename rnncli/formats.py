@@ -1,0 +1,156 @@
+"""Forward and trace results as data: csv, tsv, json, ndjson, npy.
+
+Schemas (docs/output-formats.md):
+- forward csv/tsv: ``sample,t,h0,h1,...`` one row per sample and step (one layer);
+- forward ndjson: ``{"layer", "sample", "step", "t", "h": [...]}`` per line;
+- trace csv/tsv: ``layer,direction,sample,step,t,unit,xw,hu,bias,z,h,dominant,flag``
+  (+ ``x0_w ...`` with --terms), one row per sample, step and unit;
+- trace ndjson: ``{"layer", "direction", "sample", "step", "t", "xw": [...], ...}`` per line;
+- json: one document; npy: forward (B, T, H), trace (B, T, 5, H) in order xw, hu, bias, z, h.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+
+from .views import TERMS
+
+DOMINANT = np.array(["xw", "hu", "bias"])
+
+
+def fmt(a, precision=None) -> np.ndarray:
+    """Numbers as text: the shortest form that reads back exactly, or fixed decimals."""
+    a = np.asarray(a)
+    if precision is None:
+        return a.astype(str)
+    return np.char.mod(f"%.{precision}f", a)
+
+
+def _num(v, precision=None):
+    """A JSON number: float32 values keep their short, exact form."""
+    if precision is not None:
+        return round(float(v), precision)
+    return float(str(v)) if isinstance(v, np.floating) else float(v)
+
+
+def _list(a, precision=None):
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return _num(a[()], precision)
+    if precision is None and a.dtype == np.float32:
+        return json.loads(np.array2string(a, separator=",", threshold=a.size + 1,
+                                          max_line_width=1 << 30, floatmode="unique")
+                          .replace("nan", "NaN").replace("inf", "Infinity"))
+    return [_list(x, precision) for x in a] if a.ndim > 1 else \
+        [_num(v, precision) for v in a]
+
+
+# ---------------------------------------------------------------- forward
+
+
+def states_rows(view, precision=None):
+    header = ["sample", "t"] + [f"h{u}" for u in view.units]
+    yield header
+    text = fmt(view.values, precision)
+    for bi, b in enumerate(view.samples):
+        for si, t in enumerate(view.t):
+            yield [str(b), str(t), *text[bi, si]]
+
+
+def write_states(view, fmt_name, out, precision=None, model_output=None):
+    if fmt_name in ("csv", "tsv"):
+        w = csv.writer(out, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
+        for row in states_rows(view, precision):
+            w.writerow(row)
+    elif fmt_name == "ndjson":
+        for bi, b in enumerate(view.samples):
+            for si, (step, t) in enumerate(zip(view.steps, view.t)):
+                out.write(json.dumps({"layer": view.layer, "sample": int(b), "step": int(step),
+                                      "t": int(t), "h": _list(view.values[bi, si], precision)})
+                          + "\n")
+    else:
+        raise ValueError(fmt_name)
+
+
+def states_document(views, outputs, precision=None, source=None):
+    doc = {"source": source or {}, "layers": []}
+    for v in views:
+        doc["layers"].append({"layer": v.layer, "samples": v.samples.tolist(),
+                              "steps": v.steps.tolist(), "t": v.t.tolist(),
+                              "units": v.units.tolist(), "hidden": _list(v.values, precision)})
+    if outputs is not None:
+        doc["output"] = [_list(o, precision) for o in outputs]
+    return doc
+
+
+# ---------------------------------------------------------------- trace
+
+
+def trace_header(view):
+    cols = ["layer", "direction", "sample", "step", "t", "unit", *TERMS, "dominant", "flag"]
+    if view.terms is not None:
+        cols += [f"x{i}_w" for i in range(view.terms.shape[2])]
+    return cols
+
+
+def trace_rows(view, precision=None, header=True):
+    if header:
+        yield trace_header(view)
+    text = {k: fmt(view.arrays[k], precision) for k in TERMS}
+    dom = DOMINANT[view.dominant()]
+    flags = view.flags()
+    terms = None if view.terms is None else fmt(view.terms, precision)
+    for bi, b in enumerate(view.samples):
+        for si, (step, t) in enumerate(zip(view.steps, view.t)):
+            for ui, u in enumerate(view.units):
+                row = [view.layer, view.direction or "", str(b), str(step), str(t), str(u),
+                       *(text[k][bi, si, ui] for k in TERMS), dom[bi, si, ui], flags[bi, si, ui]]
+                if terms is not None:
+                    row += list(terms[bi, si, :, ui])
+                yield row
+
+
+def write_trace(views, fmt_name, out, precision=None):
+    if fmt_name in ("csv", "tsv"):
+        w = csv.writer(out, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
+        for i, v in enumerate(views):
+            for row in trace_rows(v, precision, header=(i == 0)):
+                w.writerow(row)
+    elif fmt_name == "ndjson":
+        for v in views:
+            for bi, b in enumerate(v.samples):
+                for si, (step, t) in enumerate(zip(v.steps, v.t)):
+                    rec = {"layer": v.layer, "direction": v.direction or None, "sample": int(b),
+                           "step": int(step), "t": int(t), "units": v.units.tolist()}
+                    rec.update({k: _list(v.arrays[k][bi, si], precision) for k in TERMS})
+                    out.write(json.dumps(rec) + "\n")
+    else:
+        raise ValueError(fmt_name)
+
+
+def trace_document(views, precision=None, source=None):
+    doc = {"source": source or {}, "traces": []}
+    for v in views:
+        entry = {"layer": v.layer, "direction": v.direction or None, "activation": v.activation,
+                 "samples": v.samples.tolist(), "steps": v.steps.tolist(), "t": v.t.tolist(),
+                 "units": v.units.tolist()}
+        entry.update({k: _list(v.arrays[k], precision) for k in TERMS})
+        if v.terms is not None:
+            entry["terms"] = _list(v.terms, precision)
+        doc["traces"].append(entry)
+    return doc
+
+
+def trace_stack(view) -> np.ndarray:
+    """(B, T, 5, H): xw, hu, bias, z, h."""
+    return np.stack([view.arrays[k] for k in TERMS], axis=2)
+
+
+def npy_bytes(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()

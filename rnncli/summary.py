@@ -1,0 +1,100 @@
+"""What `rnncli summary` reports, as plain data (tables are drawn by render.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Bidirectional, SimpleRNN, Unsupported
+
+
+def _shape(s, time_len):
+    if s is None:
+        return "?"
+    dims = ["None"] + [str(d) for d in s[1:]]
+    if len(s) == 3 and time_len is None:
+        dims[1] = "None"
+    return "(" + ", ".join(dims) + ")"
+
+
+def layer_config(layer) -> str:
+    if isinstance(layer, SimpleRNN):
+        c = {"activation": layer.activation, "use_bias": layer.use_bias,
+             "return_sequences": layer.return_sequences, "return_state": layer.return_state,
+             "go_backwards": layer.go_backwards}
+        if layer.stateful:
+            c["stateful"] = True
+    elif isinstance(layer, Bidirectional):
+        f = layer.forward_layer
+        c = {"activation": f.activation, "use_bias": f.use_bias, "merge_mode": layer.merge_mode,
+             "return_sequences": layer.return_sequences, "return_state": layer.return_state}
+    elif layer.class_name == "Embedding":
+        c = {"input_dim": layer.input_dim, "output_dim": layer.embeddings.shape[1],
+             "mask_zero": layer.mask_zero}
+    elif layer.class_name == "Masking":
+        c = {"mask_value": layer.mask_value}
+    elif hasattr(layer, "activation"):
+        c = {"activation": layer.activation}
+    elif layer.class_name == "TimeDistributed":
+        c = {"layer": "Dense", "activation": layer.inner.activation}
+    elif isinstance(layer, Unsupported):
+        return f"not computed: {layer.reason}"
+    else:
+        c = {}
+    return ", ".join(f"{k}={v}" for k, v in c.items())
+
+
+def recurrence_reading(rho, sigma):
+    if sigma < 1:
+        return "contracting: h·U can only shrink the state (memory fades)"
+    if rho < 1:
+        return "can amplify some states transiently, but repeated steps fade (radius < 1)"
+    return "can amplify: repeated steps may grow until the activation saturates"
+
+
+def describe(model) -> dict:
+    """Layers, shapes, parameter counts, weight statistics and recurrent-kernel spectra."""
+    spec = model.input_specs[0].shape if model.input_specs else ()
+    time_len = spec[1] if len(spec) > 1 else None
+    shapes = {}
+    try:
+        if model.takes_token_ids:
+            x = np.ones((1, time_len or 2), np.int64)
+        else:
+            d = model.input_dim
+            x = np.zeros((1, time_len or 2, d), model.dtype) if d else None
+        if x is not None:
+            model.run(x, trace=False)
+            shapes = model.last_shapes
+    except Exception:  # noqa: BLE001 - a summary still lists what it can
+        shapes = getattr(model, "last_shapes", {})
+    layers, weights, rec = [], [], []
+    total_bytes = 0
+    for la in model.layers:
+        outs = shapes.get(la.name)
+        shape = ", ".join(_shape(s, time_len) for s in outs) if outs else "?"
+        layers.append({"name": la.name, "class_name": la.class_name, "output_shape": shape,
+                       "params": la.count_params(), "config": layer_config(la)})
+        for wname, w in la.weights().items():
+            w64 = np.asarray(w, np.float64)
+            total_bytes += w.nbytes
+            weights.append({"layer": la.name, "weight": wname, "shape": list(w.shape),
+                            "dtype": str(w.dtype), "min": float(w64.min()) if w.size else 0.0,
+                            "max": float(w64.max()) if w.size else 0.0,
+                            "mean": float(w64.mean()) if w.size else 0.0,
+                            "std": float(w64.std()) if w.size else 0.0,
+                            "norm": float(np.linalg.norm(w64))})
+        cells = la.directions if isinstance(la, Bidirectional) else \
+            ({"": la} if isinstance(la, SimpleRNN) else {})
+        for d, cell in cells.items():
+            u = np.asarray(cell.recurrent_kernel, np.float64)
+            rho = float(np.max(np.abs(np.linalg.eigvals(u)))) if u.size else 0.0
+            sigma = float(np.linalg.norm(u, 2)) if u.size else 0.0
+            rec.append({"layer": la.name + (f" {d}" if d else ""), "spectral_radius": rho,
+                        "max_singular_value": sigma, "reading": recurrence_reading(rho, sigma)})
+    warnings = list(model.notes)
+    for la in model.layers:
+        if isinstance(la, Unsupported):
+            warnings.append(f"layer {la.name!r} ({la.class_name}) can't be computed: {la.reason}")
+    return {"name": model.name, "source": {k: v for k, v in model.source.items()},
+            "layers": layers, "total_params": model.count_params(), "total_bytes": total_bytes,
+            "weights": weights, "recurrence": rec, "warnings": warnings}

@@ -1,0 +1,155 @@
+"""Make extra Keras reference cases for rnncli's tests (not run by CI).
+
+Needs real Keras: ``pip install tensorflow-cpu keras tf-keras`` in a separate
+environment. Writes model files, inputs and what Keras computed into
+``tests/data/generated/`` with a ``manifest.json`` in the same schema as
+``tests/data/keras_reference/manifest.json``:
+
+    python scripts/make_reference.py [OUT_DIR]
+
+Each case is small; every number in it comes from ``model.predict``.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+    os.path.dirname(__file__), "..", "tests", "data", "generated")
+
+ACTIVATIONS = ["tanh", "relu", "sigmoid", "hard_sigmoid", "linear", "elu", "selu", "softplus",
+               "softsign", "swish", "silu", "gelu", "exponential", "leaky_relu", "relu6", "mish",
+               "hard_silu", "log_sigmoid", "tanh_shrink", "hard_tanh", "celu"]
+
+
+def save_case(name, model, x, note, extra_files=(), hidden_name=None, overrides=None):
+    """Save ``model`` in every Keras 3 format with its input and Keras' outputs.
+
+    ``overrides``: the --set values a weights-only file needs to match the config.
+    """
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    files = {}
+    model.save(os.path.join(d, "model.keras"))
+    files["keras3_archive"] = f"{name}/model.keras"
+    model.save_weights(os.path.join(d, "model.weights.h5"))
+    files["keras3_weights_h5"] = f"{name}/model.weights.h5"
+    model.save(os.path.join(d, "model_k3legacy.h5"))
+    files["keras3_legacy_h5"] = f"{name}/model_k3legacy.h5"
+    for k, v in extra_files:
+        files[k] = f"{name}/{v}"
+    np.save(os.path.join(d, "input.npy"), x)
+    y = model.predict(x, verbose=0)
+    ys = list(y) if isinstance(y, (list, tuple)) else [y]
+    expected = {}
+    for i, out in enumerate(ys):
+        key = "output" if i == 0 else f"output_{i}"
+        np.save(os.path.join(d, f"expected_{key}.npy"), out)
+        expected[key] = f"{name}/expected_{key}.npy"
+    if hidden_name:
+        # The layer returns sequences, so its output is its hidden sequence.
+        expected["hidden"] = {hidden_name: f"{name}/expected_output.npy"}
+    case = {"name": name, "note": note, "files": files, "input": f"{name}/input.npy",
+            "input_shape": list(x.shape), "input_dtype": str(x.dtype), "expected": expected}
+    if overrides:
+        case["weights_only_overrides"] = overrides
+    return case
+
+
+def main():
+    rng = np.random.default_rng(7)
+    cases = []
+    x = rng.normal(size=(2, 5, 4)).astype("float32")
+    for act in ACTIVATIONS:
+        keras.utils.set_random_seed(1)
+        m = keras.Sequential([keras.Input((5, 4)),
+                              keras.layers.SimpleRNN(3, activation=act, return_sequences=True,
+                                                     name="rnn")])
+        xa = x * 0.5 if act == "exponential" else x
+        cases.append(save_case(f"act_{act}", m, xa, f"SimpleRNN activation={act}",
+                               hidden_name="rnn", overrides={"activation": act}))
+    xm = rng.normal(size=(3, 6, 3)).astype("float32")
+    xm[0, 4:] = 0.0  # padded tail
+    xm[1, 0] = 0.0  # masked first step
+    for mode in ["concat", "sum", "mul", "ave", None]:
+        keras.utils.set_random_seed(2)
+        m = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(0.0),
+                              keras.layers.Bidirectional(
+                                  keras.layers.SimpleRNN(4, return_sequences=True),
+                                  merge_mode=mode, name="bidi")])
+        case = save_case(f"merge_{mode}", m, xm, f"Masking -> Bidirectional merge_mode={mode}",
+                         hidden_name="bidi" if mode else None, overrides={"merge_mode": str(mode)})
+        if mode is None:  # the two outputs are the directions' sequences, in input time order
+            case["expected"]["directions"] = {"bidi": {
+                "forward": case["expected"]["output"], "backward": case["expected"]["output_1"]}}
+        cases.append(case)
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((6, 3)),
+                          keras.layers.Bidirectional(keras.layers.SimpleRNN(4, use_bias=False),
+                                                     name="bidi"),
+                          keras.layers.Dense(2, activation="softmax", name="head")])
+    cases.append(save_case("bidi_no_bias", m, xm, "Bidirectional(SimpleRNN(use_bias=False)) -> "
+                           "Dense(softmax)"))
+    keras.utils.set_random_seed(4)
+    m = keras.Sequential([keras.Input((5, 4), dtype="float64"),
+                          keras.layers.SimpleRNN(3, return_sequences=True, dtype="float64",
+                                                 name="rnn")])
+    cases.append(save_case("float64", m, x.astype("float64"), "float64 dtype policy",
+                           hidden_name="rnn"))
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((6, 3), name="x")
+    mask = keras.ops.any(keras.ops.not_equal(inp, 0.0), axis=-1)
+    h = keras.layers.SimpleRNN(4, return_sequences=True, name="rnn", go_backwards=True)(inp, mask=mask)
+    out = keras.layers.Dense(1, name="head")(keras.layers.Flatten()(h))
+    m = keras.Model(inp, out)
+    cases.append(save_case("functional_mask_ops", m, xm, "functional: NotEqual/Any mask ops "
+                           "-> SimpleRNN(go_backwards) -> Flatten -> Dense",
+                           overrides={"go_backwards": "true", "mask_value": "0"}))
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((5, 4))
+    seq, state = keras.layers.SimpleRNN(3, return_sequences=True, return_state=True,
+                                        activation="relu", name="rnn")(inp)
+    m = keras.Model(inp, [keras.layers.Dense(2, name="head")(state), seq])
+    case = save_case("functional_two_outputs", m, x, "functional: return_state feeds a "
+                     "Dense head, sequence as second output", overrides={"activation": "relu"})
+    case["expected"]["hidden"] = {"rnn": case["expected"]["output_1"]}
+    cases.append(case)
+    # Keras 2 (tf.keras): hard_sigmoid is 0.2x + 0.5 there.
+    try:
+        import tf_keras
+
+        tf_keras.utils.set_random_seed(8)
+        m2 = tf_keras.Sequential([tf_keras.Input((5, 4)),
+                                  tf_keras.layers.SimpleRNN(3, activation="hard_sigmoid",
+                                                            return_sequences=True, name="rnn")])
+        d = os.path.join(OUT, "k2_hard_sigmoid")
+        os.makedirs(d, exist_ok=True)
+        m2.save(os.path.join(d, "model_k2.h5"))
+        m2.save_weights(os.path.join(d, "weights_k2.h5"))
+        np.save(os.path.join(d, "input.npy"), x * 3)
+        np.save(os.path.join(d, "expected_output.npy"), m2.predict(x * 3, verbose=0))
+        cases.append({"name": "k2_hard_sigmoid", "note": "tf.keras hard_sigmoid (0.2x + 0.5)",
+                      "files": {"keras2_model_h5": "k2_hard_sigmoid/model_k2.h5",
+                                "keras2_weights_h5": "k2_hard_sigmoid/weights_k2.h5"},
+                      "weights_only_overrides": {"activation": "hard_sigmoid"},
+                      "input": "k2_hard_sigmoid/input.npy", "input_shape": [2, 5, 4],
+                      "input_dtype": "float32",
+                      "expected": {"output": "k2_hard_sigmoid/expected_output.npy",
+                                   "hidden": {"rnn": "k2_hard_sigmoid/expected_output.npy"}}})
+    except ImportError:
+        print("tf_keras not installed: skipping the Keras 2 case", file=sys.stderr)
+    manifest = {"producer": {"keras": keras.__version__}, "tolerance": {"atol": 1e-5, "rtol": 1e-5},
+                "cases": cases}
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    print(f"wrote {len(cases)} cases to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

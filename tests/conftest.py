@@ -1,0 +1,71 @@
+"""Shared fixtures: the Keras reference cases (tests/data/*/manifest.json) as test parameters."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(__file__)
+DATA = os.path.join(HERE, "data")
+ROOT = os.path.dirname(HERE)
+SAMPLES = os.path.join(ROOT, "sample_weights")
+REFERENCE_SETS = ("keras_reference", "generated")
+WITH_CONFIG = {"keras3_archive", "keras3_legacy_h5", "keras2_model_h5"}
+
+# What a weights-only file needs to be told (its config is not Keras' default).
+SHARED_OVERRIDES = {
+    "seed004_relu": {"activation": "relu"},
+    "embedding_masked_classifier": {"embedding.mask_zero": "true"},
+    "masking_backwards_sigmoid": {"activation": "sigmoid", "go_backwards": "true"},
+    "seed003_initial_state": {"return_sequences": "true"},
+}
+# seed003's layer returns sequences, so Keras' output is its hidden sequence.
+EXTRA_HIDDEN = {"seed003_initial_state": {"simple_rnn": "seed003_initial_state/expected_output.npy"}}
+
+
+def load_cases():
+    params = []
+    for ref in REFERENCE_SETS:
+        base = os.path.join(DATA, ref)
+        manifest = os.path.join(base, "manifest.json")
+        if not os.path.exists(manifest):
+            continue
+        with open(manifest) as f:
+            for case in json.load(f)["cases"]:
+                case = dict(case, base=base)
+                case.setdefault("weights_only_overrides", SHARED_OVERRIDES.get(case["name"]))
+                hidden = dict(case["expected"].get("hidden", {}))
+                hidden.update(EXTRA_HIDDEN.get(case["name"], {}))
+                case["hidden"] = hidden
+                for fmt, rel in case["files"].items():
+                    params.append(pytest.param(case, fmt, os.path.join(base, rel),
+                                               id=f"{ref}/{case['name']}/{fmt}"))
+    return params
+
+
+CASES = load_cases()
+
+
+def ref_path(*parts):
+    return os.path.join(DATA, "keras_reference", *parts)
+
+
+def sample(*parts):
+    return os.path.join(SAMPLES, *parts)
+
+
+def load(case, rel):
+    return np.load(os.path.join(case["base"], rel))
+
+
+@pytest.fixture
+def seed000():
+    import rnncli
+
+    return rnncli.load_model(sample("seed000_two_units.keras"))
+
+
+@pytest.fixture
+def ones_twos_threes():
+    return np.array([[[1.0] * 5, [2.0] * 5, [3.0] * 5]], np.float32)
