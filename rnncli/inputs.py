@@ -100,6 +100,8 @@ def _npz(data, name, key):
                 raise InputDataError(f"{name}: has no array {key!r}; it holds "
                                      f"{', '.join(files[:10])}")
             return _numeric(z[key], f"{name}[{key}]")
+    except InputDataError:
+        raise
     except ValueError as e:
         raise InputDataError(f"{name}: holds object (pickled) arrays or is damaged "
                              f"({str(e)[:60]}); expected numbers") from None

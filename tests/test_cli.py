@@ -1,0 +1,220 @@
+"""The commands, through click's CliRunner: exact numbers from Keras, formats, exit codes."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import ref_path, sample
+
+from rnncli.cli import cli
+
+S0 = sample("seed000_two_units.keras")
+S0_IN = sample("seed000_input.csv")
+# Keras 3.15's output for seed 000 (tests/data/keras_reference/seed000_two_units)
+S0_OUT = np.load(ref_path("seed000_two_units", "expected_output.npy"))[0]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def rows(text, delimiter=","):
+    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+def test_forward_table_shows_every_timestep():
+    r = run("forward", S0, "-i", S0_IN)
+    assert r.exit_code == 0, r.stderr
+    assert "simple_rnn (SimpleRNN, tanh, 2 units)  sample 0" in r.stdout
+    for value in ("0.17312296", "-0.601329", "0.6816086", "-0.98611367"):
+        assert value in r.stdout
+    assert r.stderr == ""
+
+
+def test_forward_csv_is_keras_numbers():
+    r = run("forward", S0, "-i", S0_IN, "-f", "csv")
+    assert r.exit_code == 0
+    table = rows(r.stdout)
+    assert table[0] == ["sample", "t", "h0", "h1"]
+    got = np.array([[float(v) for v in row[2:]] for row in table[1:]])
+    np.testing.assert_allclose(got, S0_OUT, atol=1e-6)
+    assert [row[:2] for row in table[1:]] == [["0", "0"], ["0", "1"], ["0", "2"]]
+
+
+def test_forward_tsv_and_ndjson_and_json_agree():
+    tsv = rows(run("forward", S0, "-i", S0_IN, "-f", "tsv").stdout, "\t")
+    nd = [json.loads(line) for line in run("forward", S0, "-i", S0_IN, "-f", "ndjson").stdout.splitlines()]
+    doc = json.loads(run("forward", S0, "-i", S0_IN, "-f", "json").stdout)
+    assert [float(v) for v in tsv[3][2:]] == nd[2]["h"] == doc["layers"][0]["hidden"][0][2]
+    assert nd[2] == {"layer": "simple_rnn", "sample": 0, "step": 2, "t": 2, "h": nd[2]["h"]}
+    np.testing.assert_allclose(doc["output"][0][0], S0_OUT, atol=1e-6)
+
+
+def test_forward_npy_to_stdout():
+    r = CliRunner().invoke(cli, ["forward", S0, "-i", S0_IN, "-f", "npy"])
+    arr = np.load(io.BytesIO(r.stdout_bytes))
+    np.testing.assert_allclose(arr[0], S0_OUT, atol=1e-6)
+
+
+def test_trace_shows_the_notebooks_arithmetic():
+    r = run("trace", S0, "-i", S0_IN)
+    assert r.exit_code == 0
+    # x·W + b from the notebook (bias is zero here), and h = tanh(z)
+    for value in ("0.17488432", "-0.6952264", "0.34976864", "-1.3904527", "0.52465284",
+                  "-2.085679"):
+        assert value in r.stdout
+    assert "h = tanh(z)" in r.stdout
+    assert "saturated" in r.stdout  # unit 1 at t=2: tanh(-2.48) = -0.986
+
+
+def test_trace_csv_terms_add_up():
+    r = run("trace", S0, "-i", S0_IN, "-f", "csv", "--terms")
+    table = rows(r.stdout)
+    head = table[0]
+    assert head[:13] == ["layer", "direction", "sample", "step", "t", "unit", "xw", "hu",
+                         "bias", "z", "h", "dominant", "flag"]
+    assert head[13:] == [f"x{i}_w" for i in range(5)]
+    for row in table[1:]:
+        rec = dict(zip(head, row))
+        xw, hu, b, z = (float(rec[k]) for k in ("xw", "hu", "bias", "z"))
+        assert abs(xw + hu + b - z) < 1e-6
+        assert abs(sum(float(rec[f"x{i}_w"]) for i in range(5)) - xw) < 1e-5
+        assert abs(np.tanh(z) - float(rec["h"])) < 1e-6
+    xw_plus_b = [float(r[6]) + float(r[8]) for r in table[1:]]
+    np.testing.assert_allclose(xw_plus_b, [0.17488432, -0.6952264, 0.34976864, -1.3904527,
+                                           0.52465284, -2.085679], rtol=1e-6)
+
+
+def test_trace_flags_dead_relu_units():
+    r = run("trace", sample("seed004_relu.keras"), "-i", sample("seed004_input.npy"), "-f", "csv")
+    table = rows(r.stdout)
+    dead = [row for row in table[1:] if row[12] == "dead"]
+    assert dead and all(float(row[9]) <= 0 for row in dead)
+
+
+def test_seed004_relu_output():
+    r = run("forward", sample("seed004_relu.keras"), "-i", sample("seed004_input.npy"))
+    assert "[6.445161 2.715219]" in r.stdout
+
+
+def test_summary_counts_57_parameters():
+    r = run("summary", sample("seed001_dense_head.keras"))
+    assert r.exit_code == 0
+    assert "Total params: 57" in r.stdout
+    assert "│      45 │" in r.stdout and "│      12 │" in r.stdout
+    assert "Keras 3 archive (.keras), written by Keras 3.15.1" in r.stdout
+    assert "spectral radius" in r.stdout
+
+
+def test_summary_json():
+    info = json.loads(run("summary", sample("seed001_dense_head.keras"), "-f", "json").stdout)
+    assert [la["params"] for la in info["layers"]] == [45, 12]
+    assert info["layers"][0]["output_shape"] == "(None, 5)"
+    rec = info["recurrence"][0]
+    assert rec["max_singular_value"] >= rec["spectral_radius"] - 1e-9
+
+
+def test_summary_warns_for_weights_only():
+    r = run("summary", ref_path("seed004_relu", "model.weights.h5"))
+    assert r.exit_code == 0
+    assert "assumed Keras' defaults" in r.stderr
+
+
+def test_random_weights_need_no_file():
+    a = run("forward", "--seed", "1", "--units", "2", "-i", S0_IN, "-f", "csv")
+    b = run("forward", "--seed", "1", "--units", "2", "-i", S0_IN, "-f", "csv")
+    c = run("forward", "--seed", "2", "--units", "2", "-i", S0_IN, "-f", "csv")
+    assert a.exit_code == 0 and a.stdout == b.stdout != c.stdout
+    assert rows(a.stdout)[0] == ["sample", "t", "h0", "h1"]
+
+
+def test_selection_options():
+    r = run("forward", sample("seed002_batch_state.keras"), "-i", sample("seed002_input.npy"),
+            "-f", "csv", "--sample", "1,3", "--steps", "-2:", "-u", "0:3")
+    table = rows(r.stdout)
+    assert table[0] == ["sample", "t", "h0", "h1", "h2"]
+    assert [row[:2] for row in table[1:]] == [["1", "26"], ["1", "27"], ["3", "26"], ["3", "27"]]
+    expected = np.load(ref_path("seed002_batch_state", "expected_hidden_simple_rnn.npy"))
+    np.testing.assert_allclose(float(table[1][2]), expected[1, 26, 0], atol=1e-6)
+
+
+def test_long_tables_are_elided_unless_all():
+    short = run("forward", sample("seed002_batch_state.keras"), "-i",
+                sample("seed002_input.npy"), "--sample", "0")
+    full = run("forward", sample("seed002_batch_state.keras"), "-i",
+               sample("seed002_input.npy"), "--sample", "0", "--all")
+    assert "⋮" in short.stdout and "⋮" not in full.stdout
+    assert len(full.stdout.splitlines()) > len(short.stdout.splitlines())
+
+
+def test_initial_state_option():
+    r = run("forward", sample("seed003_initial_state.keras"), "-i", sample("seed003_input.npy"),
+            "--initial-state", sample("seed003_initial_state.npy"), "-f", "npy")
+    arr = np.load(io.BytesIO(r.stdout_bytes))
+    np.testing.assert_allclose(arr, np.load(ref_path("seed003_initial_state", "expected_output.npy")),
+                               atol=1e-5)
+
+
+def test_stdin_csv_and_npy():
+    text = open(S0_IN).read()
+    a = run("forward", S0, "-i", "-", "-f", "csv", input=text)
+    buf = io.BytesIO()
+    np.save(buf, np.loadtxt(S0_IN, delimiter=",", skiprows=1))
+    b = CliRunner().invoke(cli, ["forward", S0, "-i", "-", "-f", "csv"], input=buf.getvalue())
+    assert a.exit_code == b.exit_code == 0
+    assert a.stdout == b.stdout
+
+
+def test_embedding_model_takes_token_csv():
+    r = run("forward", sample("masked_classifier.keras"), "-i",
+            sample("masked_classifier_input.csv"), "-f", "json")
+    doc = json.loads(r.stdout)
+    expected = np.load(ref_path("embedding_masked_classifier", "expected_output.npy"))
+    np.testing.assert_allclose(doc["output"][0], expected, atol=1e-5)
+
+
+def test_set_overrides_weights_only_config():
+    path = ref_path("seed004_relu", "model.weights.h5")
+    r = run("forward", path, "-i", sample("seed004_input.npy"), "--set", "activation=relu",
+            "-f", "csv")
+    assert rows(r.stdout)[2][2:] == ["6.445161", "2.715219"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["forward", S0, "-i", sample("seed001_input.npy")],
+     "input has 3 features per timestep; the model expects 5"),
+    (["forward", "nope.keras", "-i", S0_IN], "nope.keras: no such file"),
+    (["forward", S0_IN, "-i", S0_IN], "not a model file"),
+    (["forward", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'"),
+    (["forward", S0, "-i", S0_IN, "--set", "bogus.activation=relu"], "matched no layer"),
+    (["forward", S0, "-i", S0_IN, "--initial-state", sample("seed003_initial_state.npy")],
+     "initial state for layer 'simple_rnn' must have shape"),
+])
+def test_errors_are_one_line(args, message):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_usage_errors_exit_2():
+    assert CliRunner().invoke(cli, ["forward", S0]).exit_code == 2  # no -i
+    r = CliRunner().invoke(cli, ["forward", "--seed", "1", "-i", S0_IN])
+    assert r.exit_code == 2 and "--seed needs --units" in r.stderr
+
+
+def test_every_command_has_help_with_an_example():
+    for name, command in cli.commands.items():
+        r = run(name, "--help")
+        assert r.exit_code == 0
+        assert "Example" in r.stdout, name
+        assert command.help
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout.startswith("rnncli, version ")

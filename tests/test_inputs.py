@@ -1,0 +1,71 @@
+"""Reading inputs: CSV/TSV with or without a header and a sample column, NPY, NPZ, stdin."""
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from rnncli.errors import InputDataError
+from rnncli.inputs import parse_table, read_input
+
+
+def test_plain_csv_is_one_sequence():
+    assert parse_table("1,2\n3,4\n5,6\n").shape == (1, 3, 2)
+
+
+def test_header_and_label_columns():
+    x = parse_table("t,a,b\n0,1,2\n1,3,4\n")
+    assert x.tolist() == [[[1, 2], [3, 4]]]
+
+
+def test_sample_column_splits_sequences():
+    x = parse_table("sample\tx\n0\t1\n0\t2\n1\t3\n1\t4\n")
+    assert x.shape == (2, 2, 1) and x[1, :, 0].tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "is empty"),
+    ("a,b\n", "has a header but no data rows"),
+    ("1,2\n3\n", "line 2 has 1 columns; expected 2"),
+    ("a,b\n1,x\n", "line 2, column b: 'x' is not a number"),
+    ("sample,x\n0,1\n0,2\n1,3\n", "samples have different numbers of rows"),
+])
+def test_bad_tables(tmp_path, text, message):
+    p = tmp_path / "in.csv"
+    p.write_text(text)
+    with pytest.raises(InputDataError, match=message):
+        read_input(str(p))
+
+
+def test_binary_garbage_on_stdin():
+    with pytest.raises(InputDataError, match="binary data that is not NPY"):
+        read_input("-", stdin=io.BytesIO(b"\x00\x01\x02garbage"))
+
+
+def test_npz_needs_a_key_when_ambiguous(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, a=np.ones((2, 3)), b=np.zeros((2, 3)))
+    with pytest.raises(InputDataError, match="choose one with --key"):
+        read_input(str(p))
+    assert read_input(str(p), key="b").array.sum() == 0
+
+
+def test_object_npy_refused(tmp_path):
+    p = tmp_path / "x.npy"
+    np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputDataError, match="never loads"):
+        read_input(str(p))
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 4)),
+              elements=st.floats(-1e6, 1e6, allow_nan=False)))
+def test_csv_and_npy_round_trip(a):
+    text = "\n".join(",".join(repr(float(v)) for v in row) for row in a)
+    np.testing.assert_array_equal(parse_table(text)[0], a)
+    buf = io.BytesIO()
+    np.save(buf, a)
+    np.testing.assert_array_equal(read_input("-", stdin=io.BytesIO(buf.getvalue())).array, a)
