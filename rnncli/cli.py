@@ -431,14 +431,17 @@ def summary(model, seed, units, input_dim, overrides, fmt):
 @click.option("-o", "--output", required=True, metavar="PATH",
               help="File to write (- for stdout, binary formats included).")
 @click.option("-f", "--format", "fmt", type=click.Choice(["npz", "h5", "csv", "json", "npy",
-                                                           "lstmvis"]),
+                                                           "lstmvis", "keras", "weights.h5"]),
               help="Output format (default: from the extension).")
 @click.option("--what", metavar="KIND[/LAYER]",
               help="Keep only these arrays, e.g. hidden, or hidden/simple_rnn, or output.")
 @click.option("--layers", "layer_names", metavar="NAMES", help="Comma-separated layer names.")
+@click.option("--weights", is_flag=True,
+              help="Write the model's weights instead of results: .npz, .keras, .weights.h5 "
+              "or legacy .h5, readable by Keras 3.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def export(model, seed, units, input_dim, overrides, input_path, key, initial_state, strict,
-           output, fmt, what, layer_names, force):
+           output, fmt, what, layer_names, weights, force):
     """Write what forward and trace compute to a file other tools read.
 
     The .npz holds output, hidden/<layer>, state/<layer>, xw/<layer>, hu/<layer>,
@@ -448,11 +451,22 @@ def export(model, seed, units, input_dim, overrides, input_path, key, initial_st
     Examples:
       rnncli export sample_weights/seed000_two_units.keras -i sample_weights/seed000_input.csv -o out.npz
       rnncli export model.keras -i x.npy -o states.h5 --layers rnn_a
-      rnncli export model.keras -i x.npy -o - -f npy --what hidden/rnn_a | python -c ...
+      rnncli export model.keras -i x.npy -o - -f npy --what hidden/rnn_a > h.npy
+      rnncli export model_k2.h5 --weights -o model.keras
+      rnncli export --seed 1 --units 4 --input-dim 3 --weights -o random.keras
     """
     from .export import format_for, write_results
     from .output import check_target
 
+    if weights:
+        from .keras_writer import export_weights, weights_format_for
+
+        wfmt = weights_format_for(output, fmt) if output != "-" else (fmt or "npz")
+        check_target(output, force)
+        data = load_inputs(input_path, key, None, strict)[0] if input_path else None
+        m = get_model(model, seed, units, input_dim, overrides, data)
+        export_weights(m, output, wfmt, force)
+        return
     fmt = format_for(output, fmt) if output != "-" else (fmt or "npz")
     check_target(output, force)
     if not input_path:

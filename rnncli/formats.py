@@ -30,23 +30,24 @@ def fmt(a, precision=None) -> np.ndarray:
     return np.char.mod(f"%.{precision}f", a)
 
 
-def _num(v, precision=None):
-    """A JSON number: float32 values keep their short, exact form."""
-    if precision is not None:
-        return round(float(v), precision)
-    return float(str(v)) if isinstance(v, np.floating) else float(v)
-
-
 def _list(a, precision=None):
+    """Nested lists of floats for JSON; float32 values keep their short exact form."""
     a = np.asarray(a)
-    if a.ndim == 0:
-        return _num(a[()], precision)
-    if precision is None and a.dtype == np.float32:
-        return json.loads(np.array2string(a, separator=",", threshold=a.size + 1,
-                                          max_line_width=1 << 30, floatmode="unique")
-                          .replace("nan", "NaN").replace("inf", "Infinity"))
-    return [_list(x, precision) for x in a] if a.ndim > 1 else \
-        [_num(v, precision) for v in a]
+    if a.dtype.kind == "b":
+        return a.tolist()
+    if precision is not None:
+        return np.round(a.astype(np.float64), precision).tolist()
+    if a.dtype == np.float32 or a.dtype == np.float16:
+        return _nest(a.astype(str))
+    return a.tolist()
+
+
+def _nest(strings):
+    if strings.ndim == 0:
+        return float(strings[()])
+    if strings.ndim == 1:
+        return [float(v) for v in strings]
+    return [_nest(s) for s in strings]
 
 
 # ---------------------------------------------------------------- forward

@@ -316,8 +316,10 @@ def _k3_weights(f, path, ov, config):
                 return []
             return _k3_group_arrays(groups[key], f"{path}: layers/{key}")
 
-        return model_from_config(cfg, weights_for, _version_major(version), ov,
-                                 source=_source(path, "keras3_archive", version, True))
+        model = model_from_config(cfg, weights_for, _version_major(version), ov,
+                                  source=_source(path, "keras3_archive", version, True))
+        model.original_config = cfg  # kept for writing Keras 3 files back out
+        return model
     entries = []
     for key, g in groups.items():
         base = key.rstrip("0123456789").rstrip("_") if key[-1:].isdigit() else key

@@ -130,6 +130,7 @@ class Model:
         self.input_specs: list[InputSpec] = input_specs or []
         self.source: dict = source or {}
         self.notes: list[str] = notes or []
+        self.original_config: dict | None = None  # a Keras 3 config, when the file had one
 
     # -------------------------------------------------------------- lookup
 
