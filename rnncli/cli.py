@@ -6,6 +6,7 @@ Heavy imports (numpy, h5py, rich) happen inside the commands so that
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -455,7 +456,7 @@ def export(model, seed, units, input_dim, overrides, input_path, key, initial_st
       rnncli export model_k2.h5 --weights -o model.keras
       rnncli export --seed 1 --units 4 --input-dim 3 --weights -o random.keras
     """
-    from .export import format_for, write_results
+    from .export import export_results, format_for
     from .output import check_target
 
     if weights:
@@ -470,15 +471,37 @@ def export(model, seed, units, input_dim, overrides, input_path, key, initial_st
     fmt = format_for(output, fmt) if output != "-" else (fmt or "npz")
     check_target(output, force)
     if not input_path:
-        raise click.UsageError("export needs an input: -i PATH")
+        raise click.UsageError("export needs an input: -i PATH (or --weights)")
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
-    result = run_model(m, data, h0, trace=True)
-    if result.outputs is None:
-        note(f"model output not computed: {result.output_error}")
+    from .inputs import as_model_input
+
+    x = m.check_input(as_model_input(data, m))
     layers = [s.strip() for s in layer_names.split(",")] if layer_names else None
-    write_results(result, output, fmt, what=what, layers=layers, force=force, source=m.source,
-                  model=m)
+    with progress_bar("exporting") as progress:
+        export_results(m, x, output, fmt, initial_state=h0, what=what, layers=layers,
+                       force=force, progress=progress)
+
+
+@contextlib.contextmanager
+def progress_bar(label):
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = None
+
+        def update(done, total):
+            nonlocal task
+            if task is None:
+                task = bar.add_task(label, total=total)
+            bar.update(task, completed=done)
+
+        yield update
 
 
 def main():

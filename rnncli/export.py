@@ -3,12 +3,20 @@
 The array names follow one schema (docs/export.md): ``output``, ``output_1``,
 ``hidden/<layer>``, ``state/<layer>``, ``xw|hu|bias|z/<layer>``, ``mask/<layer>``;
 a Bidirectional layer's directions add ``/forward`` and ``/backward``.
+
+Large inputs are run a batch of samples at a time and each batch is written
+before the next is computed, so memory stays near one batch's worth (.json,
+which is one document, is the exception). Files appear only when complete.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import time
+import zipfile
 
 import numpy as np
 
@@ -18,6 +26,8 @@ from .output import atomic_path, open_output
 RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis")
 EXTENSIONS = {".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv", ".json": "json",
               ".npy": "npy"}
+STATIC_KINDS = ("bias",)  # arrays that do not grow with the batch
+TARGET_BATCH_BYTES = 64 * 2**20  # roughly how much one batch's results may take
 
 
 def format_for(path, fmt=None):
@@ -36,109 +46,256 @@ def _version():
     return __version__
 
 
-def _select(arrays, what):
+def batch_size_for(model, x, trace=True) -> int:
+    """Samples per batch so one batch's results stay near TARGET_BATCH_BYTES."""
+    steps = x.shape[1] if x.ndim > 1 else 1
+    units = sum(getattr(la, "units", 0) for la in model.recurrent_layers) or 1
+    per_sample = steps * units * x.dtype.itemsize * (5 if trace else 2) + x[0].nbytes
+    return max(1, min(len(x), TARGET_BATCH_BYTES // max(per_sample, 1)))
+
+
+def run_batches(model, x, initial_state=None, batch_size=None, trace=True):
+    """Yield (start, Result) for consecutive batches of samples."""
+    n = len(x)
+    size = batch_size or batch_size_for(model, x, trace)
+    h0 = initial_state
+    for start in range(0, n, size):
+        part = None
+        if h0 is not None and not isinstance(h0, dict):
+            a = np.asarray(h0)
+            part = a[start:start + size] if a.ndim == 2 and a.shape[0] == n and n > 1 else a
+        yield start, model.run(np.asarray(x[start:start + size]), initial_state=part, trace=trace)
+
+
+def _select(arrays, what, layers):
+    if layers:
+        arrays = {k: v for k, v in arrays.items()
+                  if k.startswith("output") or k.split("/")[1] in layers}
     if what is None:
         return arrays
-    keys = [k for k in arrays if k == what or k.startswith(what + "/")]
+    wanted = [w.strip() for w in what.split(",")]
+    keys = [k for k in arrays if any(k == w or k.startswith(w + "/") for w in wanted)]
     if not keys:
         raise RnncliError(f"--what {what!r} matches no array; available: "
                           f"{', '.join(list(arrays)[:12])}")
     return {k: arrays[k] for k in keys}
 
 
-def write_results(result, path, fmt, *, what=None, layers=None, force=False, source=None,
-                  model=None, precision=None, lstmvis_layer=None):
-    """Write ``result`` to ``path`` (``-`` for stdout) in ``fmt``; atomic for files."""
+def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
+                   force=False, batch_size=None, progress=None, precision=None):
+    """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout)."""
     if layers:
-        unknown = [n for n in layers if n not in result.layers]
+        names = [la.name for la in model.recurrent_layers]
+        unknown = [n for n in layers if n not in names]
         if unknown:
             raise RnncliError(f"--layers: no recurrent layer {unknown[0]!r}; expected one of "
-                              f"{', '.join(result.layers)}")
-    if what and what.split("/")[0] == "output" and result.outputs is None:
-        raise RnncliError(f"the model output can't be computed: {result.output_error}")
-    arrays = _select(result.arrays(layers=layers), what)
-    meta = {"rnncli_version": _version(), "source": json.dumps(source or {})}
-    if fmt == "npz":
-        with open_output(path, "wb", force) as fh:
-            np.savez(fh, **arrays)
-    elif fmt == "npy":
-        if len(arrays) != 1:
-            raise RnncliError(f".npy holds one array; choose one with --what (e.g. "
-                              f"{next(iter(arrays), 'hidden/<layer>')}); there are {len(arrays)}")
-        with open_output(path, "wb", force) as fh:
-            np.save(fh, next(iter(arrays.values())), allow_pickle=False)
-    elif fmt == "json":
+                              f"{', '.join(names)}")
+    batches = run_batches(model, x, initial_state, batch_size)
+    total = len(x)
+    if fmt in ("npz", "h5", "npy"):
+        sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
+        with sink:
+            for start, result in _with_progress(batches, total, progress):
+                if what and what.split("/")[0] == "output" and result.outputs is None:
+                    raise RnncliError(f"the model output can't be computed: "
+                                      f"{result.output_error}")
+                sink.add(start, _select(result.arrays(), what, layers))
+        return
+    if fmt == "csv":
+        from .formats import write_trace
+        from .views import Selection, trace_views
+
+        with open_output(path, "w", force) as fh:
+            first = True
+            for start, result in _with_progress(batches, total, progress):
+                views = [v for n in result.layers if not layers or n in layers
+                         for v in trace_views(result, n, Selection())]
+                for v in views:
+                    v.samples = v.samples + start
+                write_trace(views, "csv", fh, precision, header=first)
+                first = False
+        return
+    if fmt == "json":
         from .formats import _list
 
-        doc = {"rnncli_version": meta["rnncli_version"], "source": source or {},
+        parts: dict = {}
+        for _, result in _with_progress(batches, total, progress):
+            for k, v in _select(result.arrays(), what, layers).items():
+                parts.setdefault(k, []).append(v)
+        arrays = {k: (v[0] if k.split("/")[0] in STATIC_KINDS else np.concatenate(v))
+                  for k, v in parts.items()}
+        doc = {"rnncli_version": _version(), "source": model.source,
                "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype),
                               "data": _list(v, precision)} for k, v in arrays.items()}}
         with open_output(path, "w", force) as fh:
             json.dump(doc, fh)
             fh.write("\n")
-    elif fmt == "csv":
-        from .formats import write_trace
-        from .views import Selection, trace_views
-
-        names = [n for n in result.layers if not layers or n in layers]
-        views = [v for n in names for v in trace_views(result, n, Selection())]
-        if not views:
-            raise RnncliError("no trace to write: the model has no recurrent layer to export")
-        with open_output(path, "w", force) as fh:
-            write_trace(views, "csv", fh, precision)
-    elif fmt == "h5":
-        _write_h5(result, path, arrays, meta, model, force)
-    elif fmt == "lstmvis":
-        _write_lstmvis(result, path, lstmvis_layer, force)
-    else:
-        raise RnncliError(f"unknown export format {fmt!r}; expected one of "
-                          f"{', '.join(RESULT_FORMATS)}")
+        return
+    if fmt == "lstmvis":
+        with H5Sink(path, force, total, model, lstmvis=layers[0] if layers else None) as sink:
+            for start, result in _with_progress(batches, total, progress):
+                sink.add(start, result.arrays())
+        return
+    raise RnncliError(f"unknown export format {fmt!r}; expected one of {', '.join(RESULT_FORMATS)}")
 
 
-def _h5_target(path, force):
-    if path == "-":
-        raise OutputError("HDF5 can't be streamed to stdout; give a file name with -o")
-    return atomic_path(path, force)
+def _with_progress(batches, total, progress):
+    """Pass batches through, telling ``progress(done, total)`` once a second has gone by."""
+    t0 = time.perf_counter()
+    for start, result in batches:
+        yield start, result
+        if progress is not None and time.perf_counter() - t0 > 1.0:
+            first = next(iter(result.layers.values()), None)
+            n = len(first.state if not isinstance(first.state, dict)
+                    else first.state["forward"]) if first else 0
+            progress(start + n, total)
 
 
-def _write_h5(result, path, arrays, meta, model, force):
-    import h5py
+class _Sink:
+    def __init__(self, path, force, total, model):
+        if path == "-" and not isinstance(self, (NpzSink, NpySink)):
+            raise OutputError("HDF5 can't be streamed to stdout; give a file name with -o")
+        self.path, self.force, self.total, self.model = path, force, total, model
 
-    with _h5_target(path, force) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for k, v in meta.items():
-                f.attrs[k] = v
-            for key, value in arrays.items():
-                kind, _, rest = key.partition("/")
-                if not rest:  # output, output_1
-                    f.create_dataset(key, data=value)
-                    continue
-                layer, _, direction = rest.partition("/")
-                group = f.require_group(layer if not direction else f"{layer}/{direction}")
-                group.create_dataset(kind, data=value)
-            for name, r in result.layers.items():
-                if name in f:
-                    g = f[name]
-                    g.attrs["class_name"] = r.layer.class_name
-                    from .summary import layer_config
+    def __enter__(self):
+        return self
 
-                    g.attrs["config"] = layer_config(r.layer)
-                    g.attrs["shapes"] = "hidden (batch, timesteps, units) in Keras' order; " \
-                        "state (batch, units); xw, hu, z (batch, timesteps, units) in " \
-                        "processing order; bias (units,)"
+    def __exit__(self, *exc):
+        return False
 
 
-def _write_lstmvis(result, path, layer, force):
-    """LSTMVis states file: dataset ``states`` (timesteps, units), samples end to end."""
-    import h5py
+class NpzSink(_Sink):
+    """An .npz written member by member: each batch goes to a raw file per array, and the
+    zip is assembled from those at the end (np.load reads it as usual)."""
 
-    name = layer or next(reversed(result.layers), None)
-    if name is None or name not in result.layers:
-        raise RnncliError(f"no recurrent layer {name!r} to write for LSTMVis")
-    hidden = result.layers[name].hidden
-    states = hidden.reshape(-1, hidden.shape[-1])
-    with _h5_target(path, force) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("states", data=states)
-            f.attrs["layer"] = name
-            f.attrs["rnncli_version"] = _version()
+    def __enter__(self):
+        target = self.path if self.path != "-" else None
+        folder = os.path.dirname(os.path.abspath(target)) if target else None
+        self.tmpdir = tempfile.mkdtemp(prefix=".rnncli-", dir=folder)
+        self.files, self.meta = {}, {}
+        return self
+
+    def add(self, start, arrays):
+        for k, v in arrays.items():
+            v = np.ascontiguousarray(v)
+            if k not in self.meta:
+                self.meta[k] = (v.dtype, v.shape[1:], k.split("/")[0] in STATIC_KINDS, v.shape)
+                self.files[k] = open(os.path.join(self.tmpdir, str(len(self.files))), "wb")
+            elif self.meta[k][2]:
+                continue
+            self.files[k].write(v.tobytes())
+
+    def _assemble(self, fh):
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for k, f in self.files.items():
+                f.close()
+                dtype, rest, static, first_shape = self.meta[k]
+                shape = first_shape if static else (self.total, *rest)
+                with z.open(k + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array_header_2_0(
+                        member, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                 "fortran_order": False, "shape": shape})
+                    with open(f.name, "rb") as raw:
+                        shutil.copyfileobj(raw, member, 1 << 20)
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                with open_output(self.path, "wb", self.force) as fh:
+                    self._assemble(fh)
+        finally:
+            for f in self.files.values():
+                f.close()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return False
+
+
+class NpySink(NpzSink):
+    """One array (picked with --what) as .npy."""
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                if len(self.files) != 1:
+                    raise RnncliError(f".npy holds one array; choose one with --what (e.g. "
+                                      f"{next(iter(self.files), 'hidden/<layer>')}); there "
+                                      f"are {len(self.files)}")
+                (k, f), = self.files.items()
+                f.close()
+                dtype, rest, static, first = self.meta[k]
+                with open_output(self.path, "wb", self.force) as fh:
+                    np.lib.format.write_array_header_2_0(
+                        fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                             "shape": first if static else (self.total, *rest)})
+                    with open(f.name, "rb") as raw:
+                        shutil.copyfileobj(raw, fh, 1 << 20)
+        finally:
+            for f in self.files.values():
+                f.close()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return False
+
+
+class H5Sink(_Sink):
+    """HDF5: a group per layer (``forward``/``backward`` subgroups for Bidirectional) with its
+    arrays, the model outputs at the top, and attributes describing the source."""
+
+    def __init__(self, path, force, total, model, lstmvis=False):
+        super().__init__(path, force, total, model)
+        self.lstmvis = lstmvis
+
+    def __enter__(self):
+        import h5py
+
+        self._atomic = atomic_path(self.path, self.force)
+        tmp = self._atomic.__enter__()
+        self.f = h5py.File(tmp, "w")
+        self.f.attrs["rnncli_version"] = _version()
+        self.f.attrs["source"] = json.dumps(self.model.source)
+        if self.lstmvis is not False:
+            rec = [la.name for la in self.model.recurrent_layers]
+            self.lstm_layer = self.lstmvis or (rec[-1] if rec else None)
+            if self.lstm_layer not in rec:
+                raise RnncliError(f"no recurrent layer {self.lstm_layer!r} for LSTMVis")
+            self.f.attrs["layer"] = self.lstm_layer
+        return self
+
+    def add(self, start, arrays):
+        if self.lstmvis is not False:
+            h = arrays[f"hidden/{self.lstm_layer}"]
+            T, H = h.shape[1], h.shape[2]
+            if "states" not in self.f:
+                self.f.create_dataset("states", shape=(self.total * T, H), dtype=h.dtype)
+            self.f["states"][start * T:(start + len(h)) * T] = h.reshape(-1, H)
+            return
+        for key, v in arrays.items():
+            kind, _, rest = key.partition("/")
+            path = key if not rest else f"{rest}/{kind}"
+            if path not in self.f:
+                static = kind in STATIC_KINDS
+                shape = v.shape if static else (self.total, *v.shape[1:])
+                self.f.create_dataset(path, shape=shape, dtype=v.dtype)
+                if static:
+                    self.f[path][...] = v
+            if kind not in STATIC_KINDS:
+                self.f[path][start:start + len(v)] = v
+
+    def _describe(self):
+        from .summary import layer_config
+
+        for la in self.model.recurrent_layers:
+            if la.name in self.f:
+                g = self.f[la.name]
+                g.attrs["class_name"] = la.class_name
+                g.attrs["config"] = layer_config(la)
+                g.attrs["shapes"] = ("hidden (batch, timesteps, units) in Keras' order; state "
+                                     "(batch, units); xw, hu, z (batch, timesteps, units) in "
+                                     "processing order; bias (units,); mask (batch, timesteps)")
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._describe()
+        finally:
+            self.f.close()
+        return self._atomic.__exit__(exc_type, exc, tb)

@@ -115,11 +115,11 @@ def trace_rows(view, precision=None, header=True):
                 yield row
 
 
-def write_trace(views, fmt_name, out, precision=None):
+def write_trace(views, fmt_name, out, precision=None, header=True):
     if fmt_name in ("csv", "tsv"):
         w = csv.writer(out, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
         for i, v in enumerate(views):
-            for row in trace_rows(v, precision, header=(i == 0)):
+            for row in trace_rows(v, precision, header=header and i == 0):
                 w.writerow(row)
     elif fmt_name == "ndjson":
         for v in views:

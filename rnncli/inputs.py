@@ -45,6 +45,9 @@ def read_input(source, key: str | None = None, stdin=None) -> InputData:
         raise InputDataError(f"{path}: is a directory; expected a CSV, TSV, .npy or .npz file")
     try:
         with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                return InputData(_npy_file(path), path, False)
+            f.seek(0)
             data = f.read()
     except FileNotFoundError:
         raise InputDataError(f"{path}: no such file") from None
@@ -85,6 +88,20 @@ def _npy(data, name):
     except (OSError, EOFError) as e:
         raise InputDataError(f"{name}: damaged NPY data ({str(e)[:80]})") from None
     return _numeric(arr, name)
+
+
+def _npy_file(path):
+    """A .npy on disk, memory-mapped: a large input is read a batch at a time."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise InputDataError(f"{path}: holds an object (pickled) array, which rnncli never "
+                                 f"loads; expected numbers") from None
+        raise InputDataError(f"{path}: damaged NPY data ({str(e)[:80]})") from None
+    except (OSError, EOFError) as e:
+        raise InputDataError(f"{path}: damaged NPY data ({str(e)[:80]})") from None
+    return _numeric(arr, path)
 
 
 def _npz(data, name, key):
