@@ -21,6 +21,13 @@ def note(message: str):
     click.echo(f"rnncli: {message}", err=True)
 
 
+class Failure(click.ClickException):
+    """An expected failure: one line on stderr, exit 1."""
+
+    def show(self, file=None):
+        click.echo(f"rnncli: error: {self.format_message()}", err=True)
+
+
 class RnncliGroup(click.Group):
     """Turns rnncli's own errors into one line on stderr (exit 1), Ctrl-C into exit 130,
     and a closed pipe into a quiet exit."""
@@ -33,7 +40,7 @@ class RnncliGroup(click.Group):
         except RnncliError as e:
             if ctx.obj and ctx.obj.get("traceback"):
                 raise
-            raise click.ClickException(str(e)) from None
+            raise Failure(str(e)) from None
         except KeyboardInterrupt:
             note("interrupted")
             ctx.exit(EXIT_INTERRUPTED)
@@ -45,7 +52,7 @@ class RnncliGroup(click.Group):
         except Exception as e:  # a bug: short message unless asked for the traceback
             if ctx.obj and ctx.obj.get("traceback"):
                 raise
-            raise click.ClickException(
+            raise Failure(
                 f"unexpected error: {type(e).__name__}: {e} (run with --traceback or "
                 f"RNNCLI_TRACEBACK=1 for details, and please report it)") from None
 
@@ -194,11 +201,29 @@ def load_inputs(input_path, key, initial_state, strict):
     return data, h0
 
 
-def run_model(model, data, h0, trace):
+def model_input(model, data):
+    """The input array as ``model`` takes it; errors name the input file."""
+    from .errors import InputDataError
     from .inputs import as_model_input
 
-    x = as_model_input(data, model)
-    return model.run(x, initial_state=h0, trace=trace)
+    try:
+        return model.check_input(as_model_input(data, model))
+    except InputDataError as e:
+        if str(e).startswith(data.name):
+            raise
+        raise InputDataError(f"{data.name}: {e}") from None
+
+
+def run_model(model, data, h0, trace):
+    from .errors import InputDataError
+
+    x = model_input(model, data)
+    try:
+        return model.run(x, initial_state=h0, trace=trace)
+    except InputDataError as e:
+        if str(e).startswith(data.name) or "initial state" in str(e):
+            raise
+        raise InputDataError(f"{data.name}: {e}") from None
 
 
 def selection(result, sample, steps, unit_list):
@@ -273,7 +298,7 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
     result = run_model(m, data, h0, trace=False)
-    if result.outputs is None and fmt == "table":
+    if result.outputs is None and fmt in ("table", "json"):
         note(f"model output not computed: {result.output_error}")
     sel = selection(result, sample, steps, unit_list)
     names = pick_layers(m, result, layer_keys, fmt)
@@ -474,9 +499,7 @@ def export(model, seed, units, input_dim, overrides, input_path, key, initial_st
         raise click.UsageError("export needs an input: -i PATH (or --weights)")
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
-    from .inputs import as_model_input
-
-    x = m.check_input(as_model_input(data, m))
+    x = model_input(m, data)
     layers = [s.strip() for s in layer_names.split(",")] if layer_names else None
     with progress_bar("exporting") as progress:
         export_results(m, x, output, fmt, initial_state=h0, what=what, layers=layers,

@@ -255,6 +255,12 @@ def model_from_config(config: dict, weights_for, keras_major: int = 3, overrides
     else:
         raise ModelFileError(f"model class {cls!r} is not Sequential or Functional")
     overrides.check_all_used(model)
+    for layer in model.layers:
+        if isinstance(layer, L.Unsupported):
+            model.notes.append(f"{layer.reason}; its recurrent layers can still be inspected")
+        for wname, w in layer.weights().items():
+            if w.dtype.kind == "f" and not np.isfinite(w).all():
+                model.notes.append(f"layer {layer.name!r}: {wname} holds NaN or Inf values")
     return model
 
 

@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import ModelFileError, RnncliError
 from .keras_config import Overrides, model_from_config, snake_case
 from .model import Model
 
@@ -50,10 +50,20 @@ def load_model(path, overrides: dict | None = None) -> Model:
     path = os.fspath(path)
     ov = Overrides(overrides)
     head = _head(path)
-    if head.startswith(HDF5_SIGNATURE) or _hdf5_userblock(path):
-        return _load_h5(path, ov)
-    if head.startswith(ZIP_SIGNATURES):
-        return _load_zip(path, ov)
+    try:
+        if head.startswith(HDF5_SIGNATURE) or _hdf5_userblock(path):
+            return _load_h5(path, ov)
+        if head.startswith(ZIP_SIGNATURES):
+            return _load_zip(path, ov)
+    except RnncliError as e:
+        if str(e).startswith(path):
+            raise
+        raise type(e)(f"{path}: {e}") from None
+    except (MemoryError, RecursionError):
+        raise ModelFileError(f"{path}: too large or too deeply nested to read") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file must end in one sentence
+        raise ModelFileError(f"{path}: damaged or unreadable model file ({type(e).__name__}: "
+                             f"{_short(e)})") from None
     if head.startswith(b"\x93NUMPY"):
         raise ModelFileError(f"{path}: is a single .npy array, not a model; expected a Keras "
                              f"file or an .npz holding kernel, recurrent_kernel and bias")

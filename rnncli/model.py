@@ -219,6 +219,10 @@ class Model:
         The model output is computed when every layer on its path is supported;
         otherwise ``Result.outputs`` is None and ``Result.output_error`` says why.
         """
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN show in the results
+            return self._run(x, initial_state, trace)
+
+    def _run(self, x, initial_state, trace):
         x = self.check_input(x)
         B = x.shape[0]
         init = self._initial_states(initial_state, B)
