@@ -40,6 +40,13 @@ def recurrence(xw, recurrent_kernel, bias, act, act_name, h, mask=None,
         return out.transpose(1, 0, 2), h, _tm(hu), _tm(z)
 
     if mask is None:
+        from . import fast
+
+        if fast.worth_it(T, B, H, act_name, dtype.itemsize):
+            h = fast.recurrence(xwb, recurrent_kernel, h, out, act_name, hu, z)
+            return out.transpose(1, 0, 2), h, _tm(hu), _tm(z)
+
+    if mask is None:
         if trace:
             for t in range(T):
                 np.matmul(h, recurrent_kernel, out=hu[t])

@@ -1,0 +1,68 @@
+"""The compiled (numba) path gives the plain path's numbers, and Keras' numbers."""
+
+import os
+
+import numpy as np
+import pytest
+from conftest import CASES, WITH_CONFIG, load
+
+import rnncli
+from rnncli import fast
+from rnncli.layers import SimpleRNN
+from rnncli.random_weights import random_weights
+
+pytest.importorskip("numba")
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    def use(name):
+        monkeypatch.setenv("RNNCLI_ENGINE", name)
+
+    return use
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", fast.ACTIVATIONS)
+@pytest.mark.parametrize("trace", [False, True])
+def test_numba_matches_numpy(engine, dtype, act, trace):
+    k, u, b = random_weights(4, 16, 3, dtype=dtype)
+    b = b + dtype(0.05)
+    u = u * dtype(0.9)  # contracting: rounding differences can't grow without bound
+    layer = SimpleRNN("r", k, u, b, activation=act, return_sequences=True)
+    x = np.random.default_rng(0).normal(size=(2, 700, 3)).astype(dtype)
+    engine("numpy")
+    seq0, h0, tr0 = layer.scan(x, trace=trace)
+    engine("numba")
+    seq1, h1, tr1 = layer.scan(x, trace=trace)
+    # an ulp or so per step, as BLAS and the compiled loop sum in different orders
+    tol = {"atol": 2e-6, "rtol": 1e-5} if dtype == np.float32 else {"atol": 1e-12, "rtol": 1e-11}
+    np.testing.assert_allclose(seq1, seq0, **tol)
+    np.testing.assert_allclose(h1, h0, **tol)
+    if trace:
+        for name in ("xw", "hu", "z", "h"):
+            np.testing.assert_allclose(getattr(tr1, name), getattr(tr0, name), **tol)
+
+
+def test_auto_picks_numba_only_for_long_small_problems(engine):
+    engine("auto")
+    assert fast.worth_it(10000, 1, 64, "tanh")
+    assert not fast.worth_it(100, 1, 64, "tanh")  # short: not worth compiling for
+    assert not fast.worth_it(50, 1024, 256, "tanh")  # big batches: BLAS
+    assert not fast.worth_it(10000, 1, 64, "gelu")  # only the activations compiled
+    engine("numpy")
+    assert not fast.worth_it(10000, 1, 64, "tanh")
+
+
+@pytest.mark.parametrize("case,fmt,path", [c for c in CASES if c.values[1] in WITH_CONFIG])
+def test_numba_path_matches_keras(engine, case, fmt, path):
+    engine("numba")
+    model = rnncli.load_model(path)
+    x = load(case, case["input"])
+    h0 = load(case, case["initial_state"]) if "initial_state" in case else None
+    result = model.run(x, initial_state=h0)
+    for key, rel in case["expected"].items():
+        if key.startswith("output"):
+            i = 0 if key == "output" else int(key.split("_")[1])
+            np.testing.assert_allclose(result.outputs[i], load(case, rel), atol=1e-5, rtol=1e-5)
+    assert os.environ["RNNCLI_ENGINE"] == "numba"
