@@ -216,10 +216,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--shape", action="append", help="B,T,D,H to run instead of the set")
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "performance.md"))
     args = ap.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     shapes = SHAPES[:3] if args.quick else SHAPES
+    if args.shape:
+        shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape]
     rows = []
     for dtype in (np.float32, np.float64):
         for shape in shapes:
@@ -237,7 +240,7 @@ def main():
         flops = 2 * B * T * (D * H + H * H)
         lines.append(f"(1024, 50, 64, 256) float32: {flops / big[0]['rnncli'] / 1e9:.1f} GFLOP/s "
                      f"= {flops / big[0]['rnncli'] / 1e9 / gflops:.0%} of that.")
-    if not args.quick:
+    if not args.quick and not args.shape:
         sample = [os.path.join(ROOT, "sample_weights", "seed000_two_units.keras"), "-i",
                   os.path.join(ROOT, "sample_weights", "seed000_input.csv")]
         t_help, rss_help = process_latency(["--help"])
@@ -248,7 +251,7 @@ def main():
                   f"{rss_fwd / 1024:.0f} |"]
     report = "\n".join(lines)
     print(report)
-    if not args.quick:
+    if not args.quick and not args.shape:
         with open(args.output) as f:
             text = f.read()
         start, end = "<!-- bench:start -->\n", "\n<!-- bench:end -->"

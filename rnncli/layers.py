@@ -135,13 +135,16 @@ class SimpleRNN(Layer):
             z = z + self.bias
         return self._act(z)
 
-    def scan(self, x, mask=None, initial_state=None, trace=False):
+    def scan(self, x, mask=None, initial_state=None, trace=False, keep=True):
         """Run over a whole sequence.
 
         x: (B, T, D); mask: (B, T) bool or None; initial_state: (B, H) or None.
-        Returns (sequence (B, T, H) in Keras' order, final state (B, H), Trace or None).
+        Returns (sequence (B, T, H) in Keras' order, final state (B, H), Trace or None);
+        with ``keep=False`` (and no trace) the sequence is not kept (None): O(B x H) memory.
         """
-        x = np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
         if x.ndim != 3 or x.shape[-1] != self.input_dim:
             raise InputDataError(
                 f"layer {self.name!r} expects input of shape (batch, timesteps, {self.input_dim}), "
@@ -161,10 +164,9 @@ class SimpleRNN(Layer):
                 f"layer {self.name!r}: initial state must have shape ({B}, {H}), got {h.shape}")
         from . import kernels
 
-        xw = kernels.input_projection(x, self.kernel)  # (B, T, H), one matrix product
-        seq, h, hu, z = kernels.recurrence(
-            xw, self.recurrent_kernel, self.bias, self._act, self.activation, h, mask,
-            self.zero_output_for_mask, trace)
+        seq, h, xw, hu, z = kernels.scan(
+            x, self.kernel, self.recurrent_kernel, self.bias, self._act, self.activation, h,
+            mask, self.zero_output_for_mask, trace, keep)
         tr = None
         if trace:
             bias = self.bias if self.bias is not None else np.zeros(H, self.dtype)

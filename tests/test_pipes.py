@@ -54,8 +54,10 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     x = tmp_path / "big.npy"
     np.save(x, np.random.default_rng(0).normal(size=(1, 3_000_000, 5)).astype(np.float32))
     out = tmp_path / "out.npz"
+    # the numpy loop, so that 3 million steps take long enough to interrupt
+    env = dict(os.environ, RNNCLI_ENGINE="numpy")
     proc = subprocess.Popen(RNNCLI + ["export", S0, "-i", str(x), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
