@@ -311,15 +311,20 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
         from . import formats
 
         if fmt == "table":
-            from .render import make_console, output_table, states_table
+            from .render import make_console, output_tables, states_table
 
             console = make_console(file=fh)
             for v in views:
                 layer = m.get_layer(v.layer)
                 for i in range(len(v.samples)):
-                    console.print(states_table(_one_sample(v, i), layer, precision, show_all))
-            if outputs is not None and not _output_is_shown(outputs, result, names):
-                console.print(output_table(outputs, views[0].samples, precision))
+                    console.print(states_table(_one_sample(v, i), layer, precision, show_all,
+                                               width=console.width))
+            if outputs is not None:
+                shown = {n: result.layers[n].hidden for n in names
+                         if result.layers[n].hidden is not None}
+                for item in output_tables(outputs, views[0].samples, shown, precision,
+                                          show_all, width=console.width):
+                    console.print(item)
         elif fmt in ("csv", "tsv", "ndjson"):
             for v in views:
                 formats.write_states(v, fmt, fh, precision)
@@ -339,16 +344,8 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
 def _one_sample(view, i):
     from dataclasses import replace
 
-    return replace(view, samples=view.samples[i:i + 1], values=view.values[i:i + 1])
-
-
-def _output_is_shown(outputs, result, names):
-    """True when the model output is just a hidden sequence already in the tables."""
-    import numpy as np
-
-    return len(outputs) == 1 and any(
-        result.layers[n].hidden is not None and result.layers[n].hidden.shape == outputs[0].shape
-        and np.array_equal(result.layers[n].hidden, outputs[0]) for n in names)
+    return replace(view, samples=view.samples[i:i + 1], values=view.values[i:i + 1],
+                   mask=None if view.mask is None else view.mask[i:i + 1])
 
 
 @cli.command()
@@ -393,7 +390,8 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
             for v in views:
                 layer = m.get_layer(v.layer)
                 for i in range(len(v.samples)):
-                    console.print(trace_table(v, layer, i, precision, show_all))
+                    console.print(trace_table(v, layer, i, precision, show_all,
+                                              width=console.width))
         elif fmt in ("csv", "tsv", "ndjson"):
             formats.write_trace(views, fmt, fh, precision)
         elif fmt == "json":

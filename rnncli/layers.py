@@ -173,9 +173,10 @@ class SimpleRNN(Layer):
             tr = Trace(xw, hu, bias, z, seq, mask, self.activation, order, x, self.kernel)
         return seq, h, tr
 
-    def call(self, x, mask=None, initial_state=None, trace=False):
-        seq, state, tr = self.scan(x, mask, initial_state, trace)
-        y = seq if self.return_sequences else seq[:, -1]
+    def call(self, x, mask=None, initial_state=None, trace=False, keep=True):
+        seq, state, tr = self.scan(x, mask, initial_state, trace,
+                                   keep=keep or self.return_sequences)
+        y = seq if self.return_sequences else (seq[:, -1] if seq is not None else state)
         out_mask = mask if self.return_sequences else None
         if self.go_backwards and out_mask is not None:
             out_mask = out_mask[:, ::-1]
@@ -267,8 +268,8 @@ class Bidirectional(Layer):
         w.update({f"backward/{k}": v for k, v in self.backward_layer.weights().items()})
         return w
 
-    def call(self, x, mask=None, initial_state=None, trace=False):
-        init_f = init_b = None
+    def call(self, x, mask=None, initial_state=None, trace=False, keep=True):
+        init_f = init_b = None  # (keep is ignored: the merge needs both whole sequences)
         if initial_state is not None:
             initial_state = np.asarray(initial_state)
             hf = self.forward_layer.units

@@ -211,18 +211,20 @@ class Model:
         dtype = self.dtype if x.dtype.kind != "f" or x.dtype != self.dtype else x.dtype
         return x.astype(dtype, copy=False)
 
-    def run(self, x, initial_state=None, trace=True) -> Result:
+    def run(self, x, initial_state=None, trace=True, sequences=True) -> Result:
         """Run the model on ``x`` ((B, T, D), (T, D), or integer ids (B, T)).
 
         ``initial_state``: an array ((units,) or (B, units)) for the first recurrent
         layer, or a dict of them by layer name. Returns a :class:`Result`.
         The model output is computed when every layer on its path is supported;
         otherwise ``Result.outputs`` is None and ``Result.output_error`` says why.
+        ``sequences=False`` with ``trace=False`` keeps no hidden sequence of a layer that
+        does not return one (``Result.hidden`` is None there): memory O(batch x units).
         """
         with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN show in the results
-            return self._run(x, initial_state, trace)
+            return self._run(x, initial_state, trace, sequences)
 
-    def _run(self, x, initial_state, trace):
+    def _run(self, x, initial_state, trace, sequences=True):
         x = self.check_input(x)
         B = x.shape[0]
         init = self._initial_states(initial_state, B)
@@ -267,7 +269,7 @@ class Model:
             takes_input = any(isinstance(a, Ref) and a.layer in input_names
                               for a in _flatten(node.args))
             try:
-                outs = self._call(layer, args, kwargs, init, trace, records)
+                outs = self._call(layer, args, kwargs, init, trace, records, sequences)
             except UnsupportedLayerError as e:
                 return _Missing(str(e))
             except InputDataError as e:
@@ -296,7 +298,7 @@ class Model:
         ordered = {la.name: records[la.name] for la in self.layers if la.name in records}
         return Result(flat, missing[0].reason if missing else None, ordered)
 
-    def _call(self, layer, args, kwargs, init, trace, records):
+    def _call(self, layer, args, kwargs, init, trace, records, sequences=True):
         if isinstance(layer, Op):
             vals = _strip_masks(args)
             kw = {k: _strip_masks(v) for k, v in kwargs.items() if k not in ("mask", "training")}
@@ -322,7 +324,7 @@ class Model:
                 mask = np.asarray(mask, bool)
                 if mask.ndim != 2:
                     raise InputDataError(f"layer {layer.name!r}: mask must be (batch, timesteps)")
-            out = layer.call(xv, mask, h0, trace)
+            out = layer.call(xv, mask, h0, trace, keep=sequences)
             traces = out.trace if isinstance(out.trace, dict) else {"": out.trace}
             state = {"forward": out.state[0], "backward": out.state[1]} \
                 if isinstance(out.state, tuple) else out.state

@@ -34,11 +34,25 @@ def _edges(n, show_all):
     return list(range(EDGE_ROWS)) + [None] + list(range(n - EDGE_ROWS, n))
 
 
-def _unit_cols(n, show_all):
-    if show_all or n <= MAX_UNITS:
+def _unit_cols(n, show_all, limit=MAX_UNITS):
+    limit = max(2, limit)
+    if show_all or n <= limit:
         return list(range(n))
-    half = MAX_UNITS // 2
-    return list(range(half)) + [None] + list(range(n - half, n))
+    head, tail = (limit + 1) // 2, limit // 2
+    return list(range(head)) + [None] + list(range(n - tail, n))
+
+
+def fit(values, precision, width, show_all, extra=0):
+    """Choose (precision, text, unit columns) so a table of ``values`` (rows, units) fits
+    ``width`` characters: exact digits if they fit, else 4 decimals, else fewer columns."""
+    n = values.shape[-1]
+    for p in ([precision] if precision is not None or show_all else [None, 4]):
+        text = fmt(values, p)
+        cell = max((len(t) for t in text.ravel()), default=1) + 3
+        if extra + cell * n <= width or show_all:
+            return p, text, _unit_cols(n, True)
+    cols = max(2, (width - extra) // cell - 1)
+    return p, text, _unit_cols(n, False, min(cols, MAX_UNITS))
 
 
 def _style(v, scale):
@@ -76,74 +90,124 @@ def layer_title(layer) -> str:
     return f"{layer.name} ({', '.join(b for b in bits if b)})"
 
 
-def states_table(view, layer, precision=None, show_all=False, colour=True, inputs=None) -> Table:
-    """One sample's hidden states: a row per step, a column per unit."""
-    scale = _scale(view.values, getattr(layer, "activation", None))
-    heading = Text(f"{layer_title(layer)}  sample {view.samples[0]}", style="bold")
-    table = Table(show_edge=True, pad_edge=False, header_style="bold")
+def matrix_table(heading, row_labels, col_labels, values, *, precision=None, show_all=False,
+                 colour=True, scale=None, width=100, caption=None, masked=None):
+    """A heatmap table: a row per timestep, a column per unit; long tables elided.
+    ``masked``: bool per row, True where the step was masked (shown dim, marked *)."""
+    p, text, cols = fit(values, precision, width, show_all, extra=8)
+    scale = _scale(values) if scale is None else scale
+    table = Table(header_style="bold", caption_justify="left")
     table.add_column("t", justify="right", style="dim")
-    if inputs is not None:
-        for i in range(inputs.shape[-1]):
-            table.add_column(f"x{i}", justify="right", style="dim")
-    cols = _unit_cols(len(view.units), show_all)
     for c in cols:
-        table.add_column("…" if c is None else f"h{view.units[c]}", justify="right")
-    text = fmt(view.values[0], precision)
-    for r in _edges(len(view.t), show_all):
+        table.add_column("…" if c is None else col_labels[c], justify="right")
+    for r in _edges(len(row_labels), show_all):
         if r is None:
-            table.add_row("⋮", *([""] * (len(table.columns) - 1)))
+            table.add_row("⋮", *([""] * len(cols)))
             continue
-        row = [str(view.t[r])]
-        if inputs is not None:
-            row += list(fmt(inputs[r], precision))
-        row += ["…" if c is None else _cell(text[r, c], view.values[0, r, c], scale, colour)
-                for c in cols]
-        table.add_row(*row)
+        skip = masked is not None and masked[r]
+        table.add_row(f"{row_labels[r]}*" if skip else str(row_labels[r]), *(
+            "…" if c is None else _cell(text[r, c], values[r, c], scale, colour and not skip)
+            for c in cols), style="dim" if skip else None)
+    notes = [caption] if caption else []
+    if masked is not None and masked.any():
+        notes.append("* masked step: the state is carried over")
+    if p is not None and precision is None:
+        notes.append("rounded to 4 decimals to fit; --precision N or -f csv for all digits")
+    if None in cols:
+        notes.append(f"{len(cols) - 1} of {len(col_labels)} units shown; -u/--unit picks them")
+    if notes:
+        table.caption = "; ".join(notes)
+    return Group(Text(heading, style="bold"), table)
+
+
+def states_table(view, layer, precision=None, show_all=False, colour=True, width=100):
+    """One sample's hidden states: a row per step, a column per unit."""
+    caption = None
     if len(view.t) < view.total_steps or len(view.units) < view.total_units:
-        table.caption = (f"steps {len(view.t)} of {view.total_steps}, "
-                         f"units {len(view.units)} of {view.total_units}")
-    return Group(heading, table)
+        caption = (f"steps {len(view.t)} of {view.total_steps}, "
+                   f"units {len(view.units)} of {view.total_units}")
+    return matrix_table(f"{layer_title(layer)}  sample {view.samples[0]}", view.t,
+                        [f"h{u}" for u in view.units], view.values[0], precision=precision,
+                        show_all=show_all, colour=colour,
+                        scale=_scale(view.values, getattr(layer, "activation", None)),
+                        width=width, caption=caption,
+                        masked=None if view.mask is None else ~view.mask[0])
 
 
-def output_table(outputs, samples, precision=None) -> Table:
-    table = Table(header_style="bold")
-    table.add_column("output", style="dim")
-    table.add_column("sample", justify="right", style="dim")
-    table.add_column("values")
+def output_tables(outputs, samples, shown, precision=None, show_all=False, colour=True,
+                  width=100):
+    """What model.predict returns, per sample. Outputs equal to a hidden sequence already
+    shown (``shown``: name -> array) are named, not repeated; sequences get a table."""
+    out = []
+    rows = Table(header_style="bold")
+    for c in ("output", "sample", "values"):
+        rows.add_column(c, justify="right" if c == "sample" else "left",
+                        style="dim" if c != "values" else None)
     for i, o in enumerate(outputs):
+        name = "output" if i == 0 else f"output_{i}"
+        same = next((n for n, a in shown.items() if a.shape == o.shape and np.array_equal(a, o)),
+                    None)
+        if same is not None:
+            out.append(Text(f"{name}: the hidden sequence of layer {same!r}, shown above",
+                            style="bold"))
+            continue
         for b in samples:
-            if b < len(o):
-                vals = np.asarray(o[b])
-                shown = np.array2string(vals, precision=precision, floatmode="unique"
-                                        if precision is None else "fixed", threshold=24,
-                                        max_line_width=120)
-                table.add_row("output" if i == 0 else f"output_{i}", str(b), shown)
-    return Group(Text("model output (what model.predict returns)", style="bold"), table)
+            v = np.asarray(o[b])
+            if v.ndim == 2:
+                out.append(matrix_table(f"{name}  sample {b}", range(len(v)),
+                                        [f"y{j}" for j in range(v.shape[1])], v,
+                                        precision=precision, show_all=show_all, colour=colour,
+                                        width=width))
+            else:
+                flat = v.ravel()
+                text = " ".join(fmt(flat, precision)) if flat.size <= 32 else \
+                    " ".join(fmt(flat[:16], precision)) + " … " + " ".join(fmt(flat[-16:],
+                                                                              precision))
+                rows.add_row(name, str(b), f"[{text}]")
+    if rows.row_count:
+        out.append(Group(Text("model output (what model.predict returns)", style="bold"), rows))
+    return out
 
 
-def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colour=True) -> Table:
-    """The arithmetic of one sample: z = x·W + h·U + b and h = f(z), a row per step and unit."""
+def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colour=True,
+                width=100):
+    """The arithmetic of one sample: z = x·W + h·U + b and h = f(z), a row per step and unit.
+
+    Numbers keep all their digits when the table fits ``width``, else 4 decimals; with
+    --terms, as many per-feature columns as fit are shown (all with --all)."""
+    b = sample_pos
     direction = f" {view.direction}" if view.direction else ""
-    heading = Text(f"{layer_title(layer)}{direction}  sample {view.samples[sample_pos]}:  "
+    heading = Text(f"{layer_title(layer)}{direction}  sample {view.samples[b]}:  "
                    f"z = x·W + h·U + b,  h = {view.activation}(z)", style="bold")
-    table = Table(header_style="bold", pad_edge=False)
+    choices = [precision] if precision is not None or show_all else [None, 4]
+    nterms = 0 if view.terms is None else view.terms.shape[2]
+    for p in choices:  # all digits if they fit (with a few feature terms), else 4 decimals
+        text = {k: fmt(view.arrays[k][b], p) for k in TERMS}
+        cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in TERMS) + 3
+        core = 4 + 7 + 5 * cell + 10 + 12 + 1  # t, unit, terms, largest, note, border
+        terms = None if view.terms is None else fmt(view.terms[b], p)
+        tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
+        fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
+        if core <= width and (terms is None or fit_n >= min(nterms, 4)):
+            break
+    if terms is not None and not show_all and fit_n < nterms:
+        shown = (width - core - 4) // tcell  # beside a 4-wide "…" column
+        term_cols = _unit_cols(nterms, False, shown) if shown >= 2 else []
+    else:
+        term_cols = list(range(nterms))
+    table = Table(header_style="bold", caption_justify="left")
     table.add_column("t", justify="right", style="dim")
     table.add_column("unit", justify="right", style="dim")
     for k in TERMS:
         table.add_column(TERM_TITLES[k], justify="right")
-    nterms = 0 if view.terms is None else view.terms.shape[2]
-    term_cols = _unit_cols(nterms, show_all)
     for c in term_cols:
         table.add_column("…" if c is None else f"x{c}·W{c}j", justify="right", style="dim")
     table.add_column("largest", style="dim")
     table.add_column("note")
-    b = sample_pos
-    text = {k: fmt(view.arrays[k][b], precision) for k in TERMS}
     dom = np.array(["x·W", "h·U", "b"])[view.dominant()[b]]
     flags = view.flags()[b]
     hscale = _scale(view.arrays["h"][b], view.activation)
     zscale = _scale(view.arrays["z"][b])
-    terms = None if view.terms is None else fmt(view.terms[b], precision)
     units = _unit_cols(len(view.units), show_all)
     for r in _edges(len(view.t), show_all):
         if r is None:
@@ -153,48 +217,53 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
             if u is None:
                 table.add_row("", "…", *([""] * (len(table.columns) - 2)))
                 continue
-            label = str(view.t[r]) if n == 0 else ""
-            row = [label, str(view.units[u])]
+            row = [str(view.t[r]) if n == 0 else "", str(view.units[u])]
             for k in TERMS:
                 v = view.arrays[k][b, r, u]
-                scale = hscale if k == "h" else zscale
-                row.append(_cell(text[k][r, u], v, scale, colour and k in ("z", "h")))
-            if terms is not None:
-                row += ["…" if c is None else terms[r, c, u] for c in term_cols]
+                row.append(_cell(text[k][r, u], v, hscale if k == "h" else zscale,
+                                 colour and k in ("z", "h")))
+            row += ["…" if c is None else terms[r, c, u] for c in term_cols]
             flag = flags[r, u]
             row += [dom[r, u], Text(flag, style="yellow" if flag else "")]
             table.add_row(*row, end_section=(n == len(units) - 1))
+    notes = []
     if len(view.t) < view.total_steps:
-        table.caption = f"steps {len(view.t)} of {view.total_steps}"
+        notes.append(f"steps {len(view.t)} of {view.total_steps}")
+    if p is not None and precision is None:
+        notes.append("rounded to 4 decimals to fit; --precision N or -f csv for all digits")
+    if terms is not None and len([c for c in term_cols if c is not None]) < nterms:
+        notes.append(f"{len([c for c in term_cols if c is not None])} of {nterms} feature terms "
+                     f"shown (x_i·W_ij); --all or -f csv --terms for every one")
+    if notes:
+        table.caption = "; ".join(notes)
     return Group(heading, table)
 
 
 def summary_tables(info) -> list:
     """Tables for `rnncli summary` from the dict built by rnncli.summary."""
     out = []
-    t = Table(title=f"Model: {info['name']}", title_justify="left", header_style="bold")
+    t = Table(header_style="bold")
     for c in ("Layer (type)", "Output shape", "Param #", "Config"):
         t.add_column(c, justify="right" if c == "Param #" else "left")
     for la in info["layers"]:
         t.add_row(f"{la['name']} ({la['class_name']})", la["output_shape"], f"{la['params']:,}",
                   la["config"])
-    t.caption = (f"Total params: {info['total_params']:,}  "
-                 f"({info['total_bytes']:,} bytes of weights)")
-    out.append(t)
-    w = Table(title="Weights", title_justify="left", header_style="bold")
+    out.append(Group(Text(f"Model: {info['name']}", style="bold"), t,
+                     Text(f"Total params: {info['total_params']:,} "
+                          f"({info['total_bytes']:,} bytes of weights)")))
+    w = Table(header_style="bold")
     for c in ("layer", "weight", "shape", "dtype", "min", "max", "mean", "std", "norm"):
         w.add_column(c, justify="left" if c in ("layer", "weight", "shape", "dtype") else "right")
     for row in info["weights"]:
         w.add_row(row["layer"], row["weight"], str(tuple(row["shape"])), row["dtype"],
                   *(f"{row[k]:.4g}" for k in ("min", "max", "mean", "std", "norm")))
-    out.append(w)
+    out.append(Group(Text("Weights", style="bold"), w))
     if info["recurrence"]:
-        r = Table(title="Recurrent kernels (what h·U does to the state)", title_justify="left",
-                  header_style="bold")
+        r = Table(header_style="bold")
         for c in ("layer", "spectral radius", "largest singular value", "reading"):
             r.add_column(c, justify="right" if c not in ("layer", "reading") else "left")
         for row in info["recurrence"]:
             r.add_row(row["layer"], f"{row['spectral_radius']:.4f}",
                       f"{row['max_singular_value']:.4f}", row["reading"])
-        out.append(r)
+        out.append(Group(Text("Recurrent kernels (what h·U does to the state)", style="bold"), r))
     return out

@@ -17,30 +17,34 @@ def _shape(s, time_len):
 
 
 def layer_config(layer) -> str:
-    if isinstance(layer, SimpleRNN):
-        c = {"activation": layer.activation, "use_bias": layer.use_bias,
-             "return_sequences": layer.return_sequences, "return_state": layer.return_state,
-             "go_backwards": layer.go_backwards}
-        if layer.stateful:
-            c["stateful"] = True
-    elif isinstance(layer, Bidirectional):
-        f = layer.forward_layer
-        c = {"activation": f.activation, "use_bias": f.use_bias, "merge_mode": layer.merge_mode,
-             "return_sequences": layer.return_sequences, "return_state": layer.return_state}
-    elif layer.class_name == "Embedding":
-        c = {"input_dim": layer.input_dim, "output_dim": layer.embeddings.shape[1],
-             "mask_zero": layer.mask_zero}
-    elif layer.class_name == "Masking":
-        c = {"mask_value": layer.mask_value}
-    elif hasattr(layer, "activation"):
-        c = {"activation": layer.activation}
-    elif layer.class_name == "TimeDistributed":
-        c = {"layer": "Dense", "activation": layer.inner.activation}
-    elif isinstance(layer, Unsupported):
+    """The settings that shape what the layer computes, compactly: values that differ
+    from Keras' defaults are named, the activation always."""
+    if isinstance(layer, Unsupported):
         return f"not computed: {layer.reason}"
-    else:
-        c = {}
-    return ", ".join(f"{k}={v}" for k, v in c.items())
+    bits = []
+    if isinstance(layer, (SimpleRNN, Bidirectional)):
+        cell = layer.forward_layer if isinstance(layer, Bidirectional) else layer
+        bits.append(cell.activation)
+        if not cell.use_bias:
+            bits.append("no bias")
+        if isinstance(layer, Bidirectional):
+            bits.append(f"merge {layer.merge_mode}")
+        elif layer.go_backwards:
+            bits.append("go_backwards")
+        bits += [k for k in ("return_sequences", "return_state") if getattr(layer, k)]
+        if getattr(layer, "stateful", False):
+            bits.append("stateful (run as not stateful)")
+    elif layer.class_name == "Embedding":
+        bits += [f"{layer.input_dim} ids -> {layer.embeddings.shape[1]}"]
+        if layer.mask_zero:
+            bits.append("mask_zero")
+    elif layer.class_name == "Masking":
+        bits.append(f"mask_value={layer.mask_value:g}")
+    elif layer.class_name == "TimeDistributed":
+        bits.append(f"Dense, {layer.inner.activation}")
+    elif hasattr(layer, "activation"):
+        bits.append(layer.activation)
+    return ", ".join(bits)
 
 
 def recurrence_reading(rho, sigma):

@@ -78,6 +78,7 @@ class StatesView:
     values: np.ndarray
     total_steps: int
     total_units: int
+    mask: np.ndarray | None = None  # (b, s): False where the step was masked
 
 
 def states_view(result, name, sel: Selection) -> StatesView:
@@ -93,7 +94,11 @@ def states_view(result, name, sel: Selection) -> StatesView:
     steps = _pick(T, None, sel.steps)
     units = _pick(H, sel.units)
     values = seq[np.ix_(samples, steps, units)]
-    return StatesView(name, samples, steps, t_all[steps], units, values, T, H)
+    mask = None
+    if r.mask is not None:
+        m = r.mask[:, ::-1] if backwards else r.mask  # rows are in Keras' order
+        mask = m[np.ix_(samples, steps)]
+    return StatesView(name, samples, steps, t_all[steps], units, values, T, H, mask)
 
 
 @dataclass

@@ -131,3 +131,13 @@ def test_activations_match_their_definitions():
     np.testing.assert_allclose(activations.get("swish")(z), z * sig, atol=1e-5)
     assert activations.get("gelu")(np.float32([0.0]))[0] == 0.0
     assert activations.normalize({"class_name": "function", "config": "relu"}) == "relu"
+
+
+def test_final_state_only_keeps_no_sequence():
+    layer = SimpleRNN("rnn", *random_weights(0, 3, 2))  # return_sequences=False
+    x = seqs(2, 50)
+    full = layer.call(x)
+    lean = layer.call(x, keep=False)
+    assert lean.hidden is None
+    np.testing.assert_array_equal(lean.y, full.y)
+    np.testing.assert_array_equal(lean.state, full.state)
