@@ -34,10 +34,20 @@ FORMAT_TITLES = {
     "random": "random weights from a seed",
 }
 
-DEFAULTS_NOTE = ("{path}: weights only, no config: assumed Keras' defaults (activation tanh, "
-                 "use_bias from the weights, go_backwards false, merge_mode concat, Masking "
-                 "mask_value 0, Embedding mask_zero false, Dense activation linear); change them "
-                 "with --set KEY=VALUE")
+def defaults_note(path, kinds, given) -> str:
+    """Which of Keras' defaults a weights-only model was built with (those not --set)."""
+    rec = {"SimpleRNN", "Bidirectional"} & set(kinds)
+    defaults = [("activation", "tanh", rec), ("go_backwards", "false", rec),
+                ("merge_mode", "concat", "Bidirectional" in kinds),
+                ("mask_value", "0", "Masking" in kinds),
+                ("mask_zero", "false", "Embedding" in kinds),
+                ("dense activation", "linear", {"Dense", "TimeDistributed"} & set(kinds))]
+    keys = {k.rsplit(".", 1)[-1] for k in given}
+    assumed = [f"{k}={v}" for k, v, present in defaults if present and k not in keys]
+    if not assumed:
+        return ""
+    return (f"{path}: weights only, no config: assumed Keras' defaults {', '.join(assumed)}; "
+            f"give the model's own with --set KEY=VALUE")
 
 
 def load_model(path, overrides: dict | None = None) -> Model:
@@ -451,7 +461,8 @@ def _model_from_inferred(entries, path, fmt, version, major, ov):
                              f"with at least one SimpleRNN layer")
     arrays = arrays_first + [arrs for _, _, arrs in entries]
     config = {"class_name": "Sequential", "config": {"name": "weights", "layers": layers}}
-    notes = [DEFAULTS_NOTE.format(path=path)]
+    note = defaults_note(path, kinds, ov.values)
+    notes = [note] if note else []
     return model_from_config(config, lambda i, _n, _c: arrays[i], major, ov,
                              source=_source(path, fmt, version, False), notes=notes)
 
