@@ -185,55 +185,50 @@ class NpzSink(_Sink):
                 continue
             self.files[k].write(v.tobytes())
 
-    def _assemble(self, fh):
+    def _member(self, fh, key):
+        """Write array ``key`` to ``fh`` as NPY: a header for its full shape, then its batches."""
+        f = self.files[key]
+        f.close()
+        dtype, rest, static, first_shape = self.meta[key]
+        np.lib.format.write_array_header_2_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                 "shape": first_shape if static else (self.total, *rest)})
+        with open(f.name, "rb") as raw:
+            shutil.copyfileobj(raw, fh, 1 << 20)
+
+    def _finish(self, fh):
         with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
-            for k, f in self.files.items():
-                f.close()
-                dtype, rest, static, first_shape = self.meta[k]
-                shape = first_shape if static else (self.total, *rest)
-                with z.open(k + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array_header_2_0(
-                        member, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                 "fortran_order": False, "shape": shape})
-                    with open(f.name, "rb") as raw:
-                        shutil.copyfileobj(raw, member, 1 << 20)
+            for key in self.files:
+                with z.open(key + ".npy", "w", force_zip64=True) as member:
+                    self._member(member, key)
 
     def __exit__(self, exc_type, *exc):
         try:
             if exc_type is None:
+                self._check()
                 with open_output(self.path, "wb", self.force) as fh:
-                    self._assemble(fh)
+                    self._finish(fh)
         finally:
             for f in self.files.values():
                 f.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
         return False
+
+    def _check(self):
+        pass
 
 
 class NpySink(NpzSink):
     """One array (picked with --what) as .npy."""
 
-    def __exit__(self, exc_type, *exc):
-        try:
-            if exc_type is None:
-                if len(self.files) != 1:
-                    raise RnncliError(f".npy holds one array; choose one with --what (e.g. "
-                                      f"{next(iter(self.files), 'hidden/<layer>')}); there "
-                                      f"are {len(self.files)}")
-                (k, f), = self.files.items()
-                f.close()
-                dtype, rest, static, first = self.meta[k]
-                with open_output(self.path, "wb", self.force) as fh:
-                    np.lib.format.write_array_header_2_0(
-                        fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                             "shape": first if static else (self.total, *rest)})
-                    with open(f.name, "rb") as raw:
-                        shutil.copyfileobj(raw, fh, 1 << 20)
-        finally:
-            for f in self.files.values():
-                f.close()
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-        return False
+    def _check(self):
+        if len(self.files) != 1:
+            raise RnncliError(f".npy holds one array; choose one with --what (e.g. "
+                              f"{next(iter(self.files), 'hidden/<layer>')}); there are "
+                              f"{len(self.files)}")
+
+    def _finish(self, fh):
+        self._member(fh, next(iter(self.files)))
 
 
 class H5Sink(_Sink):

@@ -46,7 +46,7 @@ def read_input(source, key: str | None = None, stdin=None) -> InputData:
     try:
         with open(path, "rb") as f:
             if f.read(6) == b"\x93NUMPY":
-                return InputData(_npy_file(path), path, False)
+                return InputData(_npy(path, path, mmap_mode="r"), path, False)
             f.seek(0)
             data = f.read()
     except FileNotFoundError:
@@ -77,9 +77,12 @@ def _from_bytes(data: bytes, name: str, key) -> InputData:
     return InputData(parse_table(text, name), name, True)
 
 
-def _npy(data, name):
+def _npy(source, name, **kw):
+    """An NPY array from bytes, or memory-mapped from a path (``mmap_mode="r"``), so a large
+    input is read a batch at a time. Object (pickled) arrays are refused."""
     try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        arr = np.load(io.BytesIO(source) if isinstance(source, bytes) else source,
+                      allow_pickle=False, **kw)
     except ValueError as e:
         if "pickle" in str(e).lower() or "object" in str(e).lower():
             raise InputDataError(f"{name}: holds an object (pickled) array, which rnncli never "
@@ -88,20 +91,6 @@ def _npy(data, name):
     except (OSError, EOFError) as e:
         raise InputDataError(f"{name}: damaged NPY data ({str(e)[:80]})") from None
     return _numeric(arr, name)
-
-
-def _npy_file(path):
-    """A .npy on disk, memory-mapped: a large input is read a batch at a time."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise InputDataError(f"{path}: holds an object (pickled) array, which rnncli never "
-                                 f"loads; expected numbers") from None
-        raise InputDataError(f"{path}: damaged NPY data ({str(e)[:80]})") from None
-    except (OSError, EOFError) as e:
-        raise InputDataError(f"{path}: damaged NPY data ({str(e)[:80]})") from None
-    return _numeric(arr, path)
 
 
 def _npz(data, name, key):
