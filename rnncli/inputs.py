@@ -29,7 +29,11 @@ class InputData:
 
     @property
     def has_nonfinite(self) -> bool:
-        return self.array.dtype.kind == "f" and not np.isfinite(self.array).all()
+        if self.array.dtype.kind != "f":
+            return False
+        flat = self.array.reshape(-1)  # a memory-mapped input is checked a slice at a time
+        step = 1 << 22
+        return any(not np.isfinite(flat[i:i + step]).all() for i in range(0, flat.size, step))
 
 
 def read_input(source, key: str | None = None, stdin=None) -> InputData:
