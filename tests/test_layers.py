@@ -141,3 +141,22 @@ def test_final_state_only_keeps_no_sequence():
     assert lean.hidden is None
     np.testing.assert_array_equal(lean.y, full.y)
     np.testing.assert_array_equal(lean.state, full.state)
+
+
+def test_a_run_frees_its_arrays_without_the_cyclic_gc():
+    # An export runs batch after batch: each batch's arrays must go when its result does.
+    import gc
+    import weakref
+
+    layer = rnn()
+    model = Model("m", [layer], {("rnn", 0): Node(layer, [Ref("in")])}, [Ref("in")],
+                  [Ref("rnn")])
+    gc.disable()
+    try:
+        result = model.run(seqs())
+        hidden = weakref.ref(result.layers["rnn"].hidden)
+        z = weakref.ref(result.trace("rnn").z)
+        del result
+        assert hidden() is None and z() is None
+    finally:
+        gc.enable()
