@@ -79,6 +79,9 @@ def cli(ctx, traceback):
       rnncli forward sample_weights/seed000_two_units.keras -i sample_weights/seed000_input.csv
     """
     ctx.obj = {"traceback": traceback}
+    from . import fast
+
+    fast.one_shot = True  # one input per process: numba only where it pays for its import
 
 
 # ---------------------------------------------------------------- option bundles
@@ -281,9 +284,12 @@ def emit(output, fmt, force, write):
 @model_options
 @input_options
 @view_options
+@click.option("--with-input", is_flag=True,
+              help="Tables: show each step's input features (or token id) beside the states.")
 @output_options
 def forward(model, seed, units, input_dim, overrides, input_path, key, initial_state, strict,
-            layer_keys, sample, steps, unit_list, precision, show_all, fmt, output, force):
+            layer_keys, sample, steps, unit_list, precision, show_all, with_input, fmt, output,
+            force):
     """Run the forward pass and show the hidden state at every timestep.
 
     \b
@@ -298,6 +304,10 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
     result = run_model(m, data, h0, trace=False)
+    shown_input = None
+    if with_input:
+        x = model_input(m, data)
+        shown_input = x[..., None] if x.ndim == 2 else x  # token ids: one column
     if result.outputs is None and fmt in ("table", "json"):
         note(f"model output not computed: {result.output_error}")
     sel = selection(result, sample, steps, unit_list)
@@ -308,6 +318,8 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
     outputs = result.outputs
 
     def write(fh):
+        import numpy as np
+
         from . import formats
 
         if fmt == "table":
@@ -316,9 +328,10 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
             console = make_console(file=fh)
             for v in views:
                 layer = m.get_layer(v.layer)
-                for i in range(len(v.samples)):
-                    console.print(states_table(_one_sample(v, i), layer, precision, show_all,
-                                               width=console.width))
+                for i, b in enumerate(v.samples):
+                    console.print(states_table(
+                        _one_sample(v, i), layer, precision, show_all, width=console.width,
+                        inputs=None if shown_input is None else np.asarray(shown_input[b])))
             if outputs is not None:
                 shown = {n: result.layers[n].hidden for n in names
                          if result.layers[n].hidden is not None}

@@ -2,7 +2,8 @@
 
 With numpy, each timestep costs a few microseconds of call overhead whatever its size,
 which dominates when batch x units is small and the sequence long. This loop runs
-the same arithmetic, ``z = (x·W + b) + h·U`` then ``h = f(z)``, in machine code.
+the same arithmetic, ``z = (x·W + b) + h·U`` then ``h = f(z)``, in machine code
+(rnncli/_numba_kernels.py, cached on disk after the first compilation).
 
 Two things differ from the numpy path by a few float32 ulps, never more: the dot
 product sums in a fixed order (BLAS may block it differently), and float32 ``tanh``
@@ -20,7 +21,10 @@ import importlib.util
 import os
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
-_kernels: dict = {}
+# In a one-shot process (the CLI) importing numba and loading its cached code costs about
+# 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
+ONE_SHOT_MIN_STEPS = 100_000
+one_shot = False  # the CLI sets this
 
 
 def engine() -> str:
@@ -40,75 +44,8 @@ def worth_it(T: int, B: int, H: int, act_name: str, itemsize: int = 4) -> bool:
         return False
     if engine() == "numba":
         return True
-    return T >= 512 and B * H <= (128 if itemsize <= 4 else 64)
-
-
-def _build():
-    import math
-
-    import numba
-    import numpy as np
-
-    # Eigen's float32 tanh: odd/even polynomials on [-7.9053, 7.9053], as TensorFlow uses.
-    a1, a3, a5, a7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, \
-        5.12229709037114e-08
-    a9, a11, a13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16
-    b0, b2, b4, b6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, \
-        1.19825839466702e-06
-    clamp = 7.90531110763549805
-
-    @numba.njit(inline="always")
-    def tanh32(z):
-        f = np.float32
-        x = min(max(z, f(-clamp)), f(clamp))
-        x2 = x * x
-        p = x2 * f(a13) + f(a11)
-        p = x2 * p + f(a9)
-        p = x2 * p + f(a7)
-        p = x2 * p + f(a5)
-        p = x2 * p + f(a3)
-        p = x2 * p + f(a1)
-        p = x * p
-        q = x2 * f(b6) + f(b4)
-        q = x2 * q + f(b2)
-        q = x2 * q + f(b0)
-        return z if abs(z) < f(0.0004) else p / q
-
-    def make(single, trace):
-        # single, trace: constants at compile time, so each variant is its own tight loop
-        @numba.njit(cache=True, nogil=True, error_model="numpy")
-        def recurrence(xwb, u, h, out, act, hu_out, z_out):
-            T, B, H = xwb.shape
-            acc = np.empty(H, dtype=xwb.dtype)
-            for t in range(T):
-                for b in range(B):
-                    for j in range(H):
-                        acc[j] = 0
-                    for i in range(H):
-                        hi = h[b, i]
-                        for j in range(H):
-                            acc[j] += hi * u[i, j]
-                    for j in range(H):
-                        z = xwb[t, b, j] + acc[j]
-                        if trace:
-                            hu_out[t, b, j] = acc[j]
-                            z_out[t, b, j] = z
-                        if act == 0:
-                            v = tanh32(z) if single else math.tanh(z)
-                        elif act == 1:
-                            v = z if z > 0 else z * 0
-                        elif act == 2:
-                            v = 1 / (1 + math.exp(-z))
-                        else:
-                            v = z
-                        out[t, b, j] = v
-                    for j in range(H):
-                        h[b, j] = out[t, b, j]
-            return h
-
-        return recurrence
-
-    return {(s, t): make(s, t) for s in (True, False) for t in (True, False)}
+    return T >= (ONE_SHOT_MIN_STEPS if one_shot else 512) and \
+        B * H <= (128 if itemsize <= 4 else 64)
 
 
 def recurrence(xwb, recurrent_kernel, h, out, act_name, hu=None, z=None):
@@ -116,10 +53,10 @@ def recurrence(xwb, recurrent_kernel, h, out, act_name, hu=None, z=None):
     ``xwb`` (T, B, H) holds x·W + b. Returns the final state (B, H)."""
     import numpy as np
 
-    if not _kernels:
-        _kernels.update(_build())
+    from ._numba_kernels import KERNELS
+
     dtype = xwb.dtype
-    kernel = _kernels[dtype == np.float32, hu is not None]
+    kernel = KERNELS[dtype == np.float32, hu is not None]
     if hu is None:
         hu = z = np.empty((0, 0, 0), dtype)
     return kernel(np.ascontiguousarray(xwb), np.ascontiguousarray(recurrent_kernel, dtype),

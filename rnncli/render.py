@@ -91,21 +91,30 @@ def layer_title(layer) -> str:
 
 
 def matrix_table(heading, row_labels, col_labels, values, *, precision=None, show_all=False,
-                 colour=True, scale=None, width=100, caption=None, masked=None):
+                 colour=True, scale=None, width=100, caption=None, masked=None, inputs=None):
     """A heatmap table: a row per timestep, a column per unit; long tables elided.
-    ``masked``: bool per row, True where the step was masked (shown dim, marked *)."""
-    p, text, cols = fit(values, precision, width, show_all, extra=8)
+    ``masked``: bool per row, True where the step was masked (shown dim, marked *);
+    ``inputs``: (rows, D) input features shown (dim) before the units."""
+    in_text = None if inputs is None else fmt(inputs, precision if precision is not None else
+                                              (None if inputs.dtype.kind != "f" else 4))
+    in_cols = [] if in_text is None else _unit_cols(in_text.shape[1], show_all, 4)
+    extra = 8 + sum(max(len(t) for t in in_text[:, c]) + 3 for c in in_cols if c is not None) \
+        if in_text is not None and len(in_text) else 8
+    p, text, cols = fit(values, precision, width, show_all, extra=extra)
     scale = _scale(values) if scale is None else scale
     table = Table(header_style="bold", caption_justify="left")
     table.add_column("t", justify="right", style="dim")
+    for c in in_cols:
+        table.add_column("…" if c is None else f"x{c}", justify="right", style="dim")
     for c in cols:
         table.add_column("…" if c is None else col_labels[c], justify="right")
     for r in _edges(len(row_labels), show_all):
         if r is None:
-            table.add_row("⋮", *([""] * len(cols)))
+            table.add_row("⋮", *([""] * (len(in_cols) + len(cols))))
             continue
         skip = masked is not None and masked[r]
-        table.add_row(f"{row_labels[r]}*" if skip else str(row_labels[r]), *(
+        xs = ["…" if c is None else in_text[r, c] for c in in_cols]
+        table.add_row(f"{row_labels[r]}*" if skip else str(row_labels[r]), *xs, *(
             "…" if c is None else _cell(text[r, c], values[r, c], scale, colour and not skip)
             for c in cols), style="dim" if skip else None)
     notes = [caption] if caption else []
@@ -120,8 +129,10 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
     return Group(Text(heading, style="bold"), table)
 
 
-def states_table(view, layer, precision=None, show_all=False, colour=True, width=100):
-    """One sample's hidden states: a row per step, a column per unit."""
+def states_table(view, layer, precision=None, show_all=False, colour=True, width=100,
+                 inputs=None):
+    """One sample's hidden states: a row per step, a column per unit; ``inputs`` (T, D), the
+    model's input for that sample in input time, adds its features in front."""
     caption = None
     if len(view.t) < view.total_steps or len(view.units) < view.total_units:
         caption = (f"steps {len(view.t)} of {view.total_steps}, "
@@ -131,7 +142,8 @@ def states_table(view, layer, precision=None, show_all=False, colour=True, width
                         show_all=show_all, colour=colour,
                         scale=_scale(view.values, getattr(layer, "activation", None)),
                         width=width, caption=caption,
-                        masked=None if view.mask is None else ~view.mask[0])
+                        masked=None if view.mask is None else ~view.mask[0],
+                        inputs=None if inputs is None else inputs[view.t])
 
 
 def output_tables(outputs, samples, shown, precision=None, show_all=False, colour=True,

@@ -44,14 +44,19 @@ def test_numba_matches_numpy(engine, dtype, act, trace):
             np.testing.assert_allclose(getattr(tr1, name), getattr(tr0, name), **tol)
 
 
-def test_auto_picks_numba_only_for_long_small_problems(engine):
+def test_auto_picks_numba_only_for_long_small_problems(engine, monkeypatch):
     engine("auto")
+    monkeypatch.setattr(fast, "one_shot", False)
     assert fast.worth_it(10000, 1, 64, "tanh")
     assert not fast.worth_it(100, 1, 64, "tanh")  # short: not worth compiling for
     assert not fast.worth_it(50, 1024, 256, "tanh")  # big batches: BLAS
     assert not fast.worth_it(10000, 1, 64, "gelu")  # only the activations compiled
-    engine("numpy")
+    # one input per process (the CLI): only where the saved time pays for importing numba
+    monkeypatch.setattr(fast, "one_shot", True)
     assert not fast.worth_it(10000, 1, 64, "tanh")
+    assert fast.worth_it(200_000, 1, 64, "tanh")
+    engine("numpy")
+    assert not fast.worth_it(200_000, 1, 64, "tanh")
 
 
 @pytest.mark.parametrize("case,fmt,path", [c for c in CASES if c.values[1] in WITH_CONFIG])
