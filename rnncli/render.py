@@ -95,9 +95,11 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
     """A heatmap table: a row per timestep, a column per unit; long tables elided.
     ``masked``: bool per row, True where the step was masked (shown dim, marked *);
     ``inputs``: (rows, D) input features shown (dim) before the units."""
-    in_text = None if inputs is None else fmt(inputs, precision if precision is not None else
-                                              (None if inputs.dtype.kind != "f" else 4))
-    in_cols = [] if in_text is None else _unit_cols(in_text.shape[1], show_all, 4)
+    if inputs is not None and inputs.dtype.kind == "f" and np.all(inputs == np.round(inputs)):
+        inputs = inputs.astype(np.int64)  # token ids, or whole numbers: no decimals
+    in_text = None if inputs is None else fmt(inputs, None if inputs.dtype.kind in "iu"
+                                              else precision)
+    in_cols = [] if in_text is None else _unit_cols(in_text.shape[1], show_all, 6)
     extra = 8 + sum(max(len(t) for t in in_text[:, c]) + 3 for c in in_cols if c is not None) \
         if in_text is not None and len(in_text) else 8
     p, text, cols = fit(values, precision, width, show_all, extra=extra)

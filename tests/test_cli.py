@@ -218,3 +218,11 @@ def test_every_command_has_help_with_an_example():
 def test_version():
     r = run("--version")
     assert r.exit_code == 0 and r.stdout.startswith("rnncli, version ")
+
+
+def test_forward_with_input_shows_the_features():
+    r = run("forward", S0, "-i", S0_IN, "--with-input")
+    head = r.stdout.splitlines()[2]
+    assert [c.strip() for c in head.strip("┃").split("┃")] == ["t", "x0", "x1", "x2", "x3", "x4",
+                                                               "h0", "h1"]
+    assert "│ 2 │  3 │  3 │  3 │  3 │  3 │  0.9247829 │" in r.stdout
