@@ -62,6 +62,31 @@ def save_case(name, model, x, note, extra_files=(), hidden_name=None, overrides=
     return case
 
 
+def k2_functional(tf_keras, x):
+    """A tf.keras functional model: its config records inbound nodes in Keras 2's form."""
+    tf_keras.utils.set_random_seed(9)
+    inp = tf_keras.Input((5, 4), name="x")
+    masked = tf_keras.layers.Masking(0.0, name="mask")(inp)
+    seq = tf_keras.layers.Bidirectional(
+        tf_keras.layers.SimpleRNN(3, return_sequences=True), merge_mode="sum", name="bidi")(masked)
+    last = tf_keras.layers.SimpleRNN(2, go_backwards=True, activation="relu", name="rnn2")(seq)
+    out = tf_keras.layers.Dense(1, activation="sigmoid", name="head")(last)
+    m = tf_keras.Model(inp, out)
+    xk = x.copy()
+    xk[1, 3:] = 0.0
+    d = os.path.join(OUT, "k2_functional")
+    os.makedirs(d, exist_ok=True)
+    m.save(os.path.join(d, "model_k2.h5"))
+    m.save_weights(os.path.join(d, "weights_k2.h5"))
+    np.save(os.path.join(d, "input.npy"), xk)
+    np.save(os.path.join(d, "expected_output.npy"), m.predict(xk, verbose=0))
+    return {"name": "k2_functional", "note": "tf.keras functional: Masking -> "
+            "Bidirectional(sum) -> SimpleRNN(relu, go_backwards) -> Dense(sigmoid)",
+            "files": {"keras2_model_h5": "k2_functional/model_k2.h5"},
+            "input": "k2_functional/input.npy", "input_shape": list(xk.shape),
+            "input_dtype": "float32", "expected": {"output": "k2_functional/expected_output.npy"}}
+
+
 def main():
     rng = np.random.default_rng(7)
     cases = []
@@ -142,8 +167,9 @@ def main():
                       "input_dtype": "float32",
                       "expected": {"output": "k2_hard_sigmoid/expected_output.npy",
                                    "hidden": {"rnn": "k2_hard_sigmoid/expected_output.npy"}}})
+        cases.append(k2_functional(tf_keras, x))
     except ImportError:
-        print("tf_keras not installed: skipping the Keras 2 case", file=sys.stderr)
+        print("tf_keras not installed: skipping the Keras 2 cases", file=sys.stderr)
     manifest = {"producer": {"keras": keras.__version__}, "tolerance": {"atol": 1e-5, "rtol": 1e-5},
                 "cases": cases}
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
