@@ -123,7 +123,8 @@ def view_options(f):
     opts = [
         click.option("--layer", "layer_keys", multiple=True, metavar="NAME|INDEX",
                      help="Recurrent layer(s) to show (default: all for tables, the last one "
-                     "for data formats)."),
+                     "for data formats); NAME/forward or NAME/backward for one direction of "
+                     "a Bidirectional layer in trace."),
         click.option("--sample", metavar="LIST", help="Samples to show, e.g. 0 or 0,3 or 0:4."),
         click.option("--steps", metavar="SLICE", help="Timesteps to show, e.g. 0:10 or -5:."),
         click.option("-u", "--unit", "unit_list", metavar="LIST",
@@ -131,7 +132,7 @@ def view_options(f):
         click.option("--precision", type=click.IntRange(0, 17),
                      help="Decimals to print (default: the shortest exact form)."),
         click.option("--all", "show_all", is_flag=True,
-                     help="Show every row and column; don't elide long tables."),
+                     help="Show every sample, row and column; don't elide long tables."),
     ]
     return functools.reduce(lambda acc, o: o(acc), reversed(opts), f)
 
@@ -229,7 +230,10 @@ def run_model(model, data, h0, trace):
         raise InputDataError(f"{data.name}: {e}") from None
 
 
-def selection(result, sample, steps, unit_list):
+TABLE_SAMPLES = 3  # samples a table view shows unless --sample or --all says otherwise
+
+
+def selection(result, sample, steps, unit_list, fmt="csv", show_all=False):
     from .views import Selection, parse_index_list, parse_slice
 
     first = next(iter(result.layers.values()), None)
@@ -240,6 +244,10 @@ def selection(result, sample, steps, unit_list):
     seq = first.hidden if first.hidden is not None else first.directions["forward"]
     B = seq.shape[0]
     samples = parse_index_list(sample, "sample", B) if sample else None
+    if samples is None and fmt == "table" and not show_all and B > TABLE_SAMPLES + 1:
+        samples = list(range(TABLE_SAMPLES))
+        note(f"showing samples 0 to {TABLE_SAMPLES - 1} of {B}; pick others with --sample, "
+             f"or --all for every one")
     steps_sl = parse_slice(steps, "steps") if steps else None
     units = None
     if unit_list:
@@ -250,8 +258,18 @@ def selection(result, sample, steps, unit_list):
 
 
 def pick_layers(model, result, layer_keys, fmt):
+    """Layer names to show; a key may name one direction of a Bidirectional layer,
+    ``bidi/forward``, which is returned as is."""
     if layer_keys:
-        names = [model.get_layer(k).name for k in layer_keys]
+        names = []
+        for k in layer_keys:
+            name, _, direction = str(k).partition("/")
+            if direction and direction not in ("forward", "backward"):
+                from .errors import RnncliError
+
+                raise RnncliError(f"--layer {k!r}: expected LAYER/forward or LAYER/backward")
+            layer = model.get_layer(name)
+            names.append(layer.name + (f"/{direction}" if direction else ""))
     elif fmt == "table" or fmt in ("json", "ndjson"):
         names = list(result.layers)
     else:
@@ -259,7 +277,7 @@ def pick_layers(model, result, layer_keys, fmt):
         if len(result.layers) > 1:
             note(f"showing layer {names[0]!r}, the last of {len(result.layers)} recurrent layers; "
                  f"pick others with --layer")
-    missing = [n for n in names if n not in result.layers]
+    missing = [n for n in names if n.split("/")[0] not in result.layers]
     if missing:
         from .errors import RnncliError
 
@@ -310,8 +328,8 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
         shown_input = x[..., None] if x.ndim == 2 else x  # token ids: one column
     if result.outputs is None and fmt in ("table", "json"):
         note(f"model output not computed: {result.output_error}")
-    sel = selection(result, sample, steps, unit_list)
-    names = pick_layers(m, result, layer_keys, fmt)
+    sel = selection(result, sample, steps, unit_list, fmt, show_all)
+    names = list(dict.fromkeys(n.split("/")[0] for n in pick_layers(m, result, layer_keys, fmt)))
     from .views import states_view
 
     views = [states_view(result, n, sel) for n in names]
@@ -387,11 +405,15 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
     result = run_model(m, data, h0, trace=True)
-    sel = selection(result, sample, steps, unit_list)
+    sel = selection(result, sample, steps, unit_list, fmt, show_all)
     names = pick_layers(m, result, layer_keys, "table" if fmt in ("csv", "tsv") else fmt)
     from .views import trace_views
 
-    views = [v for n in names for v in trace_views(result, n, sel, terms)]
+    views = []
+    for key in names:
+        name, _, direction = key.partition("/")
+        views += [v for v in trace_views(result, name, sel, terms)
+                  if not direction or v.direction == direction]
 
     def write(fh):
         from . import formats
@@ -414,8 +436,8 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
             fh.write("\n")
         elif fmt == "npy":
             if len(views) != 1:
-                raise click.UsageError("npy holds one array: choose one layer (and direction) "
-                                       "with --layer")
+                raise click.UsageError("npy holds one array: choose one layer with --layer "
+                                       "(LAYER/forward or LAYER/backward for Bidirectional)")
             fh.write(formats.npy_bytes(formats.trace_stack(views[0])))
 
     emit(output, fmt, force, write)

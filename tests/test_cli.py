@@ -226,3 +226,25 @@ def test_forward_with_input_shows_the_features():
     assert [c.strip() for c in head.strip("┃").split("┃")] == ["t", "x0", "x1", "x2", "x3", "x4",
                                                                "h0", "h1"]
     assert "│ 2 │  3 │  3 │  3 │  3 │  3 │  0.9247829 │" in r.stdout
+
+
+def test_trace_one_direction_of_a_bidirectional_layer():
+    path = ref_path("bidirectional_masked", "model.keras")
+    x = ref_path("bidirectional_masked", "input.npy")
+    both = rows(run("trace", path, "-i", x, "--layer", "bidi", "-f", "csv").stdout)
+    back = rows(run("trace", path, "-i", x, "--layer", "bidi/backward", "-f", "csv").stdout)
+    assert {r[1] for r in both[1:]} == {"forward", "backward"}
+    assert {r[1] for r in back[1:]} == {"backward"} and len(back) - 1 == (len(both) - 1) // 2
+    # the backward direction reads the input from its last step
+    assert [r[3:5] for r in back[1:] if r[2] == "0" and r[5] == "0"][:2] == [["0", "5"],
+                                                                           ["1", "4"]]
+
+
+def test_tables_show_a_few_samples_unless_asked():
+    r = run("forward", sample("seed002_batch_state.keras"), "-i", sample("seed002_input.npy"),
+            "--steps", "0:1", "-u", "0:2")
+    assert r.stdout.count("simple_rnn (SimpleRNN") == 3
+    assert "showing samples 0 to 2 of 32" in r.stderr
+    r = run("forward", sample("seed002_batch_state.keras"), "-i", sample("seed002_input.npy"),
+            "--steps", "0:1", "-u", "0:2", "--all")
+    assert r.stdout.count("simple_rnn (SimpleRNN") == 32
