@@ -25,3 +25,12 @@ class UnsupportedLayerError(RnncliError):
 
 class OutputError(RnncliError):
     """A result could not be written."""
+
+
+def file_error(path, exc: OSError, cls=RnncliError) -> RnncliError:
+    """One sentence for an OSError met while opening ``path``."""
+    if isinstance(exc, FileNotFoundError):
+        return cls(f"{path}: no such file")
+    if isinstance(exc, PermissionError):
+        return cls(f"{path}: permission denied")
+    return cls(f"{path}: cannot be read ({exc.strerror or exc})")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputDataError
+from .errors import InputDataError, file_error
 
 LABEL_COLUMNS = {"t", "step", "timestep", "time"}
 
@@ -53,12 +53,8 @@ def read_input(source, key: str | None = None, stdin=None) -> InputData:
                 return InputData(_npy(path, path, mmap_mode="r"), path, False)
             f.seek(0)
             data = f.read()
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: no such file") from None
-    except PermissionError:
-        raise InputDataError(f"{path}: permission denied") from None
     except OSError as e:
-        raise InputDataError(f"{path}: cannot be read ({e.strerror or e})") from None
+        raise file_error(path, e, InputDataError) from None
     return _from_bytes(data, path, key)
 
 

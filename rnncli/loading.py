@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import ModelFileError, RnncliError
+from .errors import ModelFileError, RnncliError, file_error
 from .keras_config import Overrides, model_from_config, snake_case
 from .model import Model
 
@@ -87,12 +87,8 @@ def _head(path):
     try:
         with open(path, "rb") as f:
             return f.read(8)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ModelFileError(f"{path}: permission denied") from None
     except OSError as e:
-        raise ModelFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+        raise file_error(path, e, ModelFileError) from None
 
 
 def _hdf5_userblock(path):
@@ -141,6 +137,9 @@ def _json(text, where):
 def _open_h5(source, path):
     import h5py
 
+    from .h5probe import probe
+
+    probe(source, path)
     try:
         return h5py.File(source, "r")
     except (OSError, ValueError) as e:
@@ -154,15 +153,9 @@ def _short(e):
 
 
 def _load_h5(path, ov):
-    f = _open_h5(path, path)
-    try:
+    # (load_model turns any other failure in a damaged file into one ModelFileError)
+    with _open_h5(path, path) as f:
         return _model_from_h5(f, path, ov, archive=None)
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
-        raise ModelFileError(f"{path}: damaged or unexpected HDF5 content ({_short(e)})") from None
-    finally:
-        f.close()
 
 
 def read_dataset(obj, where):
@@ -496,16 +489,9 @@ def _load_zip(path, ov):
             if not isinstance(meta, dict):
                 meta = {}
         blob = _read_member(zf, path, "model.weights.h5", MAX_WEIGHTS_BYTES)
-    f = _open_h5(io.BytesIO(blob), f"{path}: model.weights.h5")
-    try:
+    with _open_h5(io.BytesIO(blob), f"{path}: model.weights.h5") as f:
         _check_links(f, path)
         return _k3_weights(f, path, ov, config=(config, meta))
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
-        raise ModelFileError(f"{path}: damaged or unexpected content ({_short(e)})") from None
-    finally:
-        f.close()
 
 
 def _read_member(zf, path, member, limit):
