@@ -240,7 +240,8 @@ def selection(result, sample, steps, unit_list, fmt="csv", show_all=False):
     if first is None:
         from .errors import RnncliError
 
-        raise RnncliError("the model has no recurrent layer that could be computed")
+        why = f": {result.output_error}" if result.output_error else ""
+        raise RnncliError(f"the model has no recurrent layer that could be computed{why}")
     seq = first.hidden if first.hidden is not None else first.directions["forward"]
     B = seq.shape[0]
     samples = parse_index_list(sample, "sample", B) if sample else None

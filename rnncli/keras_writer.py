@@ -90,10 +90,11 @@ def layer_entry(layer) -> dict:
     if layer.class_name == "Activation":
         return _entry("Activation", {"name": layer.name, "activation": layer.activation})
     if layer.class_name in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
-                            "AlphaDropout"):
+                            "AlphaDropout", "PassThrough"):
         keep = {k: v for k, v in layer.config.items() if k in ("rate", "stddev", "seed")}
         keep.setdefault("stddev" if layer.class_name == "GaussianNoise" else "rate", 0.0)
-        return _entry(layer.class_name, {"name": layer.name, **keep})
+        cls = "Dropout" if layer.class_name == "PassThrough" else layer.class_name
+        return _entry(cls, {"name": layer.name, **keep})
     raise RnncliError(f"layer {layer.name!r} ({layer.class_name}) can't be written as Keras 3")
 
 

@@ -536,4 +536,5 @@ class Unsupported(Layer):
 
 
 IDENTITY_CLASSES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
-                    "GaussianDropout", "AlphaDropout", "ActivityRegularization"}
+                    "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+                    "PassThrough"}  # (PassThrough: a weightless layer of a file with no config)

@@ -242,15 +242,15 @@ def _legacy_weights(f, path, ov):
     version = _text(f.attrs.get("keras_version", "2"))
     major = _version_major(version, 2)
     entries = []
-    for name in _legacy_names(f, "layer_names"):
+    for position, name in enumerate(_legacy_names(f, "layer_names")):
         if name not in f:
             raise ModelFileError(f"{path}: layer {name!r} is listed in layer_names but has no group")
         g = f[name]
         wnames = _legacy_names(g)
         arrs = [read_dataset(g[n], f"{path}: {name}/{n}") for n in wnames]
         kind = _kind_from_weight_names(name, wnames)
-        if kind is None:
-            continue
+        if kind is None or (kind == "weightless" and position == 0):
+            continue  # the input layer (a functional model's, whatever its name)
         entries.append((kind, name, arrs))
     fmt = "keras3_weights_h5" if major >= 3 else "keras2_weights_h5"
     return _model_from_inferred(entries, path, fmt, version, major, ov)
@@ -403,7 +403,7 @@ def _interleavings(a, b):
 
 def _model_from_inferred(entries, path, fmt, version, major, ov):
     """Weights-only: a Sequential config with Keras' defaults, one entry per layer."""
-    layers = []
+    layers, passthrough = [], []
     kinds = [k for k, _, _ in entries]
     for i, (kind, name, arrs) in enumerate(entries):
         later = kinds[i + 1:]
@@ -439,6 +439,11 @@ def _model_from_inferred(entries, path, fmt, version, major, ov):
             layers.append({"class_name": "Dropout", "config": {"name": name}})
         elif kind == "Flatten":
             layers.append({"class_name": "Flatten", "config": {"name": name}})
+        elif kind == "weightless":
+            # No weights, no config: most such layers (Dropout, noise, Activation('linear'))
+            # pass values through; say so, since a Masking or Reshape would not.
+            passthrough.append(name)
+            layers.append({"class_name": "PassThrough", "config": {"name": name}})
         else:
             layers.append({"class_name": "Unknown", "config": {"name": name}})
     if "mask_value" in ov.values and "Masking" not in kinds:
@@ -456,6 +461,17 @@ def _model_from_inferred(entries, path, fmt, version, major, ov):
     config = {"class_name": "Sequential", "config": {"name": "weights", "layers": layers}}
     note = defaults_note(path, kinds, ov.values)
     notes = [note] if note else []
+    for (kind, name, arrs), (_, nxt, narrs) in zip(entries, entries[1:]):
+        if kind == "Bidirectional" and narrs and narrs[0].ndim == 2 and \
+                narrs[0].shape[0] == arrs[0].shape[1] and "merge_mode" not in ov.values \
+                and f"{name}.merge_mode" not in ov.values:
+            notes.append(f"{path}: layer {nxt!r} takes {arrs[0].shape[1]} features, as "
+                         f"{name!r} gives with merge_mode sum, mul or ave, not concat: add "
+                         f"--set {name}.merge_mode=sum (or mul, ave)")
+    if passthrough:
+        names = ", ".join(repr(n) for n in passthrough)
+        notes.append(f"{path}: layer(s) {names} have no weights and the file no config: "
+                     f"treated as pass-through (for a Masking layer, add --set mask_value=0)")
     return model_from_config(config, lambda i, _n, _c: arrays[i], major, ov,
                              source=_source(path, fmt, version, False), notes=notes)
 

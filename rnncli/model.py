@@ -162,12 +162,23 @@ class Model:
         return any(la.class_name == "Embedding" for la in self.layers) and \
             self._first_consumer_class() == "Embedding"
 
-    def _first_consumer_class(self):
-        in_name = self.inputs[0].layer if self.inputs else None
-        for node in self.nodes.values():
-            if any(isinstance(a, Ref) and a.layer == in_name for a in _flatten(node.args)):
-                return node.layer.class_name
+    def _first_consumer(self):
+        """The first layer that computes on the input, past Masking and pass-through layers."""
+        from .layers import IDENTITY_CLASSES
+
+        name = self.inputs[0].layer if self.inputs else None
+        while name is not None:
+            node = next((n for n in self.nodes.values()
+                         if any(isinstance(a, Ref) and a.layer == name
+                                for a in _flatten(n.args))), None)
+            if node is None or node.layer.class_name not in IDENTITY_CLASSES | {"Masking"}:
+                return node.layer if node else None
+            name = node.layer.name
         return None
+
+    def _first_consumer_class(self):
+        layer = self._first_consumer()
+        return layer.class_name if layer is not None else None
 
     @property
     def input_dim(self):
@@ -176,9 +187,9 @@ class Model:
             return self.input_specs[0].shape[-1]
         if self.takes_token_ids:
             return None
-        rec = self.recurrent_layers
-        if rec and self._first_consumer_class() in (rec[0].class_name, "Masking", None):
-            return rec[0].input_dim
+        first = self._first_consumer()
+        if first is not None and first.recurrent:
+            return first.input_dim
         return None
 
     # -------------------------------------------------------------- running

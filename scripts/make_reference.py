@@ -82,7 +82,10 @@ def k2_functional(tf_keras, x):
     np.save(os.path.join(d, "expected_output.npy"), m.predict(xk, verbose=0))
     return {"name": "k2_functional", "note": "tf.keras functional: Masking -> "
             "Bidirectional(sum) -> SimpleRNN(relu, go_backwards) -> Dense(sigmoid)",
-            "files": {"keras2_model_h5": "k2_functional/model_k2.h5"},
+            "files": {"keras2_model_h5": "k2_functional/model_k2.h5",
+                      "keras2_weights_h5": "k2_functional/weights_k2.h5"},
+            "weights_only_overrides": {"bidi.merge_mode": "sum", "rnn2.activation": "relu",
+                                       "rnn2.go_backwards": "true", "mask_value": "0"},
             "input": "k2_functional/input.npy", "input_shape": list(xk.shape),
             "input_dtype": "float32", "expected": {"output": "k2_functional/expected_output.npy"}}
 
