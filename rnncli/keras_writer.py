@@ -116,11 +116,37 @@ def _is_chain(model):
     return all(len(n.args) == 1 and not n.kwargs for n in model.nodes.values())
 
 
+def _with_modules(entry: dict, top=False) -> dict:
+    """A Keras 3 legacy-h5 config -> a ``.keras`` one: the same, with the ``module`` keys
+    Keras 3 deserializes by (legacy .h5 files leave them out)."""
+    from .layers import OP_CLASSES
+
+    entry = dict(entry)
+    cls = entry.get("class_name")
+    if "module" not in entry:
+        if top and cls in ("Functional", "Model"):
+            entry["module"], entry["registered_name"] = "keras.src.models.functional", "Functional"
+        elif top:
+            entry["module"] = "keras"
+        elif cls in OP_CLASSES:
+            entry["module"], entry["registered_name"] = "keras.src.ops.numpy", cls
+        else:
+            entry["module"] = "keras.layers"
+    cfg = dict(entry.get("config") or {})
+    for key in ("layer", "backward_layer"):
+        if isinstance(cfg.get(key), dict):
+            cfg[key] = _with_modules(cfg[key])
+    if isinstance(cfg.get("layers"), list):
+        cfg["layers"] = [_with_modules(e) for e in cfg["layers"]]
+    entry["config"] = cfg
+    return entry
+
+
 def keras3_config(model) -> dict:
     """The model as a Keras 3 ``config.json`` document."""
     original = model.original_config
     if original is not None and original.get("class_name") in ("Functional", "Model"):
-        return original
+        return _with_modules(original, top=True)
     if not _is_chain(model):
         raise RnncliError("only Sequential-like models (a chain of layers) can be converted to "
                           "Keras 3 files unless they came from Keras 3; write .npz instead")

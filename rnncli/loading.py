@@ -224,8 +224,11 @@ def _legacy_model(f, path, ov):
         return _legacy_layer_arrays(weights[name], f"{path}: {name}")
 
     fmt = "keras3_legacy_h5" if major >= 3 else "keras2_model_h5"
-    return model_from_config(config, weights_for, major, ov,
-                             source=_source(path, fmt, version, True))
+    model = model_from_config(config, weights_for, major, ov,
+                              source=_source(path, fmt, version, True))
+    if major >= 3:
+        model.original_config = config  # already Keras 3's form: kept for writing Keras 3 files
+    return model
 
 
 def _source(path, fmt, version, has_config):

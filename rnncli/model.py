@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputDataError, RnncliError, UnsupportedLayerError
+from .errors import InputDataError, ModelFileError, RnncliError, UnsupportedLayerError
 from .layers import Layer, Op, Trace
 
 ALL_OUTPUTS = -1  # Ref.tensor meaning "every output of that call"
@@ -284,8 +284,13 @@ class Model:
             except UnsupportedLayerError as e:
                 return _Missing(str(e))
             except InputDataError as e:
-                if takes_input or layer.recurrent:
+                if takes_input:
                     raise
+                if layer.recurrent:
+                    raise ModelFileError(
+                        f"layer {layer.name!r} can't take what the layer before it gives ({e}); "
+                        f"for a weights-only file, the config rnncli assumed is not the "
+                        f"model's: see the notes above") from None
                 # Past the first layer a shape mismatch means the model's structure is not
                 # what rnncli inferred (weights-only files): recurrent results still stand.
                 return _Missing(f"layer {layer.name!r} can't be computed: {e}")

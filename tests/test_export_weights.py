@@ -23,6 +23,8 @@ MODELS = [
     ("embedding_masked_classifier", "model_k2.h5"),
     ("bidirectional_masked", "model.keras"),
     ("seed002_batch_state", "model.keras"),
+    ("seed002_batch_state", "model_k3legacy.h5"),  # functional, config without module keys
+    ("seed004_relu", "model_k3legacy.h5"),
 ]
 FORMATS = ["npz", "keras", "weights.h5", "h5"]
 
