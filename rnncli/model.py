@@ -79,18 +79,15 @@ class Result:
         key = direction or next(iter(r.traces))
         return r.traces[key]
 
-    def arrays(self, what=None, layers=None) -> dict:
+    def arrays(self) -> dict:
         """Every array in the export schema (docs/export.md), flat: ``"<kind>/<layer>[/<dir>]"``.
 
-        ``what``: kinds to keep (output, hidden, state, xw, hu, bias, z, mask); ``layers``: names.
-        """
+        Values are views (time-major arrays seen batch-major); writers copy what they keep."""
         out = {}
         if self.outputs is not None:
             for i, o in enumerate(self.outputs):
                 out["output" if i == 0 else f"output_{i}"] = o
         for name, r in self.layers.items():
-            if layers and name not in layers:
-                continue
             if r.hidden is not None:
                 out[f"hidden/{name}"] = r.hidden
             for d, seq in r.directions.items():
@@ -106,11 +103,7 @@ class Result:
                 suffix = f"/{d}" if d else ""
                 for kind in ("xw", "hu", "bias", "z"):
                     out[f"{kind}/{name}{suffix}"] = getattr(tr, kind)
-        if what:
-            keep = set(what)
-            out = {k: v for k, v in out.items()
-                   if k.split("/")[0] in keep or k in keep or k.split("/")[0].split("_")[0] in keep}
-        return {k: np.ascontiguousarray(v) for k, v in out.items()}
+        return out
 
 
 class Model:
