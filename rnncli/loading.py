@@ -8,9 +8,11 @@ storage and virtual datasets are refused).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import tempfile
 import zipfile
 
 import numpy as np
@@ -507,10 +509,42 @@ def _load_zip(path, ov):
                          f"{path}: metadata.json")
             if not isinstance(meta, dict):
                 meta = {}
-        blob = _read_member(zf, path, "model.weights.h5", MAX_WEIGHTS_BYTES)
-    with _open_h5(io.BytesIO(blob), f"{path}: model.weights.h5") as f:
-        _check_links(f, path)
-        return _k3_weights(f, path, ov, config=(config, meta))
+        with _member_file(zf, path, "model.weights.h5", MAX_WEIGHTS_BYTES) as source, \
+                _open_h5(source, f"{path}: model.weights.h5") as f:
+            _check_links(f, path)
+            return _k3_weights(f, path, ov, config=(config, meta))
+
+
+IN_MEMORY_BYTES = 256 * 2**20  # a larger archived member is spilled to a temporary file
+
+
+@contextlib.contextmanager
+def _member_file(zf, path, member, limit):
+    """An archived member for h5py: in memory when small, else copied to a temporary file
+    (so a multi-GB .keras archive is never held in memory whole)."""
+    info = zf.getinfo(member)
+    if info.file_size <= IN_MEMORY_BYTES:
+        yield io.BytesIO(_read_member(zf, path, member, limit))
+        return
+    if info.file_size > limit:
+        raise ModelFileError(f"{path}: member {member} is {info.file_size} bytes, over the "
+                             f"{limit}-byte limit; refused")
+    with tempfile.TemporaryDirectory(prefix="rnncli-") as tmp:
+        target = os.path.join(tmp, "model.weights.h5")
+        try:
+            with zf.open(info) as src, open(target, "wb") as dst:
+                copied = 0
+                while chunk := src.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > limit:
+                        raise ModelFileError(f"{path}: member {member} is over the "
+                                             f"{limit}-byte limit; refused")
+                    dst.write(chunk)
+        except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as e:
+            if isinstance(e, ModelFileError):
+                raise
+            raise ModelFileError(f"{path}: member {member} is damaged ({_short(e)})") from None
+        yield target
 
 
 def _read_member(zf, path, member, limit):

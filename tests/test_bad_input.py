@@ -388,3 +388,16 @@ def test_error_table_in_docs_is_current(tmp_path):
         text = open(DOC).read()
     assert start + table + end in text, "docs/errors.md is stale: run RNNCLI_UPDATE_DOCS=1 pytest"
 
+
+
+def test_large_archived_weights_are_read_from_a_temporary_file(monkeypatch):
+    import rnncli.loading as loading
+
+    monkeypatch.setattr(loading, "IN_MEMORY_BYTES", 1000)  # seed000's weights are ~12 kB
+    model = rnncli.load_model(S0)
+    x = np.load(ref_path("seed000_two_units", "input.npy"))
+    np.testing.assert_allclose(model.run(x).output, np.load(
+        ref_path("seed000_two_units", "expected_output.npy")), atol=1e-5)
+    monkeypatch.setattr(loading, "MAX_WEIGHTS_BYTES", 5000)
+    with pytest.raises(RnncliError, match="over the 5000-byte limit; refused"):
+        rnncli.load_model(S0)
