@@ -380,7 +380,7 @@ def _one_sample(view, i):
                    mask=None if view.mask is None else view.mask[i:i + 1])
 
 
-@cli.command()
+@cli.command(short_help="Show z = x·W + h·U + b and h = f(z) for every step and unit.")
 @model_options
 @input_options
 @view_options
@@ -444,7 +444,7 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
     emit(output, fmt, force, write)
 
 
-@cli.command()
+@cli.command(short_help="Layers, parameters, weight statistics, recurrent-kernel spectra.")
 @model_options
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
