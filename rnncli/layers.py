@@ -177,9 +177,9 @@ class SimpleRNN(Layer):
         seq, state, tr = self.scan(x, mask, initial_state, trace,
                                    keep=keep or self.return_sequences)
         y = seq if self.return_sequences else (seq[:, -1] if seq is not None else state)
+        # Keras passes the input's mask on as it is, even when go_backwards returns the
+        # sequence in reversed order (RNN.compute_mask); a layer stacked on it sees that.
         out_mask = mask if self.return_sequences else None
-        if self.go_backwards and out_mask is not None:
-            out_mask = out_mask[:, ::-1]
         return RecurrentOutput(y, state, seq, tr, out_mask)
 
     def output_shape(self, input_shape):

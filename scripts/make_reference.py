@@ -148,6 +148,17 @@ def main():
                      "Dense head, sequence as second output", overrides={"activation": "relu"})
     case["expected"]["hidden"] = {"rnn": case["expected"]["output_1"]}
     cases.append(case)
+    keras.utils.set_random_seed(10)
+    m = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(0.0),
+                          keras.layers.SimpleRNN(4, go_backwards=True, return_sequences=True,
+                                                 name="back"),
+                          keras.layers.SimpleRNN(3, return_sequences=True, name="top")])
+    case = save_case("stacked_after_backwards", m, xm, "Masking -> SimpleRNN(go_backwards, "
+                     "return_sequences) -> SimpleRNN: which mask reaches the second layer",
+                     hidden_name="top", overrides={"back.go_backwards": "true",
+                                                   "back.return_sequences": "true",
+                                                   "top.return_sequences": "true"})
+    cases.append(case)
     # Keras 2 (tf.keras): hard_sigmoid is 0.2x + 0.5 there.
     try:
         import tf_keras
