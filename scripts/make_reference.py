@@ -159,6 +159,29 @@ def main():
                                                    "back.return_sequences": "true",
                                                    "top.return_sequences": "true"})
     cases.append(case)
+    keras.utils.set_random_seed(11)
+    m = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(0.0),
+                          keras.layers.Bidirectional(keras.layers.SimpleRNN(4), name="bidi"),
+                          keras.layers.Dense(2, name="head")])
+    cases.append(save_case("bidi_last_masked", m, xm, "Masking -> Bidirectional without "
+                           "return_sequences (last unmasked outputs) -> Dense"))
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((6, 3))
+    out, state = keras.layers.SimpleRNN(4, return_state=True, name="rnn")(
+        keras.layers.Masking(0.0)(inp))
+    m = keras.Model(inp, [out, state])
+    cases.append(save_case("masked_return_state", m, xm, "Masking -> SimpleRNN(return_state): "
+                           "output and state after padded steps"))
+    keras.utils.set_random_seed(13)
+    ids = np.array([[5, 9, 3, 0, 0, 0], [7, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]], dtype="int32")
+    m = keras.Sequential([keras.Input((6,), dtype="int32"),
+                          keras.layers.Embedding(10, 3, mask_zero=True, name="emb"),
+                          keras.layers.Bidirectional(keras.layers.SimpleRNN(2,
+                                                                            return_sequences=True),
+                                                     merge_mode="ave", name="bidi")])
+    cases.append(save_case("embedding_bidi", m, ids, "Embedding(mask_zero) -> "
+                           "Bidirectional(ave, return_sequences)", hidden_name="bidi",
+                           overrides={"emb.mask_zero": "true", "merge_mode": "ave"}))
     # Keras 2 (tf.keras): hard_sigmoid is 0.2x + 0.5 there.
     try:
         import tf_keras
