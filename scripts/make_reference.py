@@ -62,6 +62,36 @@ def save_case(name, model, x, note, extra_files=(), hidden_name=None, overrides=
     return case
 
 
+def initial_state_cases(x):
+    """Layers called with initial_state (as the notebook's seed 003): the expected output is
+    the layer's own call, since a saved model can't hold the state."""
+    out = []
+    rng = np.random.default_rng(14)
+    for name, layer, h0 in [
+        ("initial_state_backwards",
+         keras.layers.SimpleRNN(3, go_backwards=True, return_sequences=True, name="rnn"),
+         [rng.normal(size=(2, 3)).astype("float32")]),
+        ("initial_state_bidi",
+         keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True),
+                                    name="bidi"),
+         [rng.normal(size=(2, 3)).astype("float32"), rng.normal(size=(2, 3)).astype("float32")]),
+    ]:
+        keras.utils.set_random_seed(15)
+        m = keras.Sequential([keras.Input((5, 4)), layer])
+        case = save_case(name, m, x, f"{name}: the layer called with initial_state (forward "
+                         f"then backward, concatenated)")
+        y = layer(x, initial_state=h0 if len(h0) > 1 else h0[0])
+        d = os.path.join(OUT, name)
+        np.save(os.path.join(d, "expected_output.npy"), np.asarray(y))
+        np.save(os.path.join(d, "initial_state.npy"), np.concatenate(h0, axis=-1))
+        case["initial_state"] = f"{name}/initial_state.npy"
+        case["expected"] = {"output": f"{name}/expected_output.npy"}
+        if "backwards" in name:
+            case["weights_only_overrides"] = {"go_backwards": "true"}
+        out.append(case)
+    return out
+
+
 def k2_functional(tf_keras, x):
     """A tf.keras functional model: its config records inbound nodes in Keras 2's form."""
     tf_keras.utils.set_random_seed(9)
@@ -182,6 +212,7 @@ def main():
     cases.append(save_case("embedding_bidi", m, ids, "Embedding(mask_zero) -> "
                            "Bidirectional(ave, return_sequences)", hidden_name="bidi",
                            overrides={"emb.mask_zero": "true", "merge_mode": "ave"}))
+    cases += initial_state_cases(x)
     # Keras 2 (tf.keras): hard_sigmoid is 0.2x + 0.5 there.
     try:
         import tf_keras
