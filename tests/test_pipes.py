@@ -58,7 +58,13 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     env = dict(os.environ, RNNCLI_ENGINE="numpy")
     proc = subprocess.Popen(RNNCLI + ["export", S0, "-i", str(x), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(1.0)
+    # interrupt once the export is under way (its spill folder appears beside the target)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(n.startswith(".rnncli-")
+                                                   for n in os.listdir(tmp_path)):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the export finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
