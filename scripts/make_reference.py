@@ -213,6 +213,17 @@ def main():
                            "Bidirectional(ave, return_sequences)", hidden_name="bidi",
                            overrides={"emb.mask_zero": "true", "merge_mode": "ave"}))
     cases += initial_state_cases(x)
+    keras.utils.set_random_seed(16)
+    inp = keras.Input((5, 4))
+    seq = keras.layers.SimpleRNN(3, return_sequences=True, name="rnn")(inp)
+    m = keras.Model(inp, keras.layers.Dense(1, name="head")(keras.layers.LSTM(2, name="lstm")(seq)))
+    case = save_case("behind_an_lstm", m, x, "SimpleRNN -> LSTM -> Dense: rnncli can't compute "
+                     "the LSTM but still shows the SimpleRNN")
+    np.save(os.path.join(OUT, "behind_an_lstm", "expected_hidden_rnn.npy"),
+            keras.Model(inp, seq).predict(x, verbose=0))
+    case["expected"] = {"hidden": {"rnn": "behind_an_lstm/expected_hidden_rnn.npy"}}
+    case["unsupported"] = "lstm"
+    cases.append(case)
     # Keras 2 (tf.keras): hard_sigmoid is 0.2x + 0.5 there.
     try:
         import tf_keras
