@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import warnings
 
 from .errors import ModelFileError
 
@@ -50,7 +51,11 @@ def probe(source, where: str, timeout: float | None = None):
     if not hasattr(os, "fork"):
         return
     r, w = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork() beside threads (OpenBLAS starts some); the child
+        # only reads one file with h5py and exits, so no lock another thread holds matters.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: walk the file, report, exit without cleanup
         status = b"e"
         try:
