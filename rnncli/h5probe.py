@@ -48,7 +48,7 @@ def _visit(f):
 def probe(source, where: str, timeout: float | None = None):
     """Raise ModelFileError when ``source`` (a path or file object) can't be walked in time."""
     timeout = TIMEOUT_SECONDS if timeout is None else timeout
-    if not hasattr(os, "fork"):
+    if not hasattr(os, "fork") or timeout <= 0:  # RNNCLI_HDF5_TIMEOUT=0: no probe
         return
     r, w = os.pipe()
     with warnings.catch_warnings():
