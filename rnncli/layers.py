@@ -61,8 +61,6 @@ class Layer:
     def call(self, x, mask=None):
         raise NotImplementedError
 
-    def output_shape(self, input_shape):
-        return input_shape
 
     def __repr__(self):
         return f"<{self.class_name} {self.name!r}>"
@@ -182,10 +180,6 @@ class SimpleRNN(Layer):
         out_mask = mask if self.return_sequences else None
         return RecurrentOutput(y, state, seq, tr, out_mask)
 
-    def output_shape(self, input_shape):
-        return tuple(input_shape[:2]) + (self.units,) if self.return_sequences \
-            else (input_shape[0], self.units)
-
 
 @dataclass
 class RecurrentOutput:
@@ -296,10 +290,6 @@ class Bidirectional(Layer):
         out.extra = {"forward": seq_f, "backward": seq_b}
         return out
 
-    def output_shape(self, input_shape):
-        lead = tuple(input_shape[:2]) if self.return_sequences else (input_shape[0],)
-        return lead + (self.units,)
-
 
 # ---------------------------------------------------------------- the rest
 
@@ -343,9 +333,6 @@ class Dense(Layer):
             y = y + self.bias
         return self._act(y), mask
 
-    def output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
-
 
 class TimeDistributed(Layer):
     """Keras ``TimeDistributed(Dense)``: the inner layer applied at every timestep."""
@@ -362,9 +349,6 @@ class TimeDistributed(Layer):
     def call(self, x, mask=None):
         y, _ = self.inner.call(x)
         return y, mask
-
-    def output_shape(self, input_shape):
-        return self.inner.output_shape(input_shape)
 
 
 class Embedding(Layer):
@@ -403,9 +387,6 @@ class Embedding(Layer):
         y = self.embeddings[ids]
         out_mask = (ids != 0) if self.mask_zero else mask
         return y, out_mask
-
-    def output_shape(self, input_shape):
-        return tuple(input_shape) + (self.embeddings.shape[1],)
 
 
 class Masking(Layer):
@@ -453,12 +434,6 @@ class Flatten(Layer):
     def call(self, x, mask=None):
         x = np.asarray(x)
         return x.reshape(x.shape[0], -1), None
-
-    def output_shape(self, input_shape):
-        n = 1
-        for d in input_shape[1:]:
-            n = None if (n is None or d is None) else n * d
-        return (input_shape[0], n)
 
 
 class Op(Layer):
@@ -530,9 +505,6 @@ class Unsupported(Layer):
 
     def call(self, *args, **kwargs):
         raise UnsupportedLayerError(self.reason)
-
-    def output_shape(self, input_shape):
-        return None
 
 
 IDENTITY_CLASSES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
