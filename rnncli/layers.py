@@ -61,7 +61,6 @@ class Layer:
     def call(self, x, mask=None):
         raise NotImplementedError
 
-
     def __repr__(self):
         return f"<{self.class_name} {self.name!r}>"
 
