@@ -143,12 +143,11 @@ def _with_progress(batches, total, progress):
     """Pass batches through, telling ``progress(done, total)`` once a second has gone by."""
     t0 = time.perf_counter()
     for start, result in batches:
+        if progress is not None and start and time.perf_counter() - t0 > 1.0:
+            progress(start, total)  # every sample before this batch is written
         yield start, result
-        if progress is not None and time.perf_counter() - t0 > 1.0:
-            first = next(iter(result.layers.values()), None)
-            n = len(first.state if not isinstance(first.state, dict)
-                    else first.state["forward"]) if first else 0
-            progress(start + n, total)
+    if progress is not None and time.perf_counter() - t0 > 1.0:
+        progress(total, total)
 
 
 class _Sink:

@@ -181,3 +181,17 @@ def test_unsupported_output_is_named(tmp_path):
         export_results(model, BIDI_X, str(tmp_path / "o.npz"), "npz", what="output")
     export_results(model, BIDI_X, str(tmp_path / "o.npz"), "npz")
     assert "output" not in np.load(tmp_path / "o.npz").files
+
+
+def test_progress_counts_written_samples(tmp_path, monkeypatch):
+    import itertools
+
+    import rnncli.export as ex
+
+    clock = itertools.count(0, 0.6)  # every batch seems to take 0.6 s
+    monkeypatch.setattr(ex.time, "perf_counter", lambda: next(clock))
+    calls = []
+    model = rnncli.random_model(1, 4, 3)
+    export_results(model, np.ones((10, 5, 3), np.float32), str(tmp_path / "p.npz"), "npz",
+                   batch_size=3, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(6, 10), (9, 10), (10, 10)]  # nothing shown in the first second
