@@ -1,0 +1,155 @@
+"""The numpy loop: chunking and the batch split across threads change speed, never numbers."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from rnncli import blas, kernels
+from rnncli.activations import get as get_activation
+
+
+def problem(B=70, T=23, D=5, H=9, dtype=np.float32, seed=0, bias=True):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(B, T, D)).astype(dtype)
+    k = (rng.normal(size=(D, H)) * 0.5).astype(dtype)
+    u = (rng.normal(size=(H, H)) * 0.3).astype(dtype)
+    b = rng.normal(size=H).astype(dtype) if bias else None
+    h0 = rng.normal(size=(B, H)).astype(dtype)
+    mask = rng.random((B, T)) > 0.3
+    return x, k, u, b, h0, mask
+
+
+def run(x, k, u, b, h0, act="tanh", **kw):
+    return kernels.scan(x, k, u, b, get_activation(act), act, h0, **kw)
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """Force the batch split into ``parts`` row blocks, whatever the problem's size."""
+    def use(parts):
+        monkeypatch.setattr(kernels, "SPLIT_MIN_VALUES", 0)
+        monkeypatch.setattr(kernels, "MIN_ROWS", 1)
+        monkeypatch.setattr(blas, "threads", lambda: parts)
+    return use
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(kernels, "CHUNK_BYTES", 700)  # a few steps a chunk, uneven
+
+
+@pytest.fixture(autouse=True)
+def numpy_engine(monkeypatch):
+    monkeypatch.setenv("RNNCLI_ENGINE", "numpy")
+
+
+def assert_same(a, b):
+    for p, q in zip(a, b):
+        if p is None:
+            assert q is None
+        else:
+            np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("trace", [False, True])
+def test_split_and_chunks_give_identical_numbers(split, monkeypatch, dtype, act, masked, trace):
+    x, k, u, b, h0, mask = problem(dtype=dtype)
+    kw = {"mask": mask if masked else None, "trace": trace, "zero_output_for_mask": masked}
+    whole = run(x, k, u, b, h0, act, **kw)
+    monkeypatch.setattr(kernels, "CHUNK_BYTES", 700)
+    chunked = run(x, k, u, b, h0, act, **kw)
+    split(3)  # 70 rows: blocks of 23, 23, 24
+    both = run(x, k, u, b, h0, act, **kw)
+    assert_same(whole, chunked)
+    assert_same(whole, both)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_final_state_without_keeping_the_sequence(split, small_chunks, masked):
+    x, k, u, b, h0, mask = problem(bias=False)
+    m = mask if masked else None
+    seq, state, *_ = run(x, k, u, b, h0, mask=m)
+    split(2)
+    none, state2, *_ = run(x, k, u, b, h0, mask=m, keep=False)
+    assert none is None
+    np.testing.assert_array_equal(state2, state)
+    if not masked:
+        np.testing.assert_array_equal(state, seq[:, -1])
+
+
+def test_trace_terms_add_up(split, small_chunks):
+    x, k, u, b, h0, _ = problem()
+    split(2)
+    seq, state, xw, hu, z = run(x, k, u, b, h0, trace=True)
+    np.testing.assert_allclose(xw, np.einsum("btd,dh->bth", x, k), rtol=1e-5, atol=1e-6)
+    h_prev = np.concatenate([h0[:, None], seq[:, :-1]], axis=1)
+    np.testing.assert_array_equal(hu[:, 3], h_prev[:, 3] @ u)
+    np.testing.assert_array_equal(z, (xw + b) + hu)
+    np.testing.assert_array_equal(seq, np.tanh(z))
+
+
+def test_an_error_in_one_block_stops_the_others_and_reaches_the_caller(split):
+    x, k, u, b, h0, _ = problem(B=64, T=200)
+    calls = []
+
+    def act(z):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 5:
+            raise FloatingPointError("boom")
+        return np.tanh(z)
+
+    split(2)
+    found = blas.api()
+    before = found[0][0]() if found else None
+    with pytest.raises(FloatingPointError, match="boom"):
+        kernels.scan(x, k, u, b, act, "custom", h0)
+    assert len(calls) < 50  # the other block stopped within a step or so, not after 200
+    if found:
+        assert found[0][0]() == before  # BLAS has its threads back
+
+
+def test_empty_sequence(split):
+    x, k, u, b, h0, _ = problem(T=0)
+    split(2)
+    seq, state, *_ = run(x, k, u, b, h0)
+    assert seq.shape == (70, 0, 9)
+    np.testing.assert_array_equal(state, h0)
+
+
+def uses_openblas():
+    blas_info = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
+    return "openblas" in str(blas_info.get("name", "")).lower()
+
+
+@pytest.mark.skipif(not uses_openblas(), reason="numpy is not built with OpenBLAS here")
+def test_openblas_threads_are_found_and_restored():
+    get, _ = blas.api()[0]
+    before = get()
+    assert blas.threads() == min(before, len(__import__("os").sched_getaffinity(0)))
+    with blas.single_threaded():
+        assert get() == 1
+        with blas.single_threaded():  # nested (two scans at once)
+            assert get() == 1
+        assert get() == 1
+        assert blas.threads() == before  # what a split may use is what BLAS had
+    assert get() == before
+
+
+def test_threads_is_one_without_a_known_blas(monkeypatch):
+    monkeypatch.setattr(blas, "_api", [])
+    assert blas.threads() == 1
+    with blas.single_threaded():
+        pass
+    assert kernels.split_parts(4096, 512) == 1
+
+
+def test_only_big_steps_are_split(monkeypatch):
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    assert kernels.split_parts(1024, 256) == 2
+    assert kernels.split_parts(64, 128) == 1  # 8k values a step: not worth threads
+    monkeypatch.setattr(blas, "threads", lambda: 1)  # OPENBLAS_NUM_THREADS=1
+    assert kernels.split_parts(1024, 256) == 1
