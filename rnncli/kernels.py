@@ -87,8 +87,10 @@ def scan(x, kernel, recurrent_kernel, bias, act, act_name, h, mask=None,
     dtype = kernel.dtype
     keep = keep or trace
     h = np.array(h, dtype=dtype, copy=True)
-    full = (lambda: np.empty((T, B, H), dtype)) if keep else (lambda: None)
-    out, xw, hu, z = full(), *((full() for _ in range(3)) if trace else (None,) * 3)
+    # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
+    # fault far less often (a (64, 100, 32, 128) float32 trace: 11.8 -> 4.0 ms here).
+    block = np.empty((4 if trace else int(keep), T, B, H), dtype)
+    out, xw, hu, z = (*block, None, None, None, None)[:4]
     if T == 0:
         return _bm(out), h, _bm(xw), _bm(hu), _bm(z)
 
@@ -170,26 +172,41 @@ class _Rows:
         ring = None if self.out is not None else np.empty((2, n, H), dtype)
         h = self.h[b0:b1]
         prev_out = np.zeros((n, H), dtype)
+        stopped = self.stop.is_set
+        matmul, add, tanh = np.matmul, np.add, np.tanh
         for t0 in range(0, T, C):
             c = min(C, T - t0)
             chunk = project(x[:, t0:t0 + c])
+            outs = self.out[t0:t0 + c, b0:b1] if ring is None else None
             if trace:
                 self.xw[t0:t0 + c, b0:b1] = chunk
                 if bias is not None:
-                    chunk = np.add(chunk, bias, out=xwb[:c])
+                    chunk = add(chunk, bias, out=xwb[:c])
+                hus, zs = self.hu[t0:t0 + c, b0:b1], self.z[t0:t0 + c, b0:b1]
+            if not trace and mask_t is None:  # the common case, with the least per step
+                for k in range(c):
+                    if stopped():  # another block failed, or Ctrl-C
+                        return
+                    matmul(h, U, out=buf)
+                    add(chunk[k], buf, out=buf)
+                    o = ring[k % 2] if outs is None else outs[k]
+                    if self.tanh:
+                        tanh(buf, out=o)
+                    else:
+                        o[...] = act(buf)
+                    h = o
+                continue
             for k in range(c):
-                if self.stop.is_set():  # another block failed, or Ctrl-C
+                if stopped():
                     return
-                t = t0 + k
                 if trace:  # h·U and z land in the trace's own rows: no copies
-                    hu, z = self.hu[t, b0:b1], self.z[t, b0:b1]
+                    z = add(chunk[k], matmul(h, U, out=hus[k]), out=zs[k])
                 else:
-                    hu = z = buf
-                z = np.add(chunk[k], np.matmul(h, U, out=hu), out=z)
-                o = self.out[t, b0:b1] if ring is None else ring[t % 2]
+                    z = add(chunk[k], matmul(h, U, out=buf), out=buf)
+                o = ring[k % 2] if outs is None else outs[k]
                 if mask_t is None:
                     if self.tanh:
-                        np.tanh(z, out=o)
+                        tanh(z, out=o)
                     else:
                         o[...] = act(z)
                     h = o
@@ -197,7 +214,7 @@ class _Rows:
                     # A masked step keeps the state; its output is the previous output
                     # (zeros with zero_output_for_mask), as Keras' rnn() does.
                     h_new = act(z)
-                    m = mask_t[t, b0:b1]
+                    m = mask_t[t0 + k, b0:b1]
                     h = np.where(m, h_new, h)
                     o[...] = np.where(m, h_new, 0 if self.zero_out else prev_out)
                     prev_out = o
