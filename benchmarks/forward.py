@@ -6,8 +6,10 @@
 
 Every peer runs the same weights on the same input on the CPU with the same thread count;
 outputs must agree with rnncli's within 1e-5 (float32) before a time is reported. Times are
-medians of repeated runs, in milliseconds; "ratio" is peer time / rnncli time (above 1:
-rnncli is faster). Peers that are not installed are reported as such.
+medians, in milliseconds, over rounds in which every contender runs in turn (see
+interleaved_medians), so that a noisy shared machine slows all of them alike; "ratio" is
+peer time / rnncli time (above 1: rnncli is faster). Peers that are not installed are
+reported as such.
 """
 
 from __future__ import annotations
@@ -36,16 +38,30 @@ SHAPES = [(1, 10000, 32, 64), (1, 100000, 8, 16), (8, 2000, 16, 32), (64, 100, 3
 THREADS = os.cpu_count() or 1
 
 
-def median_time(fn, min_runs=5, min_seconds=1.0, max_runs=30):
-    fn()  # warm-up (compilation, caches)
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < min_seconds
-                                    and len(times) < max_runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def interleaved_medians(contenders, rounds=5, warmup_seconds=0.1, block_seconds=0.25,
+                        max_block=50):
+    """Median time of each contender, measured in rounds: every round runs each one in turn,
+    first untimed for ``warmup_seconds`` (at least once: this also outlasts the previous
+    contender's threads spinning before they sleep, and settles caches and the allocator),
+    then timed for ``block_seconds`` (at least once). On a shared, noisy machine all of
+    them see the same conditions, so the ratios hold even when absolute times drift."""
+    times = {name: [] for name in contenders}
+
+    def repeat(fn, seconds, record=None):
+        start = time.perf_counter()
+        for _ in range(max_block):
+            t0 = time.perf_counter()
+            fn()
+            if record is not None:
+                record.append(time.perf_counter() - t0)
+            if time.perf_counter() - start >= seconds:
+                break
+
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            repeat(fn, warmup_seconds)
+            repeat(fn, block_seconds, times[name])
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 # ---------------------------------------------------------------- peers
@@ -132,16 +148,20 @@ def rnncli_runs(k, u, b, x):
     return (lambda: layer.scan(x)[0]), (lambda: layer.scan(x, trace=True))
 
 
-def bench_shape(shape, dtype, peers, quick):
+def sgemm(n=2048):
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    return (lambda: a @ a), 2 * n**3
+
+
+def bench_shape(shape, dtype, peers, quick, with_sgemm=False):
     B, T, D, H = shape
     k, u, b = random_weights(0, H, D, dtype=dtype)
     b = (np.random.default_rng(1).normal(size=H) * 0.1).astype(dtype)
     x = np.random.default_rng(2).normal(size=(B, T, D)).astype(dtype)
     fwd, trace = rnncli_runs(k, u, b, x)
     reference = fwd()
-    kw = {"min_runs": 3, "min_seconds": 0.3} if quick else {}
-    row = {"shape": shape, "dtype": np.dtype(dtype).name, "rnncli": median_time(fwd, **kw),
-           "trace": median_time(trace, **kw)}
+    row = {"shape": shape, "dtype": np.dtype(dtype).name}
+    contenders = {"rnncli": fwd, "trace": trace}
     for name in peers:
         try:
             run, result = PEERS[name](k, u, b, x)
@@ -150,18 +170,15 @@ def bench_shape(shape, dtype, peers, quick):
             if diff > tol:
                 row[name] = f"disagrees by {diff:.1e}"
                 continue
-            row[name] = median_time(run, **kw)
+            contenders[name] = run
         except ImportError:
             row[name] = "not installed"
         except NotImplementedError as e:
             row[name] = f"n/a ({e})"
+    if with_sgemm:
+        contenders["sgemm"], row["sgemm_flops"] = sgemm()
+    row.update(interleaved_medians(contenders, rounds=2 if quick else 5))
     return row
-
-
-def matmul_gflops(dtype=np.float32, n=2048):
-    a = np.random.default_rng(0).normal(size=(n, n)).astype(dtype)
-    t = median_time(lambda: a @ a, min_runs=5, min_seconds=1.0)
-    return 2 * n**3 / t / 1e9
 
 
 def process_latency(args, runs=11):
@@ -226,20 +243,22 @@ def main():
     rows = []
     for dtype in (np.float32, np.float64):
         for shape in shapes:
-            row = bench_shape(shape, dtype, peers, args.quick)
+            row = bench_shape(shape, dtype, peers, args.quick,
+                              with_sgemm=shape == SHAPES[-1] and dtype == np.float32)
             rows.append(row)
             print(row, flush=True)
-    gflops = matmul_gflops()
-    big = [r for r in rows if r["shape"] == (1024, 50, 64, 256) and r["dtype"] == "float32"]
     lines = [table(rows, peers), ""]
     lines.append(f"Machine: {machine()}; {THREADS} threads for every peer.")
-    lines.append(f"Single-precision matrix multiply on this machine: {gflops:.1f} GFLOP/s "
-                 f"(numpy, 2048x2048).")
+    big = [r for r in rows if "sgemm" in r]
     if big:
-        B, T, D, H = big[0]["shape"]
+        r = big[0]
+        B, T, D, H = r["shape"]
+        gflops = r["sgemm_flops"] / r["sgemm"] / 1e9
         flops = 2 * B * T * (D * H + H * H)
-        lines.append(f"(1024, 50, 64, 256) float32: {flops / big[0]['rnncli'] / 1e9:.1f} GFLOP/s "
-                     f"= {flops / big[0]['rnncli'] / 1e9 / gflops:.0%} of that.")
+        lines.append(f"Single-precision matrix multiply on this machine, measured in the same "
+                     f"rounds: {gflops:.1f} GFLOP/s (numpy, 2048x2048).")
+        lines.append(f"{r['shape']} float32: {flops / r['rnncli'] / 1e9:.1f} GFLOP/s "
+                     f"= {flops / r['rnncli'] / 1e9 / gflops:.0%} of that.")
     if not args.quick and not args.shape:
         sample = [os.path.join(ROOT, "sample_weights", "seed000_two_units.keras"), "-i",
                   os.path.join(ROOT, "sample_weights", "seed000_input.csv")]
