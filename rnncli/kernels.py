@@ -222,22 +222,22 @@ class _Rows:
 
 
 def _compiled(x, kernel, recurrent_kernel, bias, act_name, h, out, xw, hu, z):
-    """The numba loop (rnncli/fast.py) over chunks of x·W + b as big as fit 256 MiB."""
+    """The numba loop (rnncli/fast.py), a few MiB of x·W + b at a time."""
     from . import fast
 
     B, T, _ = x.shape
     H = kernel.shape[1]
-    itemsize = kernel.dtype.itemsize
-    C = chunk_steps(B, H, itemsize, T, chunk_bytes=256 * 2**20)
+    C = chunk_steps(B, H, kernel.dtype.itemsize, T, chunk_bytes=4 * CHUNK_BYTES)
+    project = _Projection(B, C, kernel, None if xw is not None else bias)
+    scratch = np.empty((C, B, H), kernel.dtype) if out is None else None
     for t0 in range(0, T, C):
         t1 = min(T, t0 + C)
-        xs = x[:, t0:t1]
+        xwb = project(x[:, t0:t1])
         if xw is not None:
-            xw[t0:t1] = project(xs, kernel)
-            xwb = xw[t0:t1] + bias if bias is not None else xw[t0:t1]
-        else:
-            xwb = project(xs, kernel, bias)
-        o = out[t0:t1] if out is not None else np.empty_like(xwb)
+            xw[t0:t1] = xwb
+            if bias is not None:
+                xwb = xwb + bias
+        o = out[t0:t1] if out is not None else scratch[:t1 - t0]
         h = fast.recurrence(xwb, recurrent_kernel, h, o, act_name,
                             None if hu is None else hu[t0:t1], None if z is None else z[t0:t1])
     return h

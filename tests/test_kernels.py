@@ -153,3 +153,29 @@ def test_only_big_steps_are_split(monkeypatch):
     assert kernels.split_parts(64, 128) == 1  # 8k values a step: not worth threads
     monkeypatch.setattr(blas, "threads", lambda: 1)  # OPENBLAS_NUM_THREADS=1
     assert kernels.split_parts(1024, 256) == 1
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_final_state_only_needs_memory_independent_of_length(monkeypatch, engine):
+    import tracemalloc
+
+    if engine == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("RNNCLI_ENGINE", engine)
+    x, k, u, b, h0, _ = problem(B=4, T=200_000, D=8, H=16)
+    run(x[:, :10], k, u, b, h0)  # compiles, if it will
+
+    def peak(T):
+        tracemalloc.start()
+        try:
+            state = run(x[:, :T], k, u, b, h0, keep=False)[1]
+            return tracemalloc.get_traced_memory()[1], state
+        finally:
+            tracemalloc.stop()
+
+    short, _ = peak(100_000)
+    long, state = peak(200_000)
+    sequence = 4 * 100_000 * 16 * 4  # what keeping the shorter sequence alone would take
+    assert long < 1.05 * short + 2**16  # twice the steps, no more memory
+    assert short < sequence / 2
+    np.testing.assert_array_equal(state, run(x, k, u, b, h0)[1])
