@@ -4,7 +4,9 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import CASES, WITH_CONFIG, load
 
+import rnncli
 from rnncli import blas, kernels
 from rnncli.activations import get as get_activation
 
@@ -179,3 +181,17 @@ def test_final_state_only_needs_memory_independent_of_length(monkeypatch, engine
     assert long < 1.05 * short + 2**16  # twice the steps, no more memory
     assert short < sequence / 2
     np.testing.assert_array_equal(state, run(x, k, u, b, h0)[1])
+
+
+@pytest.mark.parametrize("case,fmt,path", [c for c in CASES if c.values[1] in WITH_CONFIG])
+def test_split_path_matches_keras(split, case, fmt, path):
+    """Every Keras reference case, run with the batch split into blocks of single rows."""
+    split(64)
+    model = rnncli.load_model(path)
+    x = load(case, case["input"])
+    h0 = load(case, case["initial_state"]) if "initial_state" in case else None
+    result = model.run(x, initial_state=h0)
+    for key, rel in case["expected"].items():
+        if key.startswith("output"):
+            i = 0 if key == "output" else int(key.split("_")[1])
+            np.testing.assert_allclose(result.outputs[i], load(case, rel), atol=1e-5, rtol=1e-5)
