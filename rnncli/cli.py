@@ -218,12 +218,28 @@ def model_input(model, data):
         raise InputDataError(f"{data.name}: {e}") from None
 
 
-def run_model(model, data, h0, trace):
+def run_model(model, data, h0, trace, sample=None, fmt="csv", show_all=False):
+    """Run the model on the samples the command will show, and say which those are (None:
+    all). Rows of a batch never interact, so a table of 3 samples out of 10,000 costs 3
+    samples' work and memory, and the numbers are the same as in a run on all of them."""
+    import numpy as np
+
     from .errors import InputDataError
+    from .views import parse_index_list
 
     x = model_input(model, data)
+    B = x.shape[0]
+    samples = parse_index_list(sample, "sample", B) if sample else None
+    if samples is None and fmt == "table" and not show_all and B > TABLE_SAMPLES + 1:
+        samples = list(range(TABLE_SAMPLES))
+        note(f"showing samples 0 to {TABLE_SAMPLES - 1} of {B}; pick others with --sample, "
+             f"or --all for every one")
+    if samples is not None:
+        x = x[samples]
+        if h0 is not None and np.ndim(h0) == 2 and len(h0) == B > 1:
+            h0 = np.asarray(h0)[samples]
     try:
-        return model.run(x, initial_state=h0, trace=trace)
+        return model.run(x, initial_state=h0, trace=trace), samples
     except InputDataError as e:
         if str(e).startswith(data.name) or "initial state" in str(e):
             raise
@@ -233,7 +249,7 @@ def run_model(model, data, h0, trace):
 TABLE_SAMPLES = 3  # samples a table view shows unless --sample or --all says otherwise
 
 
-def selection(result, sample, steps, unit_list, fmt="csv", show_all=False):
+def selection(result, steps, unit_list):
     from .views import Selection, parse_index_list, parse_slice
 
     first = next(iter(result.layers.values()), None)
@@ -242,20 +258,24 @@ def selection(result, sample, steps, unit_list, fmt="csv", show_all=False):
 
         why = f": {result.output_error}" if result.output_error else ""
         raise RnncliError(f"the model has no recurrent layer that could be computed{why}")
-    seq = first.hidden if first.hidden is not None else first.directions["forward"]
-    B = seq.shape[0]
-    samples = parse_index_list(sample, "sample", B) if sample else None
-    if samples is None and fmt == "table" and not show_all and B > TABLE_SAMPLES + 1:
-        samples = list(range(TABLE_SAMPLES))
-        note(f"showing samples 0 to {TABLE_SAMPLES - 1} of {B}; pick others with --sample, "
-             f"or --all for every one")
     steps_sl = parse_slice(steps, "steps") if steps else None
     units = None
     if unit_list:
         H = min(r.hidden.shape[-1] if r.hidden is not None else 2 * r.layer.forward_layer.units
                 for r in result.layers.values())
         units = parse_index_list(unit_list, "unit", H)
-    return Selection(samples, steps_sl, units)
+    return Selection(None, steps_sl, units)
+
+
+def relabel(views, samples):
+    """Views of a run on the chosen samples, numbered as in the input."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    if samples is None:
+        return views
+    return [replace(v, samples=np.asarray(samples)[v.samples]) for v in views]
 
 
 def pick_layers(model, result, layer_keys, fmt):
@@ -322,18 +342,18 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
     check_target(output, force)
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
-    result = run_model(m, data, h0, trace=False)
+    result, samples = run_model(m, data, h0, False, sample, fmt, show_all)
     shown_input = None
     if with_input:
         x = model_input(m, data)
         shown_input = x[..., None] if x.ndim == 2 else x  # token ids: one column
     if result.outputs is None and fmt in ("table", "json"):
         note(f"model output not computed: {result.output_error}")
-    sel = selection(result, sample, steps, unit_list, fmt, show_all)
+    sel = selection(result, steps, unit_list)
     names = list(dict.fromkeys(n.split("/")[0] for n in pick_layers(m, result, layer_keys, fmt)))
     from .views import states_view
 
-    views = [states_view(result, n, sel) for n in names]
+    views = relabel([states_view(result, n, sel) for n in names], samples)
     outputs = result.outputs
 
     def write(fh):
@@ -405,8 +425,8 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
     check_target(output, force)
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
-    result = run_model(m, data, h0, trace=True)
-    sel = selection(result, sample, steps, unit_list, fmt, show_all)
+    result, samples = run_model(m, data, h0, True, sample, fmt, show_all)
+    sel = selection(result, steps, unit_list)
     names = pick_layers(m, result, layer_keys, "table" if fmt in ("csv", "tsv") else fmt)
     from .views import trace_views
 
@@ -415,6 +435,7 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
         name, _, direction = key.partition("/")
         views += [v for v in trace_views(result, name, sel, terms)
                   if not direction or v.direction == direction]
+    views = relabel(views, samples)
 
     def write(fh):
         from . import formats

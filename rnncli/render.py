@@ -150,8 +150,9 @@ def states_table(view, layer, precision=None, show_all=False, colour=True, width
 
 def output_tables(outputs, samples, shown, precision=None, show_all=False, colour=True,
                   width=100):
-    """What model.predict returns, per sample. Outputs equal to a hidden sequence already
-    shown (``shown``: name -> array) are named, not repeated; sequences get a table."""
+    """What model.predict returns, per sample: ``outputs`` hold the shown samples, in
+    order, numbered ``samples``. Outputs equal to a hidden sequence already shown
+    (``shown``: name -> array) are named, not repeated; sequences get a table."""
     out = []
     rows = Table(header_style="bold")
     for c in ("output", "sample", "values"):
@@ -165,8 +166,8 @@ def output_tables(outputs, samples, shown, precision=None, show_all=False, colou
             out.append(Text(f"{name}: the hidden sequence of layer {same!r}, shown above",
                             style="bold"))
             continue
-        for b in samples:
-            v = np.asarray(o[b])
+        for i, b in enumerate(samples):  # o holds the shown samples, in this order
+            v = np.asarray(o[i])
             if v.ndim == 2:
                 out.append(matrix_table(f"{name}  sample {b}", range(len(v)),
                                         [f"y{j}" for j in range(v.shape[1])], v,

@@ -248,3 +248,44 @@ def test_tables_show_a_few_samples_unless_asked():
     r = run("forward", sample("seed002_batch_state.keras"), "-i", sample("seed002_input.npy"),
             "--steps", "0:1", "-u", "0:2", "--all")
     assert r.stdout.count("simple_rnn (SimpleRNN") == 32
+
+
+S2 = sample("seed002_batch_state.keras")
+S2_IN = sample("seed002_input.npy")
+
+
+def test_chosen_samples_carry_keras_numbers_and_their_own_labels():
+    # Only the chosen samples are computed; numbers and labels must be those of the batch.
+    hidden = np.load(ref_path("seed002_batch_state", "expected_hidden_simple_rnn.npy"))
+    state = np.load(ref_path("seed002_batch_state", "expected_output_1.npy"))
+    doc = json.loads(run("forward", S2, "-i", S2_IN, "--sample", "30,7", "-f", "json").stdout)
+    assert doc["layers"][0]["samples"] == [30, 7]
+    np.testing.assert_allclose(doc["layers"][0]["hidden"], hidden[[30, 7]], atol=1e-5)
+    np.testing.assert_allclose(doc["output"][1], state[[30, 7]], atol=1e-5)
+    table = rows(run("trace", S2, "-i", S2_IN, "--sample", "-1", "--steps", "-1:",
+                     "-f", "csv").stdout)
+    head = table[0]
+    last = [r for r in table[1:] if r[head.index("unit")] == "3"]
+    assert [r[head.index("sample")] for r in last] == ["31"]
+    assert float(last[0][head.index("h")]) == pytest.approx(hidden[31, -1, 3], abs=1e-5)
+
+
+def test_table_of_a_big_batch_shows_the_batch_numbers():
+    hidden = np.load(ref_path("seed002_batch_state", "expected_hidden_simple_rnn.npy"))
+    r = run("forward", S2, "-i", S2_IN, "--sample", "12", "--steps", "0:1", "--precision", "6")
+    assert "sample 12" in r.stdout
+    assert f"{hidden[12, 0, 0]:.6f}" in r.stdout
+    r = run("forward", S2, "-i", S2_IN, "--sample", "12", "--with-input", "--steps", "0:1",
+            "--precision", "6")
+    x = np.load(S2_IN)
+    assert f"{x[12, 0, 0]:.6f}" in r.stdout  # the input shown is sample 12's too
+
+
+def test_chosen_samples_start_from_their_own_initial_state():
+    x = np.load(sample("seed003_input.npy"))
+    expected = np.load(ref_path("seed003_initial_state", "expected_output.npy"))
+    r = run("forward", sample("seed003_initial_state.keras"), "-i", sample("seed003_input.npy"),
+            "--initial-state", sample("seed003_initial_state.npy"), "--sample", "1", "-f", "npy")
+    arr = np.load(io.BytesIO(r.stdout_bytes))
+    assert arr.shape[0] == 1 and x.shape[0] == 2
+    np.testing.assert_allclose(arr[0], expected[1], atol=1e-5)
