@@ -59,6 +59,20 @@ def load(case, rel):
     return np.load(os.path.join(case["base"], rel))
 
 
+def assert_outputs_match_keras(case, path):
+    """Run a case's full model file on its input; every output must be Keras' to 1e-5."""
+    import rnncli
+
+    model = rnncli.load_model(path)
+    x = load(case, case["input"])
+    h0 = load(case, case["initial_state"]) if "initial_state" in case else None
+    result = model.run(x, initial_state=h0)
+    for key, rel in case["expected"].items():
+        if key.startswith("output"):
+            i = 0 if key == "output" else int(key.split("_")[1])
+            np.testing.assert_allclose(result.outputs[i], load(case, rel), atol=1e-5, rtol=1e-5)
+
+
 @pytest.fixture
 def seed000():
     import rnncli

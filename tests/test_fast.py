@@ -4,9 +4,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import CASES, WITH_CONFIG, load
+from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
 
-import rnncli
 from rnncli import fast
 from rnncli.layers import SimpleRNN
 from rnncli.random_weights import random_weights
@@ -62,12 +61,5 @@ def test_auto_picks_numba_only_for_long_small_problems(engine, monkeypatch):
 @pytest.mark.parametrize("case,fmt,path", [c for c in CASES if c.values[1] in WITH_CONFIG])
 def test_numba_path_matches_keras(engine, case, fmt, path):
     engine("numba")
-    model = rnncli.load_model(path)
-    x = load(case, case["input"])
-    h0 = load(case, case["initial_state"]) if "initial_state" in case else None
-    result = model.run(x, initial_state=h0)
-    for key, rel in case["expected"].items():
-        if key.startswith("output"):
-            i = 0 if key == "output" else int(key.split("_")[1])
-            np.testing.assert_allclose(result.outputs[i], load(case, rel), atol=1e-5, rtol=1e-5)
+    assert_outputs_match_keras(case, path)
     assert os.environ["RNNCLI_ENGINE"] == "numba"

@@ -4,9 +4,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import CASES, WITH_CONFIG, load
+from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
 
-import rnncli
 from rnncli import blas, kernels
 from rnncli.activations import get as get_activation
 
@@ -187,11 +186,4 @@ def test_final_state_only_needs_memory_independent_of_length(monkeypatch, engine
 def test_split_path_matches_keras(split, case, fmt, path):
     """Every Keras reference case, run with the batch split into blocks of single rows."""
     split(64)
-    model = rnncli.load_model(path)
-    x = load(case, case["input"])
-    h0 = load(case, case["initial_state"]) if "initial_state" in case else None
-    result = model.run(x, initial_state=h0)
-    for key, rel in case["expected"].items():
-        if key.startswith("output"):
-            i = 0 if key == "output" else int(key.split("_")[1])
-            np.testing.assert_allclose(result.outputs[i], load(case, rel), atol=1e-5, rtol=1e-5)
+    assert_outputs_match_keras(case, path)
