@@ -61,6 +61,15 @@ class _Projection:
         return res.reshape(c, n, -1)
 
 
+def matmul(x, w):
+    """``x @ w``, where a single row takes BLAS's matrix-matrix path like every row of a
+    batch (the matrix-vector one sums in another order): a sample's numbers never depend
+    on the batch it came in."""
+    if x.ndim == 2 and x.shape[0] == 1:
+        return (np.repeat(x, 2, axis=0) @ w)[:1]
+    return x @ w
+
+
 def chunk_steps(B, H, itemsize, T, chunk_bytes=CHUNK_BYTES):
     return int(max(1, min(T, chunk_bytes // max(1, B * H * itemsize))))
 
@@ -87,28 +96,37 @@ def scan(x, kernel, recurrent_kernel, bias, act, act_name, h, mask=None,
     dtype = kernel.dtype
     keep = keep or trace
     h = np.array(h, dtype=dtype, copy=True)
-    # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
-    # fault far less often (a (64, 100, 32, 128) float32 trace: 11.8 -> 4.0 ms here).
-    block = np.empty((4 if trace else int(keep), T, B, H), dtype)
-    out, xw, hu, z = (*block, None, None, None, None)[:4]
-    if T == 0:
-        return _bm(out), h, _bm(xw), _bm(hu), _bm(z)
-
     from . import fast
 
-    if mask is None and fast.worth_it(T, B, H, act_name, dtype.itemsize):
-        h = _compiled(x, kernel, recurrent_kernel, bias, act_name, h, out, xw, hu, z)
-        return _bm(out), h, _bm(xw), _bm(hu), _bm(z)
-
-    mask_t = None if mask is None else np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
-    job = _Rows(x, kernel, recurrent_kernel, bias, act, act_name, h, mask_t,
-                zero_output_for_mask, out, xw, hu, z)
-    parts = split_parts(B, H)
-    if parts == 1:
-        job.run(0, B)
-    else:
-        job.run_split(parts)
-    return _bm(out), job.h, _bm(xw), _bm(hu), _bm(z)
+    compiled = T > 0 and mask is None and fast.worth_it(T, B, H, act_name, dtype.itemsize)
+    rows = B
+    if B == 1 and T > 0 and not compiled:
+        # BLAS takes one row through its matrix-vector product, which sums in another order
+        # than the matrix-matrix product every batch gets. Two copies of the sample keep
+        # its numbers what they are in any batch (at a few percent of a step's time).
+        rows = 2
+        x = np.broadcast_to(x, (2, T, x.shape[2]))
+        h = np.repeat(h, 2, axis=0)
+        mask = None if mask is None else np.broadcast_to(mask, (2, T))
+    # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
+    # fault far less often (a (64, 100, 32, 128) float32 trace: 11.8 -> 4.0 ms here).
+    block = np.empty((4 if trace else int(keep), T, rows, H), dtype)
+    arrays = (*block, None, None, None, None)[:4]  # out, xw, hu, z; time-major
+    if T and compiled:
+        h = _compiled(x, kernel, recurrent_kernel, bias, act_name, h, *arrays)
+    elif T:
+        mask_t = None if mask is None else \
+            np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
+        job = _Rows(x, kernel, recurrent_kernel, bias, act, act_name, h, mask_t,
+                    zero_output_for_mask, *arrays)
+        parts = split_parts(rows, H)
+        if parts == 1:
+            job.run(0, rows)
+        else:
+            job.run_split(parts)
+        h = job.h
+    out, xw, hu, z = (None if a is None else a[:, :B].transpose(1, 0, 2) for a in arrays)
+    return out, h[:B], xw, hu, z
 
 
 class _Rows:
@@ -241,8 +259,3 @@ def _compiled(x, kernel, recurrent_kernel, bias, act_name, h, out, xw, hu, z):
         h = fast.recurrence(xwb, recurrent_kernel, h, o, act_name,
                             None if hu is None else hu[t0:t1], None if z is None else z[t0:t1])
     return h
-
-
-def _bm(a):
-    """Time-major (T, B, H) -> a batch-major (B, T, H) view."""
-    return None if a is None else a.transpose(1, 0, 2)

@@ -327,7 +327,9 @@ class Dense(Layer):
         if x.shape[-1] != self.kernel.shape[0]:
             raise InputDataError(
                 f"layer {self.name!r} expects {self.kernel.shape[0]} features, got shape {x.shape}")
-        y = x @ self.kernel
+        from .kernels import matmul
+
+        y = matmul(x, self.kernel)
         if self.bias is not None:
             y = y + self.bias
         return self._act(y), mask

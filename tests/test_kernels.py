@@ -1,10 +1,11 @@
 """The numpy loop: chunking and the batch split across threads change speed, never numbers."""
 
+import os
 import threading
 
 import numpy as np
 import pytest
-from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
+from conftest import CASES, SAMPLES, WITH_CONFIG, assert_outputs_match_keras
 
 from rnncli import blas, kernels
 from rnncli.activations import get as get_activation
@@ -187,3 +188,29 @@ def test_split_path_matches_keras(split, case, fmt, path):
     """Every Keras reference case, run with the batch split into blocks of single rows."""
     split(64)
     assert_outputs_match_keras(case, path)
+
+
+@pytest.mark.parametrize("shape", [(32, 28, 32, 16), (64, 50, 16, 128), (300, 7, 8, 256)])
+@pytest.mark.parametrize("trace", [False, True])
+def test_a_samples_numbers_do_not_depend_on_its_batch(shape, trace):
+    B, T, D, H = shape
+    x, k, u, b, h0, mask = problem(B, T, D, H)
+    for m in (None, mask):
+        whole = run(x, k, u, b, h0, mask=m, trace=trace)
+        for rows in ([3], [B - 1], [0, 5], [2, 0, 1]):
+            part = run(x[rows], k, u, b, h0[rows], mask=None if m is None else m[rows],
+                       trace=trace)
+            for p, q in zip(part, whole):
+                if p is not None:
+                    np.testing.assert_array_equal(p, q[rows])
+
+
+def test_a_dense_head_gives_one_sample_its_batch_numbers():
+    import rnncli
+
+    model = rnncli.load_model(os.path.join(SAMPLES, "seed001_dense_head.keras"))
+    x = np.load(os.path.join(SAMPLES, "seed001_input.npy"))
+    x = np.concatenate([x] * 4) + np.arange(4 * len(x))[:, None, None] * 0.01
+    whole = model.run(x).output
+    for i in range(len(x)):
+        np.testing.assert_array_equal(model.run(x[i:i + 1]).output, whole[i:i + 1])
