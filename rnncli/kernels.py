@@ -30,12 +30,6 @@ SPLIT_MIN_VALUES = 2**15
 MIN_ROWS = 32
 
 
-def project(x, kernel, bias=None):
-    """x (B, c, D) · kernel (D, H) [+ bias] -> time-major (c, B, H) in one product."""
-    p = _Projection(x.shape[0], x.shape[1], kernel, bias)
-    return p(x)
-
-
 class _Projection:
     """``x·W [+ b]`` for chunks of up to ``c`` steps of ``n`` rows, in reused buffers.
 
@@ -158,17 +152,22 @@ class _Rows:
         with blas.single_threaded():
             threads = [threading.Thread(target=work, args=edges[i:i + 2], daemon=True)
                        for i in range(1, parts)]
-            for t in threads:
-                t.start()
-            work(edges[0], edges[1])
-            interrupted = None
-            for t in threads:
-                while t.is_alive():
-                    try:
-                        t.join()
-                    except BaseException as e:  # Ctrl-C: the others stop at their next step
-                        self.stop.set()
-                        interrupted = interrupted or e
+            try:
+                for t in threads:
+                    t.start()
+                work(edges[0], edges[1])
+            except BaseException:
+                self.stop.set()
+                raise
+            finally:
+                interrupted = None
+                for t in threads:
+                    while t.is_alive():
+                        try:
+                            t.join()
+                        except BaseException as e:  # Ctrl-C: the others stop at their next step
+                            self.stop.set()
+                            interrupted = interrupted or e
             if interrupted is not None:
                 raise interrupted
         if errors:
