@@ -83,13 +83,12 @@ def threads() -> int:
     found = api()
     if found is None:
         return 1
-    if _single:
-        return _saved[0]
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(found[0][0](), cores))
+    # inside single_threaded(), what BLAS had before
+    return max(1, min(_saved[0] if _single else found[0][0](), cores))
 
 
 @contextlib.contextmanager

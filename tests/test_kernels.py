@@ -131,13 +131,14 @@ def uses_openblas():
 def test_openblas_threads_are_found_and_restored():
     get, _ = blas.api()[0]
     before = get()
-    assert blas.threads() == min(before, len(__import__("os").sched_getaffinity(0)))
+    usable = min(before, len(os.sched_getaffinity(0)))
+    assert blas.threads() == usable
     with blas.single_threaded():
         assert get() == 1
         with blas.single_threaded():  # nested (two scans at once)
             assert get() == 1
         assert get() == 1
-        assert blas.threads() == before  # what a split may use is what BLAS had
+        assert blas.threads() == usable  # what a split may use is what BLAS had
     assert get() == before
 
 
