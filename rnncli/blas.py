@@ -20,6 +20,7 @@ import glob
 import os
 import threading
 
+OPENMP = 2  # what openblas_get_parallel() returns for an OpenMP build
 _lock = threading.Lock()
 _api = None  # [(get, set)] once looked up
 _single = 0  # how many callers want BLAS single-threaded now
@@ -50,22 +51,41 @@ def _candidates():
 
 
 def _lookup():
-    """[(get, set)] for every OpenBLAS loaded, numpy's first; [] if none."""
+    """[(get, set)] for every OpenBLAS loaded, numpy's first; [] if none, or if one is an
+    OpenMP build (which takes each thread's own OpenMP thread count, out of reach of the
+    global setting: splitting would oversubscribe the cores)."""
     found = []
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix, suffix in [(p, s) for p in ("scipy_", "") for s in ("64_", "", "_64")]:
-            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                found.append((get, put))
-                break
+        functions = _functions(lib)
+        if functions is None:
+            continue
+        get, put, parallel = functions
+        if parallel == OPENMP:
+            return []
+        found.append((get, put))
     return found
+
+
+def _functions(lib):
+    """(get_num_threads, set_num_threads, get_parallel() or None) of an OpenBLAS library
+    under any of the names its builds use, or None."""
+    for prefix, suffix in [(p, s) for p in ("scipy_", "") for s in ("64_", "", "_64")]:
+        get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+        put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+        if get is None or put is None:
+            continue
+        get.restype, get.argtypes = ctypes.c_int, []
+        put.restype, put.argtypes = None, [ctypes.c_int]
+        parallel = getattr(lib, f"{prefix}openblas_get_parallel{suffix}", None)
+        if parallel is not None:
+            parallel.restype, parallel.argtypes = ctypes.c_int, []
+            parallel = parallel()
+        return get, put, parallel
+    return None
 
 
 def api():

@@ -215,3 +215,24 @@ def test_a_dense_head_gives_one_sample_its_batch_numbers():
     whole = model.run(x).output
     for i in range(len(x)):
         np.testing.assert_array_equal(model.run(x[i:i + 1]).output, whole[i:i + 1])
+
+
+def test_an_openmp_openblas_is_left_alone(monkeypatch):
+    from types import SimpleNamespace
+
+    def fn(value):
+        return lambda *args: value
+
+    def lib(parallel, prefix="", suffix=""):
+        return SimpleNamespace(**{f"{prefix}openblas_get_num_threads{suffix}": fn(2),
+                                  f"{prefix}openblas_set_num_threads{suffix}": fn(None),
+                                  f"{prefix}openblas_get_parallel{suffix}": fn(parallel)})
+
+    assert blas._functions(lib(1, "scipy_", "64_"))[2] == 1  # numpy's wheels: pthreads
+    assert blas._functions(SimpleNamespace()) is None  # not OpenBLAS
+    libs = {"pthreads.so": lib(1), "openmp.so": lib(blas.OPENMP)}
+    monkeypatch.setattr(blas.ctypes, "CDLL", lambda path: libs[path])
+    monkeypatch.setattr(blas, "_candidates", lambda: ["pthreads.so"])
+    assert len(blas._lookup()) == 1
+    monkeypatch.setattr(blas, "_candidates", lambda: ["pthreads.so", "openmp.so"])
+    assert blas._lookup() == []  # no split: it would oversubscribe
