@@ -81,6 +81,19 @@ def _select(arrays, what, layers):
     return {k: arrays[k] for k in keys}
 
 
+TRACE_KINDS = ("xw", "hu", "bias", "z")
+
+
+def needs_trace(fmt, what):
+    """Whether the run must keep the trace (four arrays a layer, not one): only for the
+    csv rows (one per step and unit, every term) and for the trace's own arrays."""
+    if fmt == "csv":
+        return True
+    if fmt == "lstmvis":
+        return False
+    return not what or any(w.strip().split("/")[0] in TRACE_KINDS for w in what.split(","))
+
+
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
                    force=False, batch_size=None, progress=None, precision=None):
     """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout)."""
@@ -90,7 +103,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
         if unknown:
             raise RnncliError(f"--layers: no recurrent layer {unknown[0]!r}; expected one of "
                               f"{', '.join(names)}")
-    batches = run_batches(model, x, initial_state, batch_size)
+    batches = run_batches(model, x, initial_state, batch_size, trace=needs_trace(fmt, what))
     total = len(x)
     if fmt in ("npz", "h5", "npy"):
         sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
