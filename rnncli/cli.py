@@ -218,16 +218,16 @@ def model_input(model, data):
         raise InputDataError(f"{data.name}: {e}") from None
 
 
-def run_model(model, data, h0, trace, sample=None, fmt="csv", show_all=False):
-    """Run the model on the samples the command will show, and say which those are (None:
-    all). Rows of a batch never interact, so a table of 3 samples out of 10,000 costs 3
-    samples' work and memory, and the numbers are the same as in a run on all of them."""
+def run_model(model, data, x, h0, trace, sample=None, fmt="csv", show_all=False):
+    """Run the model on the samples of ``x`` (``data`` as the model takes it) that the
+    command will show, and say which those are (None: all). Rows of a batch never
+    interact, so a table of 3 samples out of 10,000 costs 3 samples' work and memory, and
+    the numbers are the same as in a run on all of them."""
     import numpy as np
 
     from .errors import InputDataError
     from .views import parse_index_list
 
-    x = model_input(model, data)
     B = x.shape[0]
     samples = parse_index_list(sample, "sample", B) if sample else None
     if samples is None and fmt == "table" and not show_all and B > TABLE_SAMPLES + 1:
@@ -342,10 +342,10 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
     check_target(output, force)
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
-    result, samples = run_model(m, data, h0, False, sample, fmt, show_all)
+    x = model_input(m, data)
+    result, samples = run_model(m, data, x, h0, False, sample, fmt, show_all)
     shown_input = None
     if with_input:
-        x = model_input(m, data)
         shown_input = x[..., None] if x.ndim == 2 else x  # token ids: one column
     if result.outputs is None and fmt in ("table", "json"):
         note(f"model output not computed: {result.output_error}")
@@ -425,7 +425,7 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
     check_target(output, force)
     data, h0 = load_inputs(input_path, key, initial_state, strict)
     m = get_model(model, seed, units, input_dim, overrides, data)
-    result, samples = run_model(m, data, h0, True, sample, fmt, show_all)
+    result, samples = run_model(m, data, model_input(m, data), h0, True, sample, fmt, show_all)
     sel = selection(result, steps, unit_list)
     names = pick_layers(m, result, layer_keys, "table" if fmt in ("csv", "tsv") else fmt)
     from .views import trace_views
