@@ -55,7 +55,7 @@ class _Projection:
         return res.reshape(c, n, -1)
 
 
-def matmul(x, w):
+def matmul_rows(x, w):
     """``x @ w``, where a single row takes BLAS's matrix-matrix path like every row of a
     batch (the matrix-vector one sums in another order): a sample's numbers never depend
     on the batch it came in."""

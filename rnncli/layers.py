@@ -327,9 +327,9 @@ class Dense(Layer):
         if x.shape[-1] != self.kernel.shape[0]:
             raise InputDataError(
                 f"layer {self.name!r} expects {self.kernel.shape[0]} features, got shape {x.shape}")
-        from .kernels import matmul
+        from .kernels import matmul_rows
 
-        y = matmul(x, self.kernel)
+        y = matmul_rows(x, self.kernel)
         if self.bias is not None:
             y = y + self.bias
         return self._act(y), mask
