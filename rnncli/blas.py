@@ -6,7 +6,8 @@ threads never wait on each other between steps. numpy has no API for BLAS thread
 OpenBLAS has (``openblas_get_num_threads``/``openblas_set_num_threads``, with a prefix and
 suffix in the builds numpy's wheels bundle). This module finds the OpenBLAS this process
 has loaded and calls those two functions through ctypes. With another BLAS (MKL,
-Accelerate) or none found, :func:`threads` is 1 and rnncli does not split.
+Accelerate), an OpenMP build of OpenBLAS, or none found, :func:`threads` is 1 and rnncli
+does not split.
 
 ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` set the thread count as usual: rnncli never
 uses more threads than BLAS would.
