@@ -223,8 +223,6 @@ def run_model(model, data, x, h0, trace, sample=None, fmt="csv", show_all=False)
     command will show, and say which those are (None: all). Rows of a batch never
     interact, so a table of 3 samples out of 10,000 costs 3 samples' work and memory, and
     the numbers are the same as in a run on all of them."""
-    import numpy as np
-
     from .errors import InputDataError
     from .views import parse_index_list
 
@@ -234,11 +232,11 @@ def run_model(model, data, x, h0, trace, sample=None, fmt="csv", show_all=False)
         samples = list(range(TABLE_SAMPLES))
         note(f"showing samples 0 to {TABLE_SAMPLES - 1} of {B}; pick others with --sample, "
              f"or --all for every one")
-    if samples is not None:
-        x = x[samples]
-        if h0 is not None and np.ndim(h0) == 2 and len(h0) == B > 1:
-            h0 = np.asarray(h0)[samples]
     try:
+        if samples is not None:
+            x = x[samples]
+            if h0 is not None:  # checked against the whole batch, then cut like x
+                h0 = {k: s[samples] for k, s in model.initial_states(h0, B).items()}
         return model.run(x, initial_state=h0, trace=trace), samples
     except InputDataError as e:
         if str(e).startswith(data.name) or "initial state" in str(e):

@@ -231,7 +231,7 @@ class Model:
     def _run(self, x, initial_state, trace, sequences=True):
         x = self.check_input(x)
         B = x.shape[0]
-        init = self._initial_states(initial_state, B)
+        init = self.initial_states(initial_state, B)
         values: dict = {}
         records: dict = {}
         shapes = self.last_shapes = {}  # layer name -> output shapes, for summaries
@@ -353,7 +353,9 @@ class Model:
         y, m = layer.call(xv, mask)
         return [(y, m)]
 
-    def _initial_states(self, initial_state, batch):
+    def initial_states(self, initial_state, batch):
+        """``initial_state`` as ``run`` takes it (an array for the first recurrent layer,
+        or {layer: array}), checked and spread to ``{layer: (batch, width) array}``."""
         if initial_state is None:
             return {}
         if not isinstance(initial_state, dict):

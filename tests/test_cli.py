@@ -289,3 +289,10 @@ def test_chosen_samples_start_from_their_own_initial_state():
     arr = np.load(io.BytesIO(r.stdout_bytes))
     assert arr.shape[0] == 1 and x.shape[0] == 2
     np.testing.assert_allclose(arr[0], expected[1], atol=1e-5)
+
+
+def test_a_wrong_initial_state_is_judged_against_the_whole_batch():
+    r = run("forward", sample("seed003_initial_state.keras"), "-i", sample("seed003_input.npy"),
+            "--initial-state", sample("seed001_input.npy"), "--sample", "0")
+    assert r.exit_code == 1
+    assert "must have shape (5,) or (2, 5), got (10, 3)" in r.stderr  # 2 samples, not 1
