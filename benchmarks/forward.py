@@ -30,8 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from rnncli.layers import SimpleRNN  # noqa: E402
-from rnncli.random_weights import random_weights  # noqa: E402
+from rnncli.core.simple_rnn import SimpleRNN  # noqa: E402
+from rnncli.keras.random import random_weights  # noqa: E402
 
 SHAPES = [(1, 10000, 32, 64), (1, 100000, 8, 16), (8, 2000, 16, 32), (64, 100, 32, 128),
           (1024, 50, 64, 256)]

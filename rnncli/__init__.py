@@ -14,11 +14,11 @@ __all__ = ["load_model", "random_model", "Model", "Result", "Trace", "RnncliErro
            "ModelFileError", "InputDataError", "UnsupportedLayerError", "__version__"]
 
 _LAZY = {
-    "load_model": "rnncli.loading",
-    "random_model": "rnncli.random_weights",
-    "Model": "rnncli.model",
-    "Result": "rnncli.model",
-    "Trace": "rnncli.layers",
+    "load_model": "rnncli.keras.files",
+    "random_model": "rnncli.keras.random",
+    "Model": "rnncli.core.model",
+    "Result": "rnncli.core.result",
+    "Trace": "rnncli.core.result",
     "RnncliError": "rnncli.errors",
     "ModelFileError": "rnncli.errors",
     "InputDataError": "rnncli.errors",

@@ -28,15 +28,25 @@ class Failure(click.ClickException):
         click.echo(f"rnncli: error: {self.format_message()}", err=True)
 
 
+class UsageFailure(Failure):
+    """An option's value can't be used: one line on stderr, exit 2 (click's usage code)."""
+
+    exit_code = 2
+
+
 class RnncliGroup(click.Group):
     """Turns rnncli's own errors into one line on stderr (exit 1), Ctrl-C into exit 130,
     and a closed pipe into a quiet exit."""
 
     def invoke(self, ctx):
-        from .errors import RnncliError
+        from .errors import RnncliError, UsageError
 
         try:
             return super().invoke(ctx)
+        except UsageError as e:
+            if ctx.obj and ctx.obj.get("traceback"):
+                raise
+            raise UsageFailure(str(e)) from None
         except RnncliError as e:
             if ctx.obj and ctx.obj.get("traceback"):
                 raise
@@ -79,9 +89,6 @@ def cli(ctx, traceback):
       rnncli forward sample_weights/seed000_two_units.keras -i sample_weights/seed000_input.csv
     """
     ctx.obj = {"traceback": traceback}
-    from . import fast
-
-    fast.one_shot = True  # one input per process: numba only where it pays for its import
 
 
 # ---------------------------------------------------------------- option bundles
@@ -162,8 +169,8 @@ def _parse_overrides(pairs):
 
 
 def get_model(model, seed, units, input_dim, overrides, data=None):
-    from .loading import load_model
-    from .random_weights import random_model
+    from .keras.files import load_model
+    from .keras.random import random_model
 
     ov = _parse_overrides(overrides)
     if seed is not None:
@@ -184,6 +191,8 @@ def get_model(model, seed, units, input_dim, overrides, data=None):
     m = load_model(model, overrides=ov)
     for n in m.notes:
         note(n)
+    for layer in m.unsupported:
+        note(f"{layer.reason}; rnncli shows the layers before it")
     return m
 
 
@@ -224,7 +233,7 @@ def run_model(model, data, x, h0, trace, sample=None, fmt="csv", show_all=False)
     interact, so a table of 3 samples out of 10,000 costs 3 samples' work and memory, and
     the numbers are the same as in a run on all of them."""
     from .errors import InputDataError
-    from .views import parse_index_list
+    from .present.views import parse_index_list
 
     B = x.shape[0]
     samples = parse_index_list(sample, "sample", B) if sample else None
@@ -232,12 +241,11 @@ def run_model(model, data, x, h0, trace, sample=None, fmt="csv", show_all=False)
         samples = list(range(TABLE_SAMPLES))
         note(f"showing samples 0 to {TABLE_SAMPLES - 1} of {B}; pick others with --sample, "
              f"or --all for every one")
+    from .core.engine import Engine
+
     try:
-        if samples is not None:
-            x = x[samples]
-            if h0 is not None:  # checked against the whole batch, then cut like x
-                h0 = {k: s[samples] for k, s in model.initial_states(h0, B).items()}
-        return model.run(x, initial_state=h0, trace=trace), samples
+        return model.run(x, initial_state=h0, trace=trace, samples=samples,
+                         engine=Engine(one_shot=True)), samples
     except InputDataError as e:
         if str(e).startswith(data.name) or "initial state" in str(e):
             raise
@@ -248,7 +256,7 @@ TABLE_SAMPLES = 3  # samples a table view shows unless --sample or --all says ot
 
 
 def selection(result, steps, unit_list):
-    from .views import Selection, parse_index_list, parse_slice
+    from .present.views import Selection, parse_index_list, parse_slice
 
     first = next(iter(result.layers.values()), None)
     if first is None:
@@ -259,10 +267,11 @@ def selection(result, steps, unit_list):
     steps_sl = parse_slice(steps, "steps") if steps else None
     units = None
     if unit_list:
-        H = min(r.hidden.shape[-1] if r.hidden is not None else 2 * r.layer.forward_layer.units
+        H = min(r.hidden.shape[-1] if r.hidden is not None else
+                sum(d.sequence.shape[-1] for d in r.directions.values())
                 for r in result.layers.values())
         units = parse_index_list(unit_list, "unit", H)
-    return Selection(None, steps_sl, units)
+    return Selection(steps_sl, units)
 
 
 def relabel(views, samples):
@@ -307,7 +316,7 @@ def pick_layers(model, result, layer_keys, fmt):
 
 def emit(output, fmt, force, write):
     """Run ``write(stream)`` against stdout or an atomically written file."""
-    from .output import open_output
+    from .io.atomic import open_output
 
     binary = fmt == "npy"
     with open_output(output, "wb" if binary else "w", force) as fh:
@@ -335,7 +344,7 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
       rnncli forward --seed 1 --units 2 -i x.csv -f csv | sort -t, -k3
       rnncli forward model.keras -i batch.npy --sample 0 --steps -5: --unit 0:4
     """
-    from .output import check_target
+    from .io.atomic import check_target
 
     check_target(output, force)
     data, h0 = load_inputs(input_path, key, initial_state, strict)
@@ -349,7 +358,7 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
         note(f"model output not computed: {result.output_error}")
     sel = selection(result, steps, unit_list)
     names = list(dict.fromkeys(n.split("/")[0] for n in pick_layers(m, result, layer_keys, fmt)))
-    from .views import states_view
+    from .present.views import states_view
 
     views = relabel([states_view(result, n, sel) for n in names], samples)
     outputs = result.outputs
@@ -357,10 +366,10 @@ def forward(model, seed, units, input_dim, overrides, input_path, key, initial_s
     def write(fh):
         import numpy as np
 
-        from . import formats
+        from .io import formats
 
         if fmt == "table":
-            from .render import make_console, output_tables, states_table
+            from .present.render import make_console, output_tables, states_table
 
             console = make_console(file=fh)
             for v in views:
@@ -418,7 +427,7 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
       rnncli trace model.h5 -i x.npy --sample 0 --steps 0:5 --terms
       rnncli trace model.keras -i x.csv -f csv -o trace.csv
     """
-    from .output import check_target
+    from .io.atomic import check_target
 
     check_target(output, force)
     data, h0 = load_inputs(input_path, key, initial_state, strict)
@@ -426,7 +435,7 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
     result, samples = run_model(m, data, model_input(m, data), h0, True, sample, fmt, show_all)
     sel = selection(result, steps, unit_list)
     names = pick_layers(m, result, layer_keys, "table" if fmt in ("csv", "tsv") else fmt)
-    from .views import trace_views
+    from .present.views import trace_views
 
     views = []
     for key in names:
@@ -436,10 +445,10 @@ def trace(model, seed, units, input_dim, overrides, input_path, key, initial_sta
     views = relabel(views, samples)
 
     def write(fh):
-        from . import formats
+        from .io import formats
 
         if fmt == "table":
-            from .render import make_console, trace_table
+            from .present.render import make_console, trace_table
 
             console = make_console(file=fh)
             for v in views:
@@ -477,7 +486,7 @@ def summary(model, seed, units, input_dim, overrides, fmt):
       rnncli summary model.weights.h5 -f json
     """
     m = get_model(model, seed, units, input_dim or (1 if seed is not None else None), overrides)
-    from .summary import describe
+    from .present.summary import describe
 
     info = describe(m)
     if fmt == "json":
@@ -485,7 +494,7 @@ def summary(model, seed, units, input_dim, overrides, fmt):
 
         click.echo(json.dumps(info, indent=2))
         return
-    from .render import make_console, summary_tables
+    from .present.render import make_console, summary_tables
 
     console = make_console()
     src = m.source
@@ -534,11 +543,11 @@ def export(model, seed, units, input_dim, overrides, input_path, key, initial_st
       rnncli export model_k2.h5 --weights -o model.keras
       rnncli export --seed 1 --units 4 --input-dim 3 --weights -o random.keras
     """
-    from .export import export_results, format_for
-    from .output import check_target
+    from .io.atomic import check_target
+    from .io.export import export_results, format_for
 
     if weights:
-        from .keras_writer import export_weights, weights_format_for
+        from .keras.writer import export_weights, weights_format_for
 
         wfmt = weights_format_for(output, fmt) if output != "-" else (fmt or "npz")
         check_target(output, force)

@@ -23,6 +23,10 @@ class UnsupportedLayerError(RnncliError):
     """The model holds a layer rnncli cannot compute."""
 
 
+class UsageError(RnncliError):
+    """An option's value can't be used (``--set`` a key no layer has, ...): exit 2."""
+
+
 class OutputError(RnncliError):
     """A result could not be written."""
 

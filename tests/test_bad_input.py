@@ -200,7 +200,7 @@ CASES = [
      "expects token ids in 0..199, got -1"),
     ("data: initial state of the wrong shape",
      ["forward", S0, "-i", S0_IN, "--initial-state", f_state], 1,
-     "initial state for layer 'simple_rnn' must have shape (2,) or (1, 2), got (1, 3)"),
+     "initial state for layer 'simple_rnn' must have shape (2,) or (1, 2), got (3,)"),
     ("data: a directory", ["forward", S0, "-i", lambda t: t], 1, "is a directory"),
     ("data: missing path", ["forward", S0, "-i", "missing.csv"], 1, "no such file"),
     ("output: missing directory",
@@ -266,9 +266,9 @@ def test_lambda_layer_is_listed_never_run(tmp_path):
 def test_hdf5_that_loops_inside_the_library_is_reported(tmp_path, monkeypatch):
     # A Keras 3 legacy .h5 whose global heap (holding model_config) was shuffled by the
     # fuzz test below: reading the attribute never returns inside HDF5.
-    import rnncli.h5probe
+    import rnncli.keras.h5probe
 
-    monkeypatch.setattr(rnncli.h5probe, "TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(rnncli.keras.h5probe, "TIMEOUT_SECONDS", 1.0)
     data = bytearray(open(ref_path("bidirectional_masked", "model_k3legacy.h5"), "rb").read())
     damaged = bytes.fromhex(open(os.path.join(DATA, "damaged", "heap_7984.hex")).read())
     data[7984:7984 + len(damaged)] = damaged
@@ -279,9 +279,9 @@ def test_hdf5_that_loops_inside_the_library_is_reported(tmp_path, monkeypatch):
 
 
 def test_huge_zip_member_is_refused(tmp_path, monkeypatch):
-    import rnncli.loading as loading
+    import rnncli.keras.archive as archive
 
-    monkeypatch.setattr(loading, "MAX_WEIGHTS_BYTES", 1000)
+    monkeypatch.setattr(archive, "MAX_WEIGHTS_BYTES", 1000)
     with pytest.raises(RnncliError, match="over the 1000-byte limit; refused"):
         rnncli.load_model(S0)
 
@@ -330,10 +330,10 @@ def test_fuzz_damaged_keras_files(tmp_path, monkeypatch):
     in a model or in rnncli's own error, never another exception or a hang."""
     import time
 
-    import rnncli.h5probe
+    import rnncli.keras.h5probe
 
     # Some damaged heaps loop forever inside HDF5; the probe gives up on them after this.
-    monkeypatch.setattr(rnncli.h5probe, "TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr(rnncli.keras.h5probe, "TIMEOUT_SECONDS", 2.0)
 
     rng = random.Random(1234)
     sources = _fuzz_sources()
@@ -391,13 +391,13 @@ def test_error_table_in_docs_is_current(tmp_path):
 
 
 def test_large_archived_weights_are_read_from_a_temporary_file(monkeypatch):
-    import rnncli.loading as loading
+    import rnncli.keras.archive as archive
 
-    monkeypatch.setattr(loading, "IN_MEMORY_BYTES", 1000)  # seed000's weights are ~12 kB
+    monkeypatch.setattr(archive, "IN_MEMORY_BYTES", 1000)  # seed000's weights are ~12 kB
     model = rnncli.load_model(S0)
     x = np.load(ref_path("seed000_two_units", "input.npy"))
     np.testing.assert_allclose(model.run(x).output, np.load(
         ref_path("seed000_two_units", "expected_output.npy")), atol=1e-5)
-    monkeypatch.setattr(loading, "MAX_WEIGHTS_BYTES", 5000)
+    monkeypatch.setattr(archive, "MAX_WEIGHTS_BYTES", 5000)
     with pytest.raises(RnncliError, match="over the 5000-byte limit; refused"):
         rnncli.load_model(S0)

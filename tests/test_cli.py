@@ -183,19 +183,24 @@ def test_set_overrides_weights_only_config():
     assert rows(r.stdout)[2][2:] == ["6.445161", "2.715219"]
 
 
-@pytest.mark.parametrize("args,message", [
+@pytest.mark.parametrize("args,message,code", [
     (["forward", S0, "-i", sample("seed001_input.npy")],
-     "input has 3 features per timestep; the model expects 5"),
-    (["forward", "nope.keras", "-i", S0_IN], "nope.keras: no such file"),
-    (["forward", S0_IN, "-i", S0_IN], "not a model file"),
-    (["forward", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'"),
-    (["forward", S0, "-i", S0_IN, "--set", "bogus.activation=relu"], "matched no layer"),
+     "input has 3 features per timestep; the model expects 5", 1),
+    (["forward", "nope.keras", "-i", S0_IN], "nope.keras: no such file", 1),
+    (["forward", S0_IN, "-i", S0_IN], "not a model file", 1),
+    (["forward", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'", 1),
+    (["forward", S0, "-i", S0_IN, "--set", "bogus.activation=relu"],
+     "no layer 'bogus'; expected one of: simple_rnn", 2),
+    (["forward", S0, "-i", S0_IN, "--set", "units=7"],
+     "no recurrent layer has a setting 'units'; they can set activation", 2),
+    (["forward", S0, "-i", S0_IN, "--set", "simple_rnn.units=7"],
+     "a SimpleRNN layer's 'units' can't be set; it can set: activation", 2),
     (["forward", S0, "-i", S0_IN, "--initial-state", sample("seed003_initial_state.npy")],
-     "initial state for layer 'simple_rnn' must have shape"),
+     "initial state for layer 'simple_rnn' must have shape", 1),
 ])
-def test_errors_are_one_line(args, message):
+def test_errors_are_one_line(args, message, code):
     r = CliRunner().invoke(cli, args)
-    assert r.exit_code == 1
+    assert r.exit_code == code
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr and r.stdout == ""

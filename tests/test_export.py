@@ -13,7 +13,7 @@ from conftest import ref_path, sample
 import rnncli
 from rnncli.cli import cli
 from rnncli.errors import OutputError, RnncliError
-from rnncli.export import export_results
+from rnncli.io.export import export_results
 
 BIDI = ref_path("bidirectional_masked", "model.keras")
 BIDI_X = np.load(ref_path("bidirectional_masked", "input.npy"))
@@ -172,7 +172,7 @@ def test_failure_half_way_keeps_the_old_file(tmp_path, monkeypatch, fmt):
 def test_full_disk_leaves_nothing(tmp_path, monkeypatch):
     import errno
 
-    import rnncli.export as ex
+    import rnncli.io.export as ex
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -212,7 +212,7 @@ def test_unsupported_output_is_named(tmp_path):
 def test_progress_counts_written_samples(tmp_path, monkeypatch):
     import itertools
 
-    import rnncli.export as ex
+    import rnncli.io.export as ex
 
     clock = itertools.count(0, 0.6)  # every batch seems to take 0.6 s
     monkeypatch.setattr(ex.time, "perf_counter", lambda: next(clock))

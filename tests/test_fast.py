@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
 
-from rnncli import fast
-from rnncli.layers import SimpleRNN
-from rnncli.random_weights import random_weights
+from rnncli.core import fast
+from rnncli.core.simple_rnn import SimpleRNN
+from rnncli.keras.random import random_weights
 
 pytest.importorskip("numba")
 
@@ -30,10 +30,10 @@ def test_numba_matches_numpy(engine, dtype, act, trace):
     u = u * dtype(0.9)  # contracting: rounding differences can't grow without bound
     layer = SimpleRNN("r", k, u, b, activation=act, return_sequences=True)
     x = np.random.default_rng(0).normal(size=(2, 700, 3)).astype(dtype)
-    engine("numpy")
-    seq0, h0, tr0 = layer.scan(x, trace=trace)
-    engine("numba")
-    seq1, h1, tr1 = layer.scan(x, trace=trace)
+    d0 = layer.run(x, trace=trace, engine="numpy")
+    d1 = layer.run(x, trace=trace, engine="numba")
+    seq0, h0, tr0 = d0.sequence, d0.states["h"], d0.trace
+    seq1, h1, tr1 = d1.sequence, d1.states["h"], d1.trace
     # an ulp or so per step, as BLAS and the compiled loop sum in different orders
     tol = {"atol": 2e-6, "rtol": 1e-5} if dtype == np.float32 else {"atol": 1e-12, "rtol": 1e-11}
     np.testing.assert_allclose(seq1, seq0, **tol)
@@ -43,19 +43,22 @@ def test_numba_matches_numpy(engine, dtype, act, trace):
             np.testing.assert_allclose(getattr(tr1, name), getattr(tr0, name), **tol)
 
 
-def test_auto_picks_numba_only_for_long_small_problems(engine, monkeypatch):
+def test_auto_picks_numba_only_for_long_small_problems(engine):
+    from rnncli.core.engine import Engine
+
     engine("auto")
-    monkeypatch.setattr(fast, "one_shot", False)
-    assert fast.worth_it(10000, 1, 64, "tanh")
-    assert not fast.worth_it(100, 1, 64, "tanh")  # short: not worth compiling for
-    assert not fast.worth_it(50, 1024, 256, "tanh")  # big batches: BLAS
-    assert not fast.worth_it(10000, 1, 64, "gelu")  # only the activations compiled
+    assert fast.worth_it(10000, 1, 64)
+    assert not fast.worth_it(100, 1, 64)  # short: not worth compiling for
+    assert not fast.worth_it(50, 1024, 256)  # big batches: BLAS
+    k, u, b = random_weights(4, 16, 3)
+    assert SimpleRNN("r", k, u, b, activation="gelu").cell.compiled() is None  # not compiled
     # one input per process (the CLI): only where the saved time pays for importing numba
-    monkeypatch.setattr(fast, "one_shot", True)
-    assert not fast.worth_it(10000, 1, 64, "tanh")
-    assert fast.worth_it(200_000, 1, 64, "tanh")
+    once = Engine(one_shot=True)
+    assert not fast.worth_it(10000, 1, 64, engine=once)
+    assert fast.worth_it(200_000, 1, 64, engine=once)
     engine("numpy")
-    assert not fast.worth_it(200_000, 1, 64, "tanh")
+    assert not fast.worth_it(200_000, 1, 64)
+    assert not fast.worth_it(200_000, 1, 64, engine=Engine("numpy"))
 
 
 @pytest.mark.parametrize("case,fmt,path", [c for c in CASES if c.values[1] in WITH_CONFIG])

@@ -41,9 +41,9 @@ def test_matches_keras(case, fmt, path):
         checked += 1
     for layer, dirs in case["expected"].get("directions", {}).items():
         got = result.layers[layer].directions
-        np.testing.assert_allclose(got["forward"], load(case, dirs["forward"]), **TOL)
+        np.testing.assert_allclose(got["forward"].sequence, load(case, dirs["forward"]), **TOL)
         # each direction's own sequence is in processing order: flip the backward one
-        np.testing.assert_allclose(got["backward"][:, ::-1], load(case, dirs["backward"]), **TOL)
+        np.testing.assert_allclose(got["backward"].sequence[:, ::-1], load(case, dirs["backward"]), **TOL)
         checked += 1
     if not has_config and not checked:
         # Keras recorded only the model output here; the weights-only file must give the

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import CASES, SAMPLES, WITH_CONFIG, assert_outputs_match_keras, assert_same_numbers
 
-from rnncli import blas, kernels
-from rnncli.activations import get as get_activation
+from rnncli.core import blas
+from rnncli.core import engine as kernels
+from rnncli.core.simple_rnn import SimpleRNNCell
 
 
 def problem(B=70, T=23, D=5, H=9, dtype=np.float32, seed=0, bias=True):
@@ -22,8 +23,17 @@ def problem(B=70, T=23, D=5, H=9, dtype=np.float32, seed=0, bias=True):
     return x, k, u, b, h0, mask
 
 
-def run(x, k, u, b, h0, act="tanh", **kw):
-    return kernels.scan(x, k, u, b, get_activation(act), act, h0, **kw)
+def run(x, k, u, b, h0, act="tanh", mask=None, zero_output_for_mask=False, trace=False,
+        keep=True):
+    """(sequence, final state, xw, hu, z) of a SimpleRNN cell's scan."""
+    cell = SimpleRNNCell(k, u, b)
+    if callable(act):  # a custom function, to see what the loop does with its errors
+        cell.act = act
+    else:
+        cell.set_activation(act)
+    s = kernels.scan(cell, x, (h0,), mask, zero_output_for_mask, trace, keep)
+    terms = (s.terms["xw"], s.terms["hu"], s.terms["z"]) if trace else (None, None, None)
+    return (s.sequences.get("h"), s.states[0], *terms)
 
 
 @pytest.fixture
@@ -108,7 +118,7 @@ def test_an_error_in_one_block_stops_the_others_and_reaches_the_caller(split):
     found = blas.api()
     before = found[0][0]() if found else None
     with pytest.raises(FloatingPointError, match="boom"):
-        kernels.scan(x, k, u, b, act, "custom", h0)
+        run(x, k, u, b, h0, act)
     assert len(calls) < 50  # the other block stopped within a step or so, not after 200
     if found:
         assert found[0][0]() == before  # BLAS has its threads back

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 import rnncli
-from rnncli.random_weights import random_weights
+from rnncli.keras.random import random_weights
 
 
 def test_keras_default_initializers():
@@ -20,7 +20,7 @@ def test_keras_default_initializers():
 
 
 def test_same_seed_same_weights_in_another_process():
-    code = ("import hashlib; from rnncli.random_weights import random_weights;"
+    code = ("import hashlib; from rnncli.keras.random import random_weights;"
             "print(hashlib.sha256(b''.join(w.tobytes() for w in random_weights(3, 8, 4)))"
             ".hexdigest())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

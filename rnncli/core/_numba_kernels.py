@@ -1,4 +1,4 @@
-"""numba kernels for rnncli.fast (imported only when numba is installed and wanted).
+"""numba kernels for rnncli.core.fast (imported only when numba is installed and wanted).
 
 Module-level functions so numba can cache their machine code on disk (cache=True):
 the first call in a process then loads instead of compiling.

@@ -14,10 +14,11 @@ import zipfile
 
 import numpy as np
 
-from .errors import RnncliError
-from .keras_config import snake_case
-from .layers import Bidirectional, Dense, Embedding, SimpleRNN, TimeDistributed
-from .output import atomic_path
+from ..core.layers import OP_CLASSES, Dense, Embedding, TimeDistributed
+from ..core.rnn import RNN, Bidirectional
+from ..errors import RnncliError
+from ..io.atomic import atomic_path
+from .build import snake_case
 
 WEIGHT_FORMATS = ("npz", "keras", "weights.h5", "h5")
 KERAS_VERSION = "3.0.0"  # the oldest Keras 3 that reads what is written here
@@ -38,13 +39,12 @@ def weights_format_for(path, fmt=None):
 # ---------------------------------------------------------------- configs
 
 
-def _rnn_config(layer: SimpleRNN, name=None):
+def _rnn_config(layer: RNN, name=None):
     return {"name": name or layer.name, "trainable": True, "dtype": str(layer.dtype),
             "return_sequences": layer.return_sequences, "return_state": layer.return_state,
             "go_backwards": layer.go_backwards, "stateful": False, "unroll": False,
-            "zero_output_for_mask": layer.zero_output_for_mask, "units": layer.units,
-            "activation": layer.activation, "use_bias": layer.use_bias, "dropout": 0.0,
-            "recurrent_dropout": 0.0}
+            "zero_output_for_mask": layer.zero_output_for_mask,
+            **layer.cell.keras3()[0], "dropout": 0.0, "recurrent_dropout": 0.0}
 
 
 def _dense_config(layer: Dense, name=None):
@@ -60,18 +60,18 @@ def _entry(class_name, config):
 
 def layer_entry(layer) -> dict:
     """A Keras 3 layer config for an rnncli layer."""
-    if isinstance(layer, SimpleRNN):
+    if isinstance(layer, RNN):
         cfg = _rnn_config(layer)
         cfg["zero_output_for_mask"] = False
-        return _entry("SimpleRNN", cfg)
+        return _entry(layer.class_name, cfg)
     if isinstance(layer, Bidirectional):
         f, b = layer.forward_layer, layer.backward_layer
         fcfg = _rnn_config(f, "forward_" + layer.name)
         bcfg = _rnn_config(b, "backward_" + layer.name)
         return _entry("Bidirectional", {"name": layer.name, "trainable": True,
                                         "dtype": str(f.dtype), "merge_mode": layer.merge_mode,
-                                        "layer": _entry("SimpleRNN", fcfg),
-                                        "backward_layer": _entry("SimpleRNN", bcfg)})
+                                        "layer": _entry(f.class_name, fcfg),
+                                        "backward_layer": _entry(b.class_name, bcfg)})
     if isinstance(layer, TimeDistributed):
         return _entry("TimeDistributed", {"name": layer.name, "trainable": True,
                                           "layer": _entry("Dense", _dense_config(layer.inner))})
@@ -90,10 +90,10 @@ def layer_entry(layer) -> dict:
     if layer.class_name == "Activation":
         return _entry("Activation", {"name": layer.name, "activation": layer.activation})
     if layer.class_name in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
-                            "AlphaDropout", "PassThrough"):
+                            "AlphaDropout", "unknown (no weights)"):
         keep = {k: v for k, v in layer.config.items() if k in ("rate", "stddev", "seed")}
         keep.setdefault("stddev" if layer.class_name == "GaussianNoise" else "rate", 0.0)
-        cls = "Dropout" if layer.class_name == "PassThrough" else layer.class_name
+        cls = "Dropout" if layer.class_name.startswith("unknown") else layer.class_name
         return _entry(cls, {"name": layer.name, **keep})
     raise RnncliError(f"layer {layer.name!r} ({layer.class_name}) can't be written as Keras 3")
 
@@ -119,8 +119,6 @@ def _is_chain(model):
 def _with_modules(entry: dict, top=False) -> dict:
     """A Keras 3 legacy-h5 config -> a ``.keras`` one: the same, with the ``module`` keys
     Keras 3 deserializes by (legacy .h5 files leave them out)."""
-    from .layers import OP_CLASSES
-
     entry = dict(entry)
     cls = entry.get("class_name")
     if "module" not in entry:
@@ -164,12 +162,12 @@ def keras3_config(model) -> dict:
 
 def _layer_vars(layer):
     """Keras 3 variable groups under a layer's path: {subpath: [arrays]}."""
-    if isinstance(layer, SimpleRNN):
-        return {"cell": list(layer.weights().values()), "": []}
+    if isinstance(layer, RNN):
+        return {"cell": list(keras3_weights(layer).values()), "": []}
     if isinstance(layer, Bidirectional):
-        return {"forward_layer/cell": list(layer.forward_layer.weights().values()),
+        return {"forward_layer/cell": list(keras3_weights(layer.forward_layer).values()),
                 "forward_layer": [],
-                "backward_layer/cell": list(layer.backward_layer.weights().values()),
+                "backward_layer/cell": list(keras3_weights(layer.backward_layer).values()),
                 "backward_layer": [], "": []}
     if isinstance(layer, TimeDistributed):
         return {"layer": list(layer.inner.weights().values()), "": []}
@@ -241,12 +239,14 @@ def write_legacy_h5(model, target):
 
 
 def _legacy_weights(layer):
-    if isinstance(layer, SimpleRNN):
-        return [(f"simple_rnn_cell/{k}", v) for k, v in layer.weights().items()]
+    if isinstance(layer, RNN):
+        cell = snake_case(layer.class_name) + "_cell"
+        return [(f"{cell}/{k}", v) for k, v in keras3_weights(layer).items()]
     if isinstance(layer, Bidirectional):
         out = []
-        for d, cell in layer.directions.items():
-            out += [(f"{d}_{layer.name}/simple_rnn_cell/{k}", v) for k, v in cell.weights().items()]
+        for d, inner in layer.directions.items():
+            cell = snake_case(inner.class_name) + "_cell"
+            out += [(f"{d}_{layer.name}/{cell}/{k}", v) for k, v in keras3_weights(inner).items()]
         return out
     return list(layer.weights().items())
 
@@ -266,11 +266,22 @@ def write_keras_archive(model, target):
         z.writestr("model.weights.h5", buf.getvalue())
 
 
+def keras3_weights(layer) -> dict:
+    """A layer's weights by Keras name, as a Keras 3 file holds them to compute the same
+    numbers (rnncli/core/cell.py: Cell.keras3)."""
+    if isinstance(layer, RNN):
+        return dict(zip(layer.weights(), layer.cell.keras3()[1]))
+    if isinstance(layer, Bidirectional):
+        return {f"{d}/{k}": v for d, inner in layer.directions.items()
+                for k, v in keras3_weights(inner).items()}
+    return layer.weights()
+
+
 def weights_arrays(model) -> dict:
     """The .npz weights schema: ``<layer>/kernel`` ... plus ``config`` (Keras 3 JSON)."""
     out = {}
     for la in model.layers:
-        for k, v in la.weights().items():
+        for k, v in keras3_weights(la).items():
             out[f"{la.name}/{k}"] = v
     try:
         out["config"] = np.array(json.dumps(keras3_config(model)))

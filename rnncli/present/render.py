@@ -11,9 +11,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from . import activations
-from .formats import fmt
-from .views import TERM_TITLES, TERMS
+from ..core import activations
+from ..io.formats import fmt
+from .views import PART_TITLES
 
 EDGE_ROWS = 8  # rows shown at each end of a long table
 MAX_UNITS = 12  # unit columns before the middle ones are elided
@@ -192,14 +192,16 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     --terms, as many per-feature columns as fit are shown (all with --all)."""
     b = sample_pos
     direction = f" {view.direction}" if view.direction else ""
-    heading = Text(f"{layer_title(layer)}{direction}  sample {view.samples[b]}:  "
-                   f"z = x·W + h·U + b,  h = {view.activation}(z)", style="bold")
+    section = f" {view.section}" if view.section else ""
+    heading = Text(f"{layer_title(layer)}{direction}{section}  sample {view.samples[b]}:  "
+                   f"{layer.cell.equation(view.section)}", style="bold")
+    columns = view.columns
     choices = [precision] if precision is not None or show_all else [None, 4]
     nterms = 0 if view.terms is None else view.terms.shape[2]
     for p in choices:  # all digits if they fit (with a few feature terms), else 4 decimals
-        text = {k: fmt(view.arrays[k][b], p) for k in TERMS}
-        cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in TERMS) + 3
-        core = 4 + 7 + 5 * cell + 10 + 12 + 1  # t, unit, terms, largest, note, border
+        text = {k: fmt(view.arrays[k][b], p) for k in columns}
+        cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in columns) + 3
+        core = 4 + 7 + len(columns) * cell + 10 + 12 + 1  # t, unit, terms, largest, note
         terms = None if view.terms is None else fmt(view.terms[b], p)
         tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
         fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
@@ -213,16 +215,17 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     table = Table(header_style="bold", caption_justify="left")
     table.add_column("t", justify="right", style="dim")
     table.add_column("unit", justify="right", style="dim")
-    for k in TERMS:
-        table.add_column(TERM_TITLES[k], justify="right")
+    for k in columns:
+        table.add_column(view.title(k), justify="right")
     for c in term_cols:
         table.add_column("…" if c is None else f"x{c}·W{c}j", justify="right", style="dim")
     table.add_column("largest", style="dim")
     table.add_column("note")
-    dom = np.array(["x·W", "h·U", "b"])[view.dominant()[b]]
+    dominant = view.dominant()
+    dom = np.array(list(PART_TITLES.values()))[dominant[b]] if dominant is not None else None
     flags = view.flags()[b]
-    hscale = _scale(view.arrays["h"][b], view.activation)
-    zscale = _scale(view.arrays["z"][b])
+    hscale = _scale(view.arrays[view.value][b], view.activation)
+    zscale = _scale(view.arrays["z"][b]) if "z" in view.arrays else hscale
     units = _unit_cols(len(view.units), show_all)
     for r in _edges(len(view.t), show_all):
         if r is None:
@@ -233,13 +236,13 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
                 table.add_row("", "…", *([""] * (len(table.columns) - 2)))
                 continue
             row = [str(view.t[r]) if n == 0 else "", str(view.units[u])]
-            for k in TERMS:
+            for k in columns:
                 v = view.arrays[k][b, r, u]
-                row.append(_cell(text[k][r, u], v, hscale if k == "h" else zscale,
-                                 colour and k in ("z", "h")))
+                row.append(_cell(text[k][r, u], v, hscale if k == view.value else zscale,
+                                 colour and k in ("z", view.value)))
             row += ["…" if c is None else terms[r, c, u] for c in term_cols]
             flag = flags[r, u]
-            row += [dom[r, u], Text(flag, style="yellow" if flag else "")]
+            row += ["" if dom is None else dom[r, u], Text(flag, style="yellow" if flag else "")]
             table.add_row(*row, end_section=(n == len(units) - 1))
     notes = []
     if len(view.t) < view.total_steps:
@@ -278,7 +281,7 @@ def summary_tables(info) -> list:
         for c in ("layer", "spectral radius", "largest singular value", "reading"):
             r.add_column(c, justify="right" if c not in ("layer", "reading") else "left")
         for row in info["recurrence"]:
-            r.add_row(row["layer"], f"{row['spectral_radius']:.4f}",
+            r.add_row(row["name"], f"{row['spectral_radius']:.4f}",
                       f"{row['max_singular_value']:.4f}", row["reading"])
         out.append(Group(Text("Recurrent kernels (what h·U does to the state)", style="bold"), r))
     return out

@@ -20,14 +20,14 @@ import zipfile
 
 import numpy as np
 
-from .errors import OutputError, RnncliError
-from .output import atomic_path, open_output
+from ..errors import OutputError, RnncliError
+from .atomic import atomic_path, open_output
 
 RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis")
 EXTENSIONS = {".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv", ".json": "json",
               ".npy": "npy"}
-STATIC_KINDS = ("bias",)  # arrays that do not grow with the batch
-TARGET_BATCH_BYTES = 64 * 2**20  # roughly how much one batch's results may take
+STATIC_KINDS = ("bias", "recurrent_bias")  # arrays that do not grow with the batch
+RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace
 
 
 def format_for(path, fmt=None):
@@ -41,30 +41,9 @@ def format_for(path, fmt=None):
 
 
 def _version():
-    from . import __version__
+    from .. import __version__
 
     return __version__
-
-
-def batch_size_for(model, x, trace=True) -> int:
-    """Samples per batch so one batch's results stay near TARGET_BATCH_BYTES."""
-    steps = x.shape[1] if x.ndim > 1 else 1
-    units = sum(getattr(la, "units", 0) for la in model.recurrent_layers) or 1
-    per_sample = steps * units * x.dtype.itemsize * (5 if trace else 2) + x[0].nbytes
-    return max(1, min(len(x), TARGET_BATCH_BYTES // max(per_sample, 1)))
-
-
-def run_batches(model, x, initial_state=None, batch_size=None, trace=True):
-    """Yield (start, Result) for consecutive batches of samples."""
-    n = len(x)
-    size = batch_size or batch_size_for(model, x, trace)
-    h0 = initial_state
-    for start in range(0, n, size):
-        part = None
-        if h0 is not None and not isinstance(h0, dict):
-            a = np.asarray(h0)
-            part = a[start:start + size] if a.ndim == 2 and a.shape[0] == n and n > 1 else a
-        yield start, model.run(np.asarray(x[start:start + size]), initial_state=part, trace=trace)
 
 
 def _select(arrays, what, layers):
@@ -81,9 +60,6 @@ def _select(arrays, what, layers):
     return {k: arrays[k] for k in keys}
 
 
-TRACE_KINDS = ("xw", "hu", "bias", "z")
-
-
 def needs_trace(fmt, what):
     """Whether the run must keep the trace (four arrays a layer, not one): only for the
     csv rows (one per step and unit, every term) and for the trace's own arrays."""
@@ -91,7 +67,7 @@ def needs_trace(fmt, what):
         return True
     if fmt == "lstmvis":
         return False
-    return not what or any(w.strip().split("/")[0] in TRACE_KINDS for w in what.split(","))
+    return not what or any(w.strip().split("/")[0] not in RUN_KINDS for w in what.split(","))
 
 
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
@@ -103,7 +79,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
         if unknown:
             raise RnncliError(f"--layers: no recurrent layer {unknown[0]!r}; expected one of "
                               f"{', '.join(names)}")
-    batches = run_batches(model, x, initial_state, batch_size, trace=needs_trace(fmt, what))
+    batches = model.run_batches(x, initial_state, batch_size, trace=needs_trace(fmt, what))
     total = len(x)
     if fmt in ("npz", "h5", "npy"):
         sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
@@ -115,8 +91,8 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                 sink.add(start, _select(result.arrays(), what, layers))
         return
     if fmt == "csv":
+        from ..present.views import Selection, trace_views
         from .formats import write_trace
-        from .views import Selection, trace_views
 
         with open_output(path, "w", force) as fh:
             first = True
@@ -288,7 +264,7 @@ class H5Sink(_Sink):
                 self.f[path][start:start + len(v)] = v
 
     def _describe(self):
-        from .summary import layer_config
+        from ..present.summary import layer_config
 
         for la in self.model.recurrent_layers:
             if la.name in self.f:

@@ -9,16 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import activations
-from .errors import RnncliError
+from ..core import activations
+from ..errors import RnncliError
 
-TERMS = ("xw", "hu", "bias", "z", "h")
-TERM_TITLES = {"xw": "x·W", "hu": "h·U", "bias": "b", "z": "z", "h": "h=f(z)"}
+PARTS = ("xw", "hu", "bias")  # the parts of z; `largest` names the biggest
+PART_TITLES = {"xw": "x·W", "hu": "h·U", "bias": "b"}
 
 
 @dataclass
 class Selection:
-    samples: list | None = None
     steps: slice | None = None
     units: list | None = None
 
@@ -85,12 +84,13 @@ def states_view(result, name, sel: Selection) -> StatesView:
     r = result.layers[name]
     seq = r.hidden
     if seq is None:  # Bidirectional with merge_mode=None: show both directions side by side
-        seq = np.concatenate([r.directions["forward"], r.directions["backward"][:, ::-1]], -1)
+        seq = np.concatenate([r.directions["forward"].sequence,
+                              r.directions["backward"].sequence[:, ::-1]], -1)
     B, T, H = seq.shape
     layer = r.layer
-    backwards = getattr(layer, "go_backwards", False) and layer.class_name == "SimpleRNN"
+    backwards = getattr(layer, "go_backwards", False) and list(r.directions) == [""]
     t_all = np.arange(T)[::-1] if backwards else np.arange(T)
-    samples = _pick(B, sel.samples)
+    samples = np.arange(B)
     steps = _pick(T, None, sel.steps)
     units = _pick(H, sel.units)
     values = seq[np.ix_(samples, steps, units)]
@@ -103,29 +103,47 @@ def states_view(result, name, sel: Selection) -> StatesView:
 
 @dataclass
 class TraceView:
-    """One direction of one layer's arithmetic: arrays[term][b, s, u]."""
+    """One section of one direction of one layer's arithmetic: arrays[column][b, s, u].
+
+    ``section`` is "" for a one-block cell (SimpleRNN), else a gate's name or "state"
+    (rnncli/core/cell.py: Cell.trace_sections); ``value`` names the column holding the
+    section's result (``h``, or the gate's value)."""
 
     layer: str
-    direction: str  # "" for a plain SimpleRNN
+    direction: str  # "" for a one-way layer
     activation: str
     samples: np.ndarray
     steps: np.ndarray
     t: np.ndarray
     units: np.ndarray
-    arrays: dict  # term -> (b, s, u)
+    arrays: dict  # column -> (b, s, u), in the cell's order
     terms: np.ndarray | None  # (b, s, D, u) per-feature shares of xw, when asked
     mask: np.ndarray | None  # (b, s) processing order
     total_steps: int
     total_units: int
+    section: str = ""
+    value: str = "h"
+    titles: dict | None = None
 
-    def dominant(self) -> np.ndarray:
-        """Which of x·W, h·U, b has the largest magnitude, per (b, s, u): 0, 1 or 2."""
-        stack = np.stack([np.abs(self.arrays[k]) for k in ("xw", "hu", "bias")])
+    @property
+    def columns(self) -> tuple:
+        return tuple(self.arrays)
+
+    def title(self, column) -> str:
+        return (self.titles or {}).get(column, column)
+
+    def dominant(self) -> np.ndarray | None:
+        """Which of x·W, h·U, b has the largest magnitude, per (b, s, u): 0, 1 or 2
+        (None where the section has no such parts)."""
+        if not all(k in self.arrays for k in PARTS):
+            return None
+        stack = np.stack([np.abs(self.arrays[k]) for k in PARTS])
         return stack.argmax(axis=0)
 
     def flags(self) -> np.ndarray:
         """'saturated' (bounded activation near its bound), 'dead' (relu z <= 0), or ''."""
-        h, z = self.arrays["h"], self.arrays["z"]
+        h = self.arrays[self.value]
+        z = self.arrays.get("z", h)
         out = np.full(h.shape, "", dtype=object)
         if self.activation in activations.BOUNDS:
             lo, hi = activations.BOUNDS[self.activation]
@@ -140,23 +158,33 @@ class TraceView:
         return out
 
 
-def trace_views(result, name, sel: Selection, with_terms=False) -> list:
+def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -> list:
+    """Views of a layer's trace: each direction, each of the cell's sections (all, or
+    those named in ``sections``)."""
     r = result.layers[name]
     views = []
     for direction, tr in r.traces.items():
-        B, T, H = tr.z.shape
-        samples = _pick(B, sel.samples)
+        B, T, H = tr["h"].shape
+        samples = np.arange(B)
         steps = _pick(T, None, sel.steps)
         units = _pick(H, sel.units)
         ix = np.ix_(samples, steps, units)
-        arrays = {k: getattr(tr, k)[ix] for k in ("xw", "hu", "z", "h")}
-        arrays["bias"] = np.broadcast_to(tr.bias[units], arrays["z"].shape)
-        terms = None
-        if with_terms:
-            terms = tr.terms()[samples][:, steps][..., units]
         mask = None if tr.mask is None else tr.mask[np.ix_(samples, steps)]
-        views.append(TraceView(name, direction, tr.activation, samples, steps,
-                               tr.step_index[steps], units, arrays, terms, mask, T, H))
+        for section, cols, act, value in tr.cell.trace_sections(tr):
+            if sections and section not in sections:
+                continue
+            arrays = {k: a[ix] for k, a in cols.items()}
+            terms = None
+            if with_terms and section in ("", *tr.gates):
+                share = tr.feature_terms()
+                if tr.gates:
+                    g = tr.gates.index(section)
+                    share = share[..., g * H:(g + 1) * H]
+                terms = share[samples][:, steps][..., units]
+            views.append(TraceView(name, direction, act, samples, steps, tr.step_index[steps],
+                                   units, arrays, terms, mask, T, H, section, value,
+                                   tr.cell.titles()))
     if not views:
-        raise RnncliError(f"layer {name!r} has no trace")
+        raise RnncliError(f"layer {name!r} has no trace" + (
+            f" section {', '.join(sections)}" if sections else ""))
     return views

@@ -16,7 +16,7 @@ import select
 import signal
 import warnings
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 TIMEOUT_SECONDS = float(os.environ.get("RNNCLI_HDF5_TIMEOUT", "10"))
 MAX_PROBED_BYTES = 16 * 2**20

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Bidirectional, SimpleRNN, Unsupported
+from ..core.layers import Unsupported
+from ..core.rnn import RNN, Bidirectional
 
 
 def _shape(s, time_len):
@@ -22,10 +23,14 @@ def layer_config(layer) -> str:
     if isinstance(layer, Unsupported):
         return f"not computed: {layer.reason}"
     bits = []
-    if isinstance(layer, (SimpleRNN, Bidirectional)):
-        cell = layer.forward_layer if isinstance(layer, Bidirectional) else layer
-        bits.append(cell.activation)
-        if not cell.use_bias:
+    if isinstance(layer, (RNN, Bidirectional)):
+        inner = layer.forward_layer if isinstance(layer, Bidirectional) else layer
+        if isinstance(layer, Bidirectional):
+            bits.append(inner.class_name)
+        bits.append(inner.activation)
+        bits += [f"{k}={v}" for k, v in inner.cell.config().items()
+                 if k not in ("units", "activation", "use_bias")]
+        if not inner.use_bias:
             bits.append("no bias")
         if isinstance(layer, Bidirectional):
             bits.append(f"merge {layer.merge_mode}")
@@ -47,12 +52,25 @@ def layer_config(layer) -> str:
     return ", ".join(bits)
 
 
+ONE = 1e-3  # radius and norm this close to 1 are 1: float32 rounding must not decide
+
+
 def recurrence_reading(rho, sigma):
+    if abs(sigma - 1) <= ONE and abs(rho - 1) <= ONE:
+        return "norm-preserving (orthogonal): h·U rotates the state without shrinking it"
     if sigma < 1:
         return "contracting: h·U can only shrink the state (memory fades)"
-    if rho < 1:
+    if rho < 1 - ONE:
         return "can amplify some states transiently, but repeated steps fade (radius < 1)"
     return "can amplify: repeated steps may grow until the activation saturates"
+
+
+def recurrent_blocks(cell) -> dict:
+    """The recurrent kernel's square (H, H) blocks, by gate ("" for one block)."""
+    U, H = cell.recurrent_kernel, cell.units
+    if not cell.gates:
+        return {"": U}
+    return {g: U[:, i * H:(i + 1) * H] for i, g in enumerate(cell.gates)}
 
 
 def describe(model) -> dict:
@@ -87,14 +105,16 @@ def describe(model) -> dict:
                             "mean": float(w64.mean()) if w.size else 0.0,
                             "std": float(w64.std()) if w.size else 0.0,
                             "norm": float(np.linalg.norm(w64))})
-        cells = la.directions if isinstance(la, Bidirectional) else \
-            ({"": la} if isinstance(la, SimpleRNN) else {})
-        for d, cell in cells.items():
-            u = np.asarray(cell.recurrent_kernel, np.float64)
-            rho = float(np.max(np.abs(np.linalg.eigvals(u)))) if u.size else 0.0
-            sigma = float(np.linalg.norm(u, 2)) if u.size else 0.0
-            rec.append({"layer": la.name + (f" {d}" if d else ""), "spectral_radius": rho,
-                        "max_singular_value": sigma, "reading": recurrence_reading(rho, sigma)})
+        directions = la.directions if isinstance(la, (RNN, Bidirectional)) else {}
+        for d, inner in directions.items():
+            for gate, u in recurrent_blocks(inner.cell).items():
+                u = np.asarray(u, np.float64)
+                rho = float(np.max(np.abs(np.linalg.eigvals(u)))) if u.size else 0.0
+                sigma = float(np.linalg.norm(u, 2)) if u.size else 0.0
+                where = " ".join(p for p in (la.name, d, gate and f"gate {gate}") if p)
+                rec.append({"layer": la.name, "direction": d, "gate": gate, "name": where,
+                            "spectral_radius": rho, "max_singular_value": sigma,
+                            "reading": recurrence_reading(rho, sigma)})
     warnings = list(model.notes)
     for la in model.layers:
         if isinstance(la, Unsupported):

@@ -1,12 +1,13 @@
 """Forward and trace results as data: csv, tsv, json, ndjson, npy.
 
-Schemas (docs/output-formats.md):
+Schemas (docs/export.md):
 - forward csv/tsv: ``sample,t,h0,h1,...`` one row per sample and step (one layer);
 - forward ndjson: ``{"layer", "sample", "step", "t", "h": [...]}`` per line;
-- trace csv/tsv: ``layer,direction,sample,step,t,unit,xw,hu,bias,z,h,dominant,flag``
-  (+ ``x0_w ...`` with --terms), one row per sample, step and unit;
+- trace csv/tsv: ``layer,direction[,section],sample,step,t,unit,<the cell's columns>,
+  dominant,flag`` (+ ``x0_w ...`` with --terms), one row per sample, step and unit;
+  SimpleRNN's columns are ``xw,hu,bias,z,h``; gated cells add a ``section`` (the gate);
 - trace ndjson: ``{"layer", "direction", "sample", "step", "t", "xw": [...], ...}`` per line;
-- json: one document; npy: forward (B, T, H), trace (B, T, 5, H) in order xw, hu, bias, z, h.
+- json: one document; npy: forward (B, T, H), trace (B, T, C, H) in the columns' order.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import json
 
 import numpy as np
 
-from .views import TERMS
+from ..present.views import PARTS
 
-DOMINANT = np.array(["xw", "hu", "bias"])
+DOMINANT = np.array(PARTS)
 
 
 def fmt(a, precision=None) -> np.ndarray:
@@ -62,7 +63,7 @@ def states_rows(view, precision=None):
             yield [str(b), str(t), *text[bi, si]]
 
 
-def write_states(view, fmt_name, out, precision=None, model_output=None):
+def write_states(view, fmt_name, out, precision=None):
     if fmt_name in ("csv", "tsv"):
         w = csv.writer(out, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
         for row in states_rows(view, precision):
@@ -92,7 +93,9 @@ def states_document(views, outputs, precision=None, source=None):
 
 
 def trace_header(view):
-    cols = ["layer", "direction", "sample", "step", "t", "unit", *TERMS, "dominant", "flag"]
+    section = ["section"] if view.section else []
+    cols = ["layer", "direction", *section, "sample", "step", "t", "unit", *view.columns,
+            "dominant", "flag"]
     if view.terms is not None:
         cols += [f"x{i}_w" for i in range(view.terms.shape[2])]
     return cols
@@ -101,15 +104,19 @@ def trace_header(view):
 def trace_rows(view, precision=None, header=True):
     if header:
         yield trace_header(view)
-    text = {k: fmt(view.arrays[k], precision) for k in TERMS}
-    dom = DOMINANT[view.dominant()]
+    text = {k: fmt(view.arrays[k], precision) for k in view.columns}
+    dominant = view.dominant()
+    dom = DOMINANT[dominant] if dominant is not None else \
+        np.full(view.arrays[view.value].shape, "", object)
     flags = view.flags()
     terms = None if view.terms is None else fmt(view.terms, precision)
+    section = [view.section] if view.section else []
     for bi, b in enumerate(view.samples):
         for si, (step, t) in enumerate(zip(view.steps, view.t)):
             for ui, u in enumerate(view.units):
-                row = [view.layer, view.direction or "", str(b), str(step), str(t), str(u),
-                       *(text[k][bi, si, ui] for k in TERMS), dom[bi, si, ui], flags[bi, si, ui]]
+                row = [view.layer, view.direction or "", *section, str(b), str(step), str(t),
+                       str(u), *(text[k][bi, si, ui] for k in view.columns), dom[bi, si, ui],
+                       flags[bi, si, ui]]
                 if terms is not None:
                     row += list(terms[bi, si, :, ui])
                 yield row
@@ -127,7 +134,9 @@ def write_trace(views, fmt_name, out, precision=None, header=True):
                 for si, (step, t) in enumerate(zip(v.steps, v.t)):
                     rec = {"layer": v.layer, "direction": v.direction or None, "sample": int(b),
                            "step": int(step), "t": int(t), "units": v.units.tolist()}
-                    rec.update({k: _list(v.arrays[k][bi, si], precision) for k in TERMS})
+                    if v.section:
+                        rec["section"] = v.section
+                    rec.update({k: _list(v.arrays[k][bi, si], precision) for k in v.columns})
                     out.write(json.dumps(rec) + "\n")
     else:
         raise ValueError(fmt_name)
@@ -139,7 +148,9 @@ def trace_document(views, precision=None, source=None):
         entry = {"layer": v.layer, "direction": v.direction or None, "activation": v.activation,
                  "samples": v.samples.tolist(), "steps": v.steps.tolist(), "t": v.t.tolist(),
                  "units": v.units.tolist()}
-        entry.update({k: _list(v.arrays[k], precision) for k in TERMS})
+        if v.section:
+            entry["section"] = v.section
+        entry.update({k: _list(v.arrays[k], precision) for k in v.columns})
         if v.terms is not None:
             entry["terms"] = _list(v.terms, precision)
         doc["traces"].append(entry)
@@ -147,8 +158,8 @@ def trace_document(views, precision=None, source=None):
 
 
 def trace_stack(view) -> np.ndarray:
-    """(B, T, 5, H): xw, hu, bias, z, h."""
-    return np.stack([view.arrays[k] for k in TERMS], axis=2)
+    """(B, T, C, H): the view's columns in order (SimpleRNN: xw, hu, bias, z, h)."""
+    return np.stack([view.arrays[k] for k in view.columns], axis=2)
 
 
 def npy_bytes(array) -> bytes:

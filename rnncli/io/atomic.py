@@ -12,7 +12,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 
-from .errors import OutputError
+from ..errors import OutputError
 
 
 def check_target(path: str, force: bool = False):

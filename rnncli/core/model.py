@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputDataError, ModelFileError, RnncliError, UnsupportedLayerError
-from .layers import Layer, Op, Trace
+from ..errors import InputDataError, ModelFileError, RnncliError, UnsupportedLayerError
+from .engine import Engine
+from .layer import Layer
+from .layers import IDENTITY_CLASSES, Op
+from .result import Result
 
 ALL_OUTPUTS = -1  # Ref.tensor meaning "every output of that call"
+BATCH_BYTES = 64 * 2**20  # roughly how much one batch's results may take (run_batches)
 
 
 @dataclass(frozen=True)
@@ -39,73 +43,6 @@ class InputSpec:
     dtype: str = "float32"
 
 
-@dataclass
-class LayerResult:
-    """What one recurrent layer computed."""
-
-    layer: Layer
-    hidden: np.ndarray | None  # (B, T, units) in Keras' order; merged for Bidirectional
-    state: object  # (B, H), or {"forward": (B, H), "backward": (B, H)}
-    traces: dict  # {"": Trace} or {"forward": Trace, "backward": Trace}
-    mask: np.ndarray | None  # (B, T) in input time order
-    directions: dict = field(default_factory=dict)  # Bidirectional: each direction's own sequence
-
-
-@dataclass
-class Result:
-    """The model's outputs and every recurrent layer's hidden states and trace."""
-
-    outputs: list | None
-    output_error: str | None
-    layers: dict  # layer name -> LayerResult, in model order
-
-    @property
-    def output(self) -> np.ndarray:
-        """The first model output (``model.predict``); raises if it can't be computed."""
-        if self.outputs is None:
-            raise UnsupportedLayerError(self.output_error)
-        return self.outputs[0]
-
-    @property
-    def hidden(self) -> dict:
-        return {n: r.hidden for n, r in self.layers.items()}
-
-    @property
-    def state(self) -> dict:
-        return {n: r.state for n, r in self.layers.items()}
-
-    def trace(self, layer: str, direction: str | None = None) -> Trace:
-        r = self.layers[layer]
-        key = direction or next(iter(r.traces))
-        return r.traces[key]
-
-    def arrays(self) -> dict:
-        """Every array in the export schema (docs/export.md), flat: ``"<kind>/<layer>[/<dir>]"``.
-
-        Values are views (time-major arrays seen batch-major); writers copy what they keep."""
-        out = {}
-        if self.outputs is not None:
-            for i, o in enumerate(self.outputs):
-                out["output" if i == 0 else f"output_{i}"] = o
-        for name, r in self.layers.items():
-            if r.hidden is not None:
-                out[f"hidden/{name}"] = r.hidden
-            for d, seq in r.directions.items():
-                out[f"hidden/{name}/{d}"] = seq
-            if isinstance(r.state, dict):
-                for d, s in r.state.items():
-                    out[f"state/{name}/{d}"] = s
-            else:
-                out[f"state/{name}"] = r.state
-            if r.mask is not None:
-                out[f"mask/{name}"] = r.mask
-            for d, tr in r.traces.items():
-                suffix = f"/{d}" if d else ""
-                for kind in ("xw", "hu", "bias", "z"):
-                    out[f"{kind}/{name}{suffix}"] = getattr(tr, kind)
-        return out
-
-
 class Model:
     """A Keras model rnncli can run: layers in order and the graph between them.
 
@@ -125,7 +62,24 @@ class Model:
         self.notes: list[str] = notes or []
         self.original_config: dict | None = None  # a Keras 3 config, when the file had one
 
+    @classmethod
+    def chain(cls, name, layers, *, input_spec=None, source=None, notes=None) -> Model:
+        """A Sequential model: each layer takes the one before it; the model returns every
+        output of the last (return_state, merge_mode=None)."""
+        nodes, prev = {}, Ref("__input__")
+        for layer in layers:
+            nodes[(layer.name, 0)] = Node(layer, [prev])
+            prev = Ref(layer.name)
+        last = Ref(prev.layer, 0, ALL_OUTPUTS) if layers else prev
+        return cls(name, list(layers), nodes, [Ref("__input__")], [last],
+                   input_specs=[input_spec] if input_spec else [], source=source, notes=notes)
+
     # -------------------------------------------------------------- lookup
+
+    @property
+    def unsupported(self) -> list:
+        """Layers rnncli loads but cannot compute (rnncli.core.layers.Unsupported)."""
+        return [la for la in self.layers if hasattr(la, "reason")]
 
     @property
     def recurrent_layers(self) -> list:
@@ -157,8 +111,6 @@ class Model:
 
     def _first_consumer(self):
         """The first layer that computes on the input, past Masking and pass-through layers."""
-        from .layers import IDENTITY_CLASSES
-
         name = self.inputs[0].layer if self.inputs else None
         while name is not None:
             node = next((n for n in self.nodes.values()
@@ -215,20 +167,54 @@ class Model:
         dtype = self.dtype if x.dtype.kind != "f" or x.dtype != self.dtype else x.dtype
         return x.astype(dtype, copy=False)
 
-    def run(self, x, initial_state=None, trace=True, sequences=True) -> Result:
+    def run(self, x, initial_state=None, trace=True, sequences=True,
+            engine: Engine | str | None = None, samples=None) -> Result:
         """Run the model on ``x`` ((B, T, D), (T, D), or integer ids (B, T)).
 
-        ``initial_state``: an array ((units,) or (B, units)) for the first recurrent
-        layer, or a dict of them by layer name. Returns a :class:`Result`.
+        ``initial_state``: the first recurrent layer's, or a dict of them by layer name;
+        each an array ((units,) or (B, units)) for a one-state cell, a tuple of them in
+        the cell's state order (LSTM: ``(h, c)``) or a dict by state name.
+        ``engine``: "auto", "numpy" or "numba" (rnncli.core.engine.Engine); the
+        environment variable RNNCLI_ENGINE sets the default. ``samples``: run only these
+        rows of the batch (rows never interact: the numbers are those of a run on all;
+        initial states are checked against the whole batch). Returns a :class:`Result`.
         The model output is computed when every layer on its path is supported;
         otherwise ``Result.outputs`` is None and ``Result.output_error`` says why.
         ``sequences=False`` with ``trace=False`` keeps no hidden sequence of a layer that
         does not return one (``Result.hidden`` is None there): memory O(batch x units).
         """
+        if samples is not None:
+            x = self.check_input(x)
+            initial_state = self.select_states(
+                self.initial_states(initial_state, x.shape[0]), samples)
+            x = x[samples]
         with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN show in the results
-            return self._run(x, initial_state, trace, sequences)
+            return self._run(x, initial_state, trace, sequences, engine)
 
-    def _run(self, x, initial_state, trace, sequences=True):
+    def run_batches(self, x, initial_state=None, batch_size=None, trace=True, engine=None):
+        """Yield ``(start, Result)`` for consecutive batches of ``x``'s samples, each batch
+        about BATCH_BYTES of results (``batch_size`` samples when given)."""
+        x = self.check_input(x)
+        n = len(x)
+        size = batch_size or self.batch_size_for(x, trace)
+        states = self.initial_states(initial_state, n)
+        for start in range(0, n, size):
+            rows = slice(start, start + size)
+            yield start, self.run(np.asarray(x[rows]), initial_state=self.select_states(
+                states, rows), trace=trace, engine=engine)
+
+    def batch_size_for(self, x, trace=True) -> int:
+        """Samples per batch so one batch's results stay near BATCH_BYTES."""
+        steps = x.shape[1] if x.ndim > 1 else 1
+        units = sum(sum(d.units * len(d.state_names) for d in la.directions.values())
+                    for la in self.recurrent_layers) or 1
+        per_unit = 2 + (sum(la.cell.term_width(t) // la.cell.units
+                            for la in self.recurrent_layers for t in la.cell.terms) + 2
+                        if trace else 0)
+        per_sample = steps * units * np.dtype(self.dtype).itemsize * per_unit + x[0].nbytes
+        return max(1, min(len(x), BATCH_BYTES // max(per_sample, 1)))
+
+    def _run(self, x, initial_state, trace, sequences, engine):
         x = self.check_input(x)
         B = x.shape[0]
         init = self.initial_states(initial_state, B)
@@ -273,7 +259,7 @@ class Model:
             takes_input = any(isinstance(a, Ref) and a.layer in input_names
                               for a in _flatten(node.args))
             try:
-                outs = self._call(layer, args, kwargs, init, trace, records, sequences)
+                outs = self._call(layer, args, kwargs, init, trace, records, sequences, engine)
             except UnsupportedLayerError as e:
                 return _Missing(str(e))
             except InputDataError as e:
@@ -311,7 +297,7 @@ class Model:
         tensor = resolve = evaluate = None  # noqa: F811, F841
         return Result(flat, missing[0].reason if missing else None, ordered)
 
-    def _call(self, layer, args, kwargs, init, trace, records, sequences=True):
+    def _call(self, layer, args, kwargs, init, trace, records, sequences, engine):
         if isinstance(layer, Op):
             vals = _strip_masks(args)
             kw = {k: _strip_masks(v) for k, v in kwargs.items() if k not in ("mask", "training")}
@@ -325,58 +311,43 @@ class Model:
         xv, mask = first
         if kwargs.get("mask") is not None:
             mask = _strip_masks(kwargs["mask"])
-        if layer.recurrent:
-            h0 = init.get(layer.name)
-            given = kwargs.get("initial_state")
-            if given is not None:
-                states = given if isinstance(given, list) else [given]
-                h0 = np.concatenate([s[0] for s in states], axis=-1)
-            elif extra_states:
-                h0 = np.concatenate([s[0] for s in extra_states], axis=-1)
-            if mask is not None:
-                mask = np.asarray(mask, bool)
-                if mask.ndim != 2:
-                    raise InputDataError(f"layer {layer.name!r}: mask must be (batch, timesteps)")
-            out = layer.call(xv, mask, h0, trace, keep=sequences)
-            traces = out.trace if isinstance(out.trace, dict) else {"": out.trace}
-            state = {"forward": out.state[0], "backward": out.state[1]} \
-                if isinstance(out.state, tuple) else out.state
-            records[layer.name] = LayerResult(layer, out.hidden, state,
-                                              traces if trace else {}, mask, out.extra)
-            ys = list(out.y) if isinstance(out.y, tuple) else [out.y]
-            masks = [out.mask] * len(ys)
-            if layer.return_state:
-                sts = list(out.state) if isinstance(out.state, tuple) else [out.state]
-                ys += sts
-                masks += [None] * len(sts)
-            return list(zip(ys, masks))
-        y, m = layer.call(xv, mask)
-        return [(y, m)]
+        if not layer.recurrent:
+            return [layer.call(xv, mask)]
+        h0 = init.get(layer.name)
+        given = kwargs.get("initial_state")
+        if given is not None:  # a functional model's states, as tensors of the graph
+            states = given if isinstance(given, list) else [given]
+            h0 = layer.initial_state_from([s[0] for s in states], np.shape(xv)[0])
+        elif extra_states:
+            h0 = layer.initial_state_from([s[0] for s in extra_states], np.shape(xv)[0])
+        if mask is not None:
+            mask = np.asarray(mask, bool)
+            if mask.ndim != 2:
+                raise InputDataError(f"layer {layer.name!r}: mask must be (batch, timesteps)")
+        result = layer.call(xv, mask, h0, trace, keep=sequences, engine=engine)
+        if not trace:
+            for d in result.directions.values():
+                d.trace = None
+        records[layer.name] = result
+        return result.outputs
 
     def initial_states(self, initial_state, batch):
-        """``initial_state`` as ``run`` takes it (an array for the first recurrent layer,
-        or {layer: array}), checked and spread to ``{layer: (batch, width) array}``."""
-        if initial_state is None:
+        """``initial_state`` as ``run`` takes it (the first recurrent layer's, or
+        {layer: state}), checked and spread to ``{layer: tuple of (batch, H) arrays}``."""
+        if initial_state is None or (isinstance(initial_state, dict) and not initial_state):
             return {}
-        if not isinstance(initial_state, dict):
-            rec = self.recurrent_layers
+        rec = self.recurrent_layers
+        if not isinstance(initial_state, dict) or \
+                (rec and set(initial_state) <= set(rec[0].state_names)):
             if not rec:
                 raise InputDataError("an initial state was given but the model has no recurrent layer")
             initial_state = {rec[0].name: initial_state}
-        out = {}
-        for name, s in initial_state.items():
-            layer = self.get_layer(name)
-            s = np.asarray(s, dtype=layer.dtype)
-            width = 2 * layer.forward_layer.units if layer.class_name == "Bidirectional" \
-                else layer.units
-            if s.ndim == 1:
-                s = np.broadcast_to(s, (batch, s.shape[0]))
-            if s.ndim != 2 or s.shape[1] != width or s.shape[0] not in (1, batch):
-                raise InputDataError(
-                    f"initial state for layer {layer.name!r} must have shape ({width},) or "
-                    f"({batch}, {width}), got {np.shape(s)}")
-            out[layer.name] = np.broadcast_to(s, (batch, width)).copy()
-        return out
+        return {self.get_layer(name).name: self.get_layer(name).initial_state_from(s, batch)
+                for name, s in initial_state.items()}
+
+    def select_states(self, states: dict, rows) -> dict:
+        """Initial states (as ``initial_states`` returns them) for some rows of the batch."""
+        return {k: tuple(s[rows] for s in v) for k, v in states.items()}
 
     # -------------------------------------------------------------- summary
 

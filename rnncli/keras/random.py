@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .keras_config import Overrides, model_from_config
-from .model import Model
+from ..core.model import InputSpec, Model
+from ..core.rnn import RNN
+from ..core.settings import apply_settings
+from ..core.simple_rnn import SimpleRNNCell
 
 
 def _uniform(rng, shape):
@@ -54,14 +56,13 @@ def random_weights(seed: int, units: int, input_dim: int, use_bias=True, dtype="
 def random_model(seed: int, units: int, input_dim: int, *, activation="tanh", use_bias=True,
                  dtype="float32", overrides=None) -> Model:
     """A one-layer SimpleRNN model (returning sequences) with seeded Keras-default weights."""
-    weights = random_weights(seed, units, input_dim, use_bias, dtype)
-    cfg = {"name": "simple_rnn", "units": units, "activation": activation, "use_bias": use_bias,
-           "return_sequences": True, "dtype": dtype}
-    config = {"class_name": "Sequential", "config": {"name": f"random_seed{seed}", "layers": [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, None, input_dim],
-                                                "dtype": dtype, "name": "input"}},
-        {"class_name": "SimpleRNN", "config": cfg}]}}
+    kernel, recurrent_kernel, *bias = random_weights(seed, units, input_dim, use_bias, dtype)
+    cell = SimpleRNNCell(kernel, recurrent_kernel, bias[0] if bias else None,
+                         activation=activation, name="simple_rnn")
+    layer = RNN("simple_rnn", cell, return_sequences=True)
     source = {"path": None, "format": "random", "title": "random weights from a seed",
               "keras_version": "", "has_config": True, "seed": seed}
-    return model_from_config(config, lambda i, n, c: weights, 3, Overrides(overrides),
-                             source=source)
+    model = Model.chain(f"random_seed{seed}", [layer], source=source,
+                        input_spec=InputSpec("input", (None, None, input_dim), str(dtype)))
+    apply_settings(model, overrides)
+    return model

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .errors import UnsupportedLayerError
+from ..errors import UnsupportedLayerError
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -182,3 +182,23 @@ def get(name, keras_major: int = 3):
     if key == "hard_sigmoid" and keras_major < 3:
         return hard_sigmoid_keras2
     return ACTIVATIONS[key]
+
+
+def writer(fn):
+    """``fn`` as ``write(z, out)``: numpy ufuncs write in place, other activations copy."""
+    if isinstance(fn, np.ufunc):
+        return lambda z, out: fn(z, out=out)
+
+    def write(z, out):
+        out[...] = fn(z)
+        return out
+
+    return write
+
+
+def slope_bound(name) -> float | None:
+    """The largest slope of an activation (gamma in ||dh_t/dh_{t-1}|| <= gamma * ||U||),
+    or None where it is unbounded."""
+    return {"tanh": 1.0, "sigmoid": 0.25, "hard_sigmoid": 1 / 6, "linear": 1.0, "relu": 1.0,
+            "relu6": 1.0, "softsign": 1.0, "hard_tanh": 1.0, "leaky_relu": 1.0,
+            "elu": 1.0}.get(name)

@@ -1,0 +1,10 @@
+"""The cells rnncli computes, by the Keras layer class that runs them: one entry a cell."""
+
+from __future__ import annotations
+
+
+def registry() -> dict:
+    """{Keras layer class name: (cell class, layer class)}."""
+    from .simple_rnn import SimpleRNN, SimpleRNNCell
+
+    return {"SimpleRNN": (SimpleRNNCell, SimpleRNN)}

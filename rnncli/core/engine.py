@@ -1,0 +1,340 @@
+"""The time loop: runs any cell (rnncli/core/cell.py) over a sequence.
+
+Per step a cell computes ``x_t·kernel + bias`` (no recurrence in it) and the rest. The
+engine computes the first part for a *chunk* of steps at once, one matrix product just
+ahead of the steps that use it (about 1 MiB, in buffers reused from chunk to chunk: the
+input is never copied whole, and a caller that needs only the final states keeps
+O(batch x units) memory), then calls the cell's step for each step of the chunk.
+Arrays are time-major (T, B, H) inside, so every step reads and writes contiguous rows.
+
+A big batch is cut into row blocks that threads claim one after another, each thread
+with a single-threaded BLAS (rnncli/core/blas.py): rows of a batch never interact, so
+a block runs its whole sequence without waiting for the others, the elementwise work
+runs on every core too, and a thread whose core is busy with something else simply
+claims fewer blocks.
+
+Where a cell has a compiled loop (rnncli/core/fast.py) and the sequence is long with
+small steps, that loop runs instead: numpy's per-call overhead dominates there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+CHUNK_BYTES = 2**20
+# Split the batch only when each step has at least this many values (batch x units) and
+# every block gets at least MIN_ROWS rows: below that, threads cost more than they save
+# (measured on 2 cores from (64, 128) to (1024, 256): 0.6-0.7x at 16k values, 1.0-1.3x
+# from 32k). Up to BLOCKS_PER_THREAD blocks a thread, so a thread slowed by another
+# process leaves its share to the others.
+SPLIT_MIN_VALUES = 2**15
+MIN_ROWS = 32
+BLOCKS_PER_THREAD = 4
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which loop runs: ``auto`` (the compiled loop where it wins), ``numpy`` or ``numba``.
+
+    ``one_shot``: the process runs one input and exits (the CLI), so the compiled loop
+    must also pay for importing numba (about 0.3 s)."""
+
+    name: str = ""
+    one_shot: bool = False
+
+    @property
+    def kind(self) -> str:
+        return (self.name or os.environ.get("RNNCLI_ENGINE", "auto")).lower()
+
+
+DEFAULT = Engine()
+
+
+def as_engine(engine) -> Engine:
+    if engine is None:
+        return DEFAULT
+    if isinstance(engine, str):
+        return Engine(engine)
+    return engine
+
+
+@dataclass
+class Scan:
+    """What a scan computed, arrays (B, T, ...) in processing order.
+
+    ``sequences``: the output ``h`` at every step (Keras' output: the previous output, or
+    zeros, at masked steps) and every other state at every step (LSTM ``c``), when kept;
+    ``states``: the final states; ``terms``: the trace (``xw``, the cell's terms, ``h``)."""
+
+    sequences: dict
+    states: tuple
+    terms: dict | None
+
+
+class _Projection:
+    """``x·W [+ b]`` for chunks of up to ``c`` steps of ``n`` rows, in reused buffers.
+
+    With ``bias``, it rides in the same product as a column of ones in x and a row in
+    the kernel (BLAS adds it last: Keras' ``x·W + b``), saving a pass over the array.
+    """
+
+    def __init__(self, n, c, kernel, bias=None):
+        D, P = kernel.shape
+        self.kernel = kernel if bias is None else \
+            np.concatenate([kernel, bias.reshape(1, P)], axis=0)
+        self.xa = np.empty((c, n, self.kernel.shape[0]), kernel.dtype)
+        if bias is not None:
+            self.xa[..., D] = 1
+        self.res = np.empty((c * n, P), kernel.dtype)
+
+    def __call__(self, x):
+        """x (n, c', D), c' <= c -> (c', n, P), a view of the buffer."""
+        n, c, D = x.shape
+        xa = self.xa[:c]
+        xa[..., :D] = x.transpose(1, 0, 2)
+        res = np.matmul(xa.reshape(c * n, -1), self.kernel, out=self.res[:c * n])
+        return res.reshape(c, n, -1)
+
+
+def matmul_rows(x, w):
+    """``x @ w``, where a single row takes BLAS's matrix-matrix path like every row of a
+    batch (the matrix-vector one sums in another order)."""
+    if x.ndim == 2 and x.shape[0] == 1:
+        return (np.repeat(x, 2, axis=0) @ w)[:1]
+    return x @ w
+
+
+def chunk_steps(B, width, itemsize, T, chunk_bytes=CHUNK_BYTES):
+    return int(max(1, min(T, chunk_bytes // max(1, B * width * itemsize))))
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def split_parts(B, H):
+    """How many threads to run row blocks in (1: don't split)."""
+    if B * H < SPLIT_MIN_VALUES:
+        return 1
+    from . import blas
+
+    return max(1, min(blas.threads(), available_cores(), B // MIN_ROWS))
+
+
+def block_edges(B, parts):
+    """Row blocks for ``parts`` threads: up to BLOCKS_PER_THREAD each, MIN_ROWS rows or more."""
+    blocks = max(parts, min(parts * BLOCKS_PER_THREAD, B // MIN_ROWS))
+    return [B * i // blocks for i in range(blocks + 1)]
+
+
+def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=False,
+         keep=True, engine=None) -> Scan:
+    """Run ``cell`` over x (B, T, D), in the order given, from ``states`` (a tuple of
+    (B, H) arrays in ``cell.state_names`` order; zeros when None).
+
+    mask: (B, T) bool or None; a masked step carries every state. ``keep=False`` (and no
+    trace) keeps no sequence: O(batch x units) memory.
+    """
+    B, T, _ = x.shape
+    H, dtype = cell.units, cell.dtype
+    keep = keep or trace
+    states = cell.initial_states(B) if states is None else \
+        tuple(np.array(s, dtype=dtype, copy=True) for s in states)
+    rows = B
+    compiled = _compiled_loop(cell, T, B, mask, as_engine(engine))
+    if B == 1 and T > 0 and compiled is None:
+        # BLAS may take one row through its matrix-vector product, which sums in another
+        # order than a batch's matrix-matrix product: two copies keep a sample's numbers
+        # what they are in a batch (at a few percent of a step's time).
+        rows = 2
+        x = np.broadcast_to(x, (2, T, x.shape[2]))
+        states = tuple(np.repeat(s, 2, axis=0) for s in states)
+        mask = None if mask is None else np.broadcast_to(mask, (2, T))
+    names = ("xw", *cell.terms) if trace else ()
+    widths = [cell.term_width(n) for n in names]
+    kept = cell.state_names if keep else ()
+    # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
+    # fault far less often (a (64, 100, 32, 128) float32 trace: 11.8 -> 4.0 ms here).
+    sizes = [w for w in widths] + [H] * len(kept)
+    block = np.empty(T * rows * sum(sizes), dtype)
+    views, offset = [], 0
+    for w in sizes:
+        views.append(block[offset:offset + T * rows * w].reshape(T, rows, w))
+        offset += T * rows * w
+    terms = dict(zip(names, views[:len(names)])) if trace else None
+    seqs = dict(zip(kept, views[len(names):]))
+    if T and compiled is not None:
+        states = _run_compiled(compiled, cell, x, states, seqs, terms)
+    elif T:
+        mask_t = None if mask is None else \
+            np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
+        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms)
+        parts = split_parts(rows, H)
+        job.run_blocks(block_edges(rows, parts) if parts > 1 else [0, rows], parts)
+        states = job.states
+
+    def batch_major(a):
+        return a[:, :B].transpose(1, 0, 2)
+
+    out_terms = None
+    if trace:
+        out_terms = {k: batch_major(v) for k, v in terms.items()}
+        out_terms["h"] = batch_major(seqs["h"])
+    return Scan({k: batch_major(v) for k, v in seqs.items()},
+                tuple(s[:B] for s in states), out_terms)
+
+
+def _compiled_loop(cell, T, B, mask, engine):
+    from . import fast
+
+    loop = cell.compiled()
+    if loop is None or T == 0 or mask is not None:
+        return None
+    if not fast.worth_it(T, B, cell.units, cell.dtype.itemsize, engine):
+        return None
+    return loop
+
+
+class _Rows:
+    """The numpy loop over row blocks; writes the shared time-major arrays' rows of each
+    block and the final states ``self.states[i][b0:b1]``."""
+
+    def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms):
+        self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
+        self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
+        self.stop = threading.Event()
+
+    def run_blocks(self, edges, threads):
+        if threads == 1 or len(edges) == 2:
+            for b0, b1 in zip(edges, edges[1:]):
+                self.run(b0, b1)
+            return
+        from . import blas
+
+        claims = itertools.count()  # next() on it is atomic: each block runs once
+        errors = []
+
+        def work():
+            try:
+                while not self.stop.is_set():
+                    i = next(claims)
+                    if i >= len(edges) - 1:
+                        return
+                    self.run(edges[i], edges[i + 1])
+            except BaseException as e:  # re-raised in the calling thread
+                errors.append(e)
+                self.stop.set()
+
+        with blas.single_threaded():
+            helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+            try:
+                for t in helpers:
+                    t.start()
+                work()
+            except BaseException:
+                self.stop.set()
+                raise
+            finally:
+                interrupted = None
+                for t in helpers:
+                    while t.is_alive():
+                        try:
+                            t.join()
+                        except BaseException as e:  # Ctrl-C: the others stop at their next step
+                            self.stop.set()
+                            interrupted = interrupted or e
+            if interrupted is not None:
+                raise interrupted
+        if errors:
+            raise errors[0]
+
+    def run(self, b0, b1):
+        cell, x, mask_t = self.cell, self.x[b0:b1], self.mask_t
+        n, T, _ = x.shape
+        kernel, bias = cell.input_projection()
+        P = kernel.shape[1]
+        trace = self.terms is not None
+        C = chunk_steps(n, P, kernel.dtype.itemsize, T)
+        project = _Projection(n, C, kernel, None if trace else bias)
+        xpb = np.empty((C, n, P), kernel.dtype) if trace and bias is not None else None
+        step = cell.stepper(n)
+        S = len(cell.state_names)
+        states = tuple(s[b0:b1] for s in self.states)
+        seqs = [self.seqs.get(name) for name in cell.state_names]
+        rings = [None if s is not None else np.empty((2, n, cell.units), cell.dtype)
+                 for s in seqs]
+        if mask_t is not None:  # states in buffers of their own; the step writes beside them
+            states = tuple(s.copy() for s in states)
+            fresh = tuple(np.empty_like(s) for s in states)
+            prev_out = np.zeros_like(states[0])
+        stopped = self.stop.is_set
+        for t0 in range(0, T, C):
+            c = min(C, T - t0)
+            xp = project(x[:, t0:t0 + c])
+            if trace:
+                self.terms["xw"][t0:t0 + c, b0:b1] = xp
+                if bias is not None:
+                    xp = np.add(xp, bias, out=xpb[:c])
+                chunk_terms = {k: v[t0:t0 + c, b0:b1] for k, v in self.terms.items()
+                               if k != "xw"}
+            for k in range(c):
+                if stopped():  # another block failed, or Ctrl-C
+                    return
+                t = t0 + k
+                out = tuple(r[k % 2] if s is None else s[t, b0:b1] for s, r in zip(seqs, rings))
+                rows = None if not trace else {name: v[k] for name, v in chunk_terms.items()}
+                if mask_t is None:
+                    step(xp[k], states, out, rows)
+                    states = out
+                    continue
+                # A masked step keeps every state; its output is the previous output
+                # (zeros with zero_output_for_mask), as Keras' rnn() does.
+                step(xp[k], states, fresh, rows)
+                m = mask_t[t, b0:b1]
+                for i in range(S):
+                    np.copyto(states[i], fresh[i], where=m)
+                    if i:
+                        out[i][...] = states[i]
+                out[0][...] = np.where(m, fresh[0], 0 if self.zero_out else prev_out)
+                prev_out = out[0]
+        for i in range(S):
+            self.states[i][b0:b1] = states[i]
+
+
+def _run_compiled(loop, cell, x, states, seqs, terms):
+    """The cell's compiled loop (rnncli/core/fast.py), a few MiB of x·W + b at a time."""
+    B, T, _ = x.shape
+    kernel, bias = cell.input_projection()
+    P = kernel.shape[1]
+    C = chunk_steps(B, P, kernel.dtype.itemsize, T, chunk_bytes=4 * CHUNK_BYTES)
+    project = _Projection(B, C, kernel, None if terms is not None else bias)
+    scratch = {} if seqs else \
+        {n: np.empty((C, B, cell.units), cell.dtype) for n in cell.state_names}
+    for t0 in range(0, T, C):
+        t1 = min(T, t0 + C)
+        xp = project(x[:, t0:t1])
+        if terms is not None:
+            terms["xw"][t0:t1] = xp
+            if bias is not None:
+                xp = xp + bias
+        out = {n: (seqs[n][t0:t1] if seqs else scratch[n][:t1 - t0]) for n in cell.state_names}
+        part = None if terms is None else {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
+        states = loop(cell, xp, states, out, part)
+    return states

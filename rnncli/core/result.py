@@ -1,0 +1,211 @@
+"""What a run computed: per layer, per direction, its sequence, final states and trace.
+
+A one-way layer has one direction, named ``""``; a Bidirectional layer ``"forward"`` and
+``"backward"``. Names of arrays in exports follow one schema (docs/export.md), made
+here from the cells' own declarations, so a new cell's terms are exported with no
+change to this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import RnncliError, UnsupportedLayerError
+
+STATIC_TERMS = ("bias", "recurrent_bias")  # the same at every step: (width,), not (B, T, ...)
+
+
+class Trace(Mapping):
+    """One direction's arithmetic, per sample and step, in processing order.
+
+    A mapping of the cell's named terms: ``xw`` (x·kernel), ``bias``, the cell's own
+    (SimpleRNN ``hu`` and ``z``; LSTM/GRU: per gate), and ``h``, each (B, T, width) but
+    the static biases (width,). ``trace.z`` reads ``trace["z"]``. At masked steps ``h`` is
+    what Keras outputs there (the previous output, or zeros); ``mask`` (B, T) is in
+    processing order and ``step_index[k]`` is the input timestep processed at step k
+    (reversed for ``go_backwards``).
+    """
+
+    def __init__(self, cell, terms: dict, mask, step_index, x):
+        self.cell = cell
+        self._terms = dict(terms)
+        self.mask = mask
+        self.step_index = step_index
+        self.x = x  # (B, T, D) the layer's input, in processing order
+
+    def __getitem__(self, name):
+        return self._terms[name]
+
+    def __iter__(self):
+        return iter(self._terms)
+
+    def __len__(self):
+        return len(self._terms)
+
+    def __getattr__(self, name):
+        terms = self.__dict__.get("_terms", {})
+        if name in terms:
+            return terms[name]
+        raise AttributeError(name)
+
+    @property
+    def activation(self) -> str:
+        return self.cell.activation
+
+    @property
+    def kernel(self):
+        return self.cell.kernel
+
+    @property
+    def gates(self) -> tuple:
+        return self.cell.gates
+
+    def per_gate(self, name) -> dict:
+        """A term split into the cell's gate blocks ({"": term} for a one-block cell)."""
+        a = self._terms[name]
+        if not self.gates or name not in self.cell.gate_terms():
+            return {"": a}
+        H = self.cell.units
+        return {g: a[..., i * H:(i + 1) * H] for i, g in enumerate(self.gates)}
+
+    def feature_terms(self) -> np.ndarray:
+        """Each input feature's share of ``xw``: (B, T, D, width), summing over D to ``xw``."""
+        return self.x[..., :, None] * self.cell.kernel
+
+    terms = feature_terms  # the name rnncli 0.1 used
+
+
+@dataclass
+class DirectionResult:
+    """One direction of a recurrent layer."""
+
+    sequences: dict  # state name -> (B, T, H) every step, Keras' order; "h" is the output
+    states: dict  # state name -> (B, H), the final states
+    trace: Trace | None = None
+
+    @property
+    def sequence(self):
+        return self.sequences.get("h")
+
+
+@dataclass
+class LayerResult:
+    """What one recurrent layer computed."""
+
+    layer: object
+    directions: dict  # "" or "forward"/"backward" -> DirectionResult
+    hidden: np.ndarray | None  # (B, T, units) in Keras' order; merged for Bidirectional
+    mask: np.ndarray | None  # (B, T) in input time order
+    outputs: list = field(default_factory=list)  # what the layer returns in Keras
+
+    @property
+    def state(self):
+        """The final state: (B, H), {"h", "c"} for several states, or per direction."""
+        def one(d):
+            s = d.states
+            return s["h"] if len(s) == 1 else dict(s)
+
+        if list(self.directions) == [""]:
+            return one(self.directions[""])
+        return {k: one(d) for k, d in self.directions.items()}
+
+    @property
+    def traces(self) -> dict:
+        return {k: d.trace for k, d in self.directions.items() if d.trace is not None}
+
+
+class _ByLayer(dict):
+    """``{layer name: value}`` that also takes an index into the recurrent layers."""
+
+    def __getitem__(self, key):
+        if isinstance(key, int) and not isinstance(key, bool) and key not in self:
+            names = list(self)
+            if not -len(names) <= key < len(names):
+                raise RnncliError(f"no recurrent layer {key}; there are {len(names)} "
+                                  f"({', '.join(names) or 'none'})")
+            key = names[key]
+        if key not in self:
+            raise RnncliError(f"no recurrent layer {key!r} in the result; expected one of: "
+                              f"{', '.join(self) or 'none'}")
+        return super().__getitem__(key)
+
+
+@dataclass
+class Result:
+    """The model's outputs and every recurrent layer's hidden states and trace."""
+
+    outputs: list | None
+    output_error: str | None
+    layers: dict  # layer name -> LayerResult, in model order
+
+    def __post_init__(self):
+        self.layers = _ByLayer(self.layers)
+
+    @property
+    def output(self) -> np.ndarray:
+        """The first model output (``model.predict``); raises if it can't be computed."""
+        if self.outputs is None:
+            raise UnsupportedLayerError(self.output_error)
+        return self.outputs[0]
+
+    @property
+    def hidden(self) -> dict:
+        return _ByLayer({n: r.hidden for n, r in self.layers.items()})
+
+    @property
+    def state(self) -> dict:
+        return _ByLayer({n: r.state for n, r in self.layers.items()})
+
+    def trace(self, layer, direction: str | None = None) -> Trace:
+        r = self.layers[layer]
+        traces = r.traces
+        if not traces:
+            raise RnncliError(f"layer {r.layer.name!r} was run without a trace; use "
+                              f"model.run(x, trace=True)")
+        key = direction if direction is not None else next(iter(traces))
+        if key not in traces:
+            raise RnncliError(f"layer {r.layer.name!r} has no direction {key!r}; expected "
+                              f"one of: {', '.join(repr(k) for k in traces)}")
+        return traces[key]
+
+    def arrays(self) -> dict:
+        """Every array in the export schema (docs/export.md), flat:
+        ``"<kind>/<layer>[/<direction>][/<gate or state>]"``.
+
+        Values are views (time-major arrays seen batch-major); writers copy what they keep."""
+        out = {}
+        if self.outputs is not None:
+            for i, o in enumerate(self.outputs):
+                out["output" if i == 0 else f"output_{i}"] = o
+        for name, r in self.layers.items():
+            if r.hidden is not None:
+                out[f"hidden/{name}"] = r.hidden
+            for d, dr in r.directions.items():
+                where = f"{name}/{d}" if d else name
+                if d and dr.sequence is not None:
+                    out[f"hidden/{where}"] = dr.sequence
+                for s, seq in dr.sequences.items():
+                    if s != "h" and seq is not None:
+                        out[f"{_STATE_KINDS.get(s, s)}/{where}"] = seq
+                several = len(dr.states) > 1
+                for s, v in dr.states.items():
+                    out[f"state/{where}/{s}" if several else f"state/{where}"] = v
+            if r.mask is not None:
+                out[f"mask/{name}"] = r.mask
+            for d, dr in r.directions.items():
+                if dr.trace is None:
+                    continue
+                where = f"{name}/{d}" if d else name
+                for term in dr.trace:
+                    if term == "h":
+                        continue
+                    kind = "gate" if term == "gate" else term
+                    for g, a in dr.trace.per_gate(term).items():
+                        out[f"{kind}/{where}/{g}" if g else f"{kind}/{where}"] = a
+        return out
+
+
+_STATE_KINDS = {"c": "cell"}  # LSTM's cell state at every step: cell/<layer>

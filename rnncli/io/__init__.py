@@ -1,0 +1,1 @@
+"""Reading inputs and writing results: atomic files, export sinks, data formats."""

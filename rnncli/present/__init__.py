@@ -1,0 +1,1 @@
+"""What people see: views of a result, tables, the summary, heatmaps."""
