@@ -20,6 +20,7 @@ import lzma
 import math
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -58,6 +59,15 @@ class NpyHeader:
 
     def describe(self) -> str:
         return f"shape {self.shape} of {self.dtype}"
+
+
+def printable(text, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters with control characters escaped, so a name
+    taken from a file cannot move the cursor or recolour the terminal it is shown on."""
+    text = str(text)[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _read_exact(read, n):
@@ -107,7 +117,9 @@ def _parse_dict(raw, major, name, error):
         raise error(f"{name}: NPY header has no closing brace '}}'; expected a dictionary like "
                     f"{EXAMPLE} (the file is damaged or truncated)")
     try:
-        d = ast.literal_eval(text)
+        with warnings.catch_warnings():  # odd literals warn while compiling ("\h", "1abc")
+            warnings.simplefilter("ignore")
+            d = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         d = None
     if not isinstance(d, dict):
@@ -119,29 +131,33 @@ def _parse_dict(raw, major, name, error):
                     f"'fortran_order' and 'shape'")
     shape, fortran = d["shape"], d["fortran_order"]
     if not isinstance(shape, tuple) or not all(type(n) is int for n in shape):
-        raise error(f"{name}: NPY header shape {str(shape)[:60]} is not a tuple of whole "
+        raise error(f"{name}: NPY header shape {printable(shape)} is not a tuple of whole "
                     f"numbers; expected one like (2, 3)")
     if any(n < 0 for n in shape):
         raise error(f"{name}: NPY header declares a negative dimension in shape "
-                    f"{str(shape)[:60]}; expected sizes of 0 or more")
+                    f"{printable(shape)}; expected sizes of 0 or more")
     if len(shape) > MAX_DIMS:
         raise error(f"{name}: NPY header declares {len(shape)} dimensions; expected at most "
                     f"{MAX_DIMS}")
     if not isinstance(fortran, bool):
-        raise error(f"{name}: NPY header fortran_order is {str(fortran)[:30]}; expected True "
+        raise error(f"{name}: NPY header fortran_order is {printable(fortran, 30)}; expected True "
                     f"or False")
-    return numeric_dtype(d["descr"], name, error), shape, fortran
+    dtype = numeric_dtype(d["descr"], name, error)
+    if math.prod(max(n, 1) for n in shape) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise error(f"{name}: NPY header declares shape {printable(shape)}, larger than any "
+                    f"array can be; the file is damaged")
+    return dtype, shape, fortran
 
 
 def numeric_dtype(descr, name: str, error) -> np.dtype:
     """The dtype an NPY ``descr`` names, if it holds plain numbers; else ``error``."""
     if isinstance(descr, list):
-        fields = ", ".join(str(f[0]) if isinstance(f, tuple) and f else "?"
-                           for f in descr[:5])[:60]
+        fields = printable(", ".join(str(f[0]) if isinstance(f, tuple) and f else "?"
+                                     for f in descr[:5]))
         raise error(f"{name}: holds structured records (fields {fields}); expected a plain "
                     f"numeric array, e.g. np.save(path, records['field'])")
     if not isinstance(descr, str):
-        raise error(f"{name}: NPY header descr {str(descr)[:40]} is not a dtype; expected one "
+        raise error(f"{name}: NPY header descr {printable(descr, 40)} is not a dtype; expected one "
                     f"like '<f4'")
     try:
         dtype = np.dtype(descr)
@@ -158,8 +174,9 @@ def check_numeric(dtype, name: str, error) -> np.dtype:
         raise error(f"{name}: holds an object (pickled) array, which rnncli never loads; "
                     f"expected numbers")
     if dtype.fields is not None:
-        raise error(f"{name}: holds structured records (fields {', '.join(dtype.names[:5])}); "
-                    f"expected a plain numeric array")
+        fields = printable(", ".join(dtype.names[:5]))
+        raise error(f"{name}: holds structured records (fields {fields}); expected a plain "
+                    f"numeric array")
     if dtype.subdtype is not None:
         raise error(f"{name}: has a sub-array dtype {dtype}; expected a plain numeric one")
     if dtype.kind == "c":
