@@ -29,6 +29,7 @@ import numpy as np
 
 from . import limits, npyio
 from .errors import InputDataError, RnncliError, file_error
+from .npyio import printable
 
 LABEL_COLUMNS = {"t", "step", "timestep", "time"}
 HEAD = 4096  # bytes looked at to tell the format
@@ -199,17 +200,20 @@ def _npz(source, name, key):
             if key is None:
                 if not any(n.endswith(".npy") for n in zf.namelist()):
                     raise InputDataError(f"{name}: zip archive holds no .npy arrays "
-                                         f"({', '.join(files[:4])[:80]}); expected an .npz "
-                                         f"written by numpy.savez")
+                                         f"({printable(', '.join(files[:4]), 80)}); expected "
+                                         f"an .npz written by numpy.savez")
                 if len(files) != 1:
                     raise InputDataError(f"{name}: holds {len(files)} arrays "
-                                         f"({', '.join(files[:6])[:120]}); choose one with --key")
+                                         f"({printable(', '.join(files[:6]), 120)}); choose "
+                                         f"one with --key")
                 key = files[0]
+            if key not in files and key.endswith(".npy") and key[:-4] in files:
+                key = key[:-4]  # numpy accepts both spellings
             if key not in files:
                 raise InputDataError(f"{name}: has no array {key!r}; it holds "
-                                     f"{', '.join(files[:10])[:160]}")
+                                     f"{printable(', '.join(files[:10]), 160)}")
             info = npyio.npz_member(zf, key)
-            return npyio.read_member(zf, info, f"{name}[{key}]", InputDataError)
+            return npyio.read_member(zf, info, f"{name}[{printable(key)}]", InputDataError)
     except RnncliError:
         raise
     except npyio.ZIP_ERRORS as e:
@@ -304,7 +308,7 @@ def _table(f, name) -> np.ndarray:
             values.extend(map(float, row))
         except ValueError:
             j = next(j for j, c in enumerate(row) if not _is_number(c))
-            col = header[j] if header else j + 1
+            col = printable(header[j], 40) if header else j + 1
             raise InputDataError(f"{name}: line {lineno}, column {col}: {row[j][:40]!r} is not "
                                  f"a number") from None
         linenos.append(lineno)
@@ -333,7 +337,7 @@ def _csv_error(e, name, lineno, cell_limit):
             f"{limits.how_to_raise('max_csv_cell_chars')}")
     if "NUL" in str(e):
         return InputDataError(f"{name}: line {lineno} holds a NUL byte; expected CSV/TSV text")
-    return InputDataError(f"{name}: line {lineno} is not valid CSV ({str(e)[:60]})")
+    return InputDataError(f"{name}: line {lineno} is not valid CSV ({printable(e)})")
 
 
 def _sequences(table, header, linenos, name):
