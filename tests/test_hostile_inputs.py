@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import warnings
 import zipfile
 
 import numpy as np
@@ -29,9 +30,9 @@ GIB = 2**30
 # ------------------------------------------------------------------ limits
 
 
-@pytest.mark.parametrize("text,size", [("4G", 4 * GIB), ("512M", 512 * 2**20), ("1.5g", 3 * GIB // 2),
-                                       ("65536", 65536), ("8GiB", 8 * GIB), ("2 KB", 2048),
-                                       (100, 100)])
+@pytest.mark.parametrize("text,size", [("4G", 4 * GIB), ("512M", 512 * 2**20),
+                                       ("1.5g", 3 * GIB // 2), ("65536", 65536),
+                                       ("8GiB", 8 * GIB), ("2 KB", 2048), (100, 100)])
 def test_parse_size(text, size):
     assert limits.parse_size(text) == size
 
@@ -125,7 +126,9 @@ NPY_CASES = [
     ("gigantic shape", npy(npy_header(shape=(10**11, 3))),
      "its header declares shape (100000000000, 3) of float64 (2.2 TiB) but only 0 bytes follow"),
     ("gigantic shape, 1e40 elements", npy(npy_header(shape=(10**20, 10**20))),
-     "NPY data is truncated: its header declares shape (100000000000000000000, "),
+     "NPY header declares shape (100000000000000000000, 100000000000000000000), larger than"),
+    ("zero-size shape with a 1e30 dimension", npy(npy_header(shape=(0, 10**30))),
+     "NPY header declares shape (0, 1000000000000000000000000000000), larger than any array"),
     ("truncated data", npy(H, bytes(10)),
      "its header declares shape (2, 3) of float64 (48 bytes) but only 10 bytes follow"),
     ("not a dictionary", npy("[1, 2]\n"), "NPY header does not start with '{'"),
@@ -181,6 +184,16 @@ def test_hostile_npy_inside_an_npz(tmp_path, label, data, message):
     with pytest.raises(InputDataError) as e:
         read_input(path)
     assert message in str(e.value) and str(e.value).startswith(path + "[x]: ")
+
+
+def test_odd_header_literals_print_no_warnings():
+    # compiling '\\h' or '1abc' warns; in the CLI that would be a second stderr line
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for header in ("{'descr': '\\h', 1abc}\n", "{'descr': '<f8', 'shape': (1abc,)}\n"):
+            with pytest.raises(InputDataError, match="not a readable dictionary"):
+                read_input("-", stdin=io.BytesIO(npy(header)))
+    assert [str(w.message) for w in seen] == []
 
 
 def test_gigantic_shape_on_stdin_within_the_limit_is_truncated_not_allocated():
@@ -314,6 +327,24 @@ def test_npz_bzip2_bomb_is_refused_by_its_ratio(tmp_path):
             read_input(path)
 
 
+def test_npz_key_with_or_without_its_suffix(tmp_path):
+    path = _write(tmp_path, npz_of(a=np.ones(2), b=np.zeros(3)), "x.npz")
+    assert read_input(path, key="b.npy").array.tolist() == [0, 0, 0]
+    with pytest.raises(InputDataError, match=r"x.npz: has no array 'c'; it holds a, b"):
+        read_input(path, key="c")
+
+
+def test_npyio_from_buffer_views_without_copying():
+    from rnncli import npyio
+
+    data = bytearray(npy_of(np.arange(6.0).reshape(2, 3)))
+    arr = npyio.from_buffer(data, "buf", InputDataError)
+    assert arr.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert np.shares_memory(arr, np.frombuffer(data, "u1"))
+    with pytest.raises(InputDataError, match="^buf: NPY data is truncated"):
+        npyio.from_buffer(data[:-1], "buf", InputDataError)
+
+
 def test_npz_on_stdin_counts_against_max_memory():
     data = npz_of(x=np.ones(1000))
     assert read_input("-", stdin=io.BytesIO(data)).array.shape == (1000,)
@@ -439,6 +470,22 @@ def test_sample_column_must_be_whole_numbers(cell, shown):
 def test_interleaved_samples_keep_their_order():
     x = parse_table("sample,t,x\n7,0,1\n2,0,10\n7,1,2\n2,1,20\n7,2,3\n2,2,30\n")
     assert x[..., 0].tolist() == [[1, 2, 3], [10, 20, 30]]
+
+
+def test_names_from_a_file_cannot_drive_the_terminal(tmp_path):
+    with pytest.raises(InputDataError) as e:
+        parse_table("a\x1b[31m,b\u202e\n1,x\n")
+    assert "column b\\u202e: 'x'" in str(e.value)
+    with pytest.raises(InputDataError) as e:
+        parse_table("a\x1b[31m,b\n1,2\nx,2\n")
+    assert "column a\\x1b[31m: 'x'" in str(e.value) and "\x1b" not in str(e.value)
+    path = _write(tmp_path, npz_of(**{"x\x1b]0;owned\x07": np.ones(2), "y": np.ones(2)}), "x.npz")
+    with pytest.raises(InputDataError) as e:
+        read_input(path)
+    assert "x\\x1b]0;owned\\x07" in str(e.value) and "\x1b" not in str(e.value)
+    with pytest.raises(InputDataError) as e:
+        read_input("-", stdin=io.BytesIO(npy(npy_header(shape="\x1b[2J"))))
+    assert "shape \\x1b[2J is not a tuple" in str(e.value)
 
 
 def test_json_input_shows_the_accepted_layouts(tmp_path):
