@@ -149,7 +149,8 @@ def _sniff(head: bytes, name: str) -> str:
 
 
 class _Prefixed(io.RawIOBase):
-    """``head`` (already read) followed by the rest of ``stream``."""
+    """``head`` (already read) followed by the rest of ``stream`` (bytes, or text that is
+    encoded as UTF-8)."""
 
     def __init__(self, head, stream):
         self.head, self.stream = memoryview(head), stream
@@ -158,13 +159,11 @@ class _Prefixed(io.RawIOBase):
         return True
 
     def readinto(self, b):
-        if len(self.head):
-            n = min(len(b), len(self.head))
-            b[:n], self.head = self.head[:n], self.head[n:]
-            return n
-        data = _read_text_or_bytes(self.stream, len(b))
-        b[:len(data)] = data
-        return len(data)
+        if not len(self.head):  # a text stream may give more bytes than asked for
+            self.head = memoryview(_read_text_or_bytes(self.stream, len(b)))
+        n = min(len(b), len(self.head))
+        b[:n], self.head = self.head[:n], self.head[n:]
+        return n
 
 
 def _read_text_or_bytes(stream, n):

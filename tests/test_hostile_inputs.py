@@ -522,6 +522,8 @@ def test_stdin_closed_or_empty(monkeypatch):
 
 def test_text_stdin_is_read_too():
     assert read_input("-", stdin=io.StringIO("1,2\n3,4\n")).array.shape == (1, 2, 2)
+    text = "# " + "é" * 100_000 + "\n1,2\n3,4\n"  # more bytes than characters
+    assert read_input("-", stdin=io.StringIO(text)).array.tolist() == [[[1, 2], [3, 4]]]
 
 
 class _Tty(io.BytesIO):
