@@ -1,0 +1,1 @@
+"""Terminal rendering (rich): pictures drawn with characters and colours."""
