@@ -75,7 +75,8 @@ def line_plot(series: dict, x=None, *, log_y: bool = False, title: str = "",
         raise InputDataError("line_plot got no series; expected at least one name -> array")
     ys = {str(k): _1d(v, f"series {k!r}") for k, v in series.items()}
     n = max(len(v) for v in ys.values())
-    xs = np.arange(n, dtype=np.float64) if x is None else _1d(x, "x").astype(np.float64)
+    x_shown = np.arange(n) if x is None else _1d(x, "x")  # as the titles print it
+    xs = x_shown.astype(np.float64)
     bands = {str(k): (_1d(lo, f"band {k!r}"), _1d(hi, f"band {k!r}"))
              for k, (lo, hi) in (bands or {}).items()}
     for name, v in list(ys.items()) + [(k, b) for k, pair in bands.items() for b in pair]:
@@ -141,7 +142,7 @@ def line_plot(series: dict, x=None, *, log_y: bool = False, title: str = "",
         body.append(f'<g fill="{colour}" fill-opacity="{shown}">')
         label = x_label or "x"
         body += [f'<circle cx="{num(px(xs[i]))}" cy="{num(py(v[i]))}" r="{2.5 if shown == "1" else 3}">'
-                 f"<title>{esc(name)} @ {esc(label)}={exact(xs[i])}: {raw[i]}</title></circle>"
+                 f"<title>{esc(name)} @ {esc(label)}={exact(x_shown[i])}: {raw[i]}</title></circle>"
                  for i in np.flatnonzero(ok)[::stride]]
         body.append("</g>")
     caption = []
