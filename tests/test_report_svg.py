@@ -102,7 +102,8 @@ def test_page_escapes_all_text():
                                     '<a href="http://example.org">x</a>',
                                     '<div style="background:url(http://e.org/a.png)"></div>',
                                     '<svg><image href="pic.png"/></svg>',
-                                    '<p onclick="x()">x</p>'])
+                                    '<p onclick="x()">x</p>',
+                                    '<meta http-equiv="refresh" content="0;url=http://e.org">'])
 def test_page_refuses_markup_that_leaves_the_file(markup):
     page = Page("t").section("bad", markup)
     with pytest.raises(OutputError, match="outside files"):
@@ -198,10 +199,11 @@ def test_png_roundtrip_and_by_hand():
     rng = np.random.default_rng(4)
     for channels in (3, 4):
         img = rng.integers(0, 256, size=(7, 5, channels), dtype=np.uint8)
-        img[3] = img[2]  # a repeated row is stored with the Up filter
+        img[3] = img[2]  # a repeated row: stored with the Up filter, all zeros
+        img[5] = np.arange(15 if channels == 3 else 20).reshape(5, channels)  # a ramp
         data = encode_png(img)
         np.testing.assert_array_equal(decode_png(data), img)
-        # by hand: chunks, checksums, header, and the rows undone with Sub/Up
+        # by hand: chunks, checksums, header, and the rows undone byte by byte
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         pos, chunks = 8, {}
         while pos < len(data):
@@ -213,18 +215,33 @@ def test_png_roundtrip_and_by_hand():
         w, h, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
         assert (w, h, depth, ctype) == (5, 7, 8, 2 if channels == 3 else 6)
         raw = zlib.decompress(chunks[b"IDAT"])
-        stride = 5 * channels
-        prev = bytearray(stride)
-        for y in range(7):
-            kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-            for i in range(stride):
-                left = row[i - channels] if kind == 1 and i >= channels else 0
-                up = prev[i] if kind == 2 else 0
-                row[i] = (row[i] + left + up) & 0xFF
-            assert bytes(row) == img[y].tobytes()
-            prev = row
+        assert _unfilter_by_hand(raw, 5, 7, channels) == img.tobytes()
+        stride = 5 * channels + 1
+        assert raw[3 * stride] == 2 and not any(raw[3 * stride + 1:4 * stride])
     with pytest.raises(InputDataError, match="uint8"):
         encode_png(np.zeros((2, 2, 3)))
+
+
+def _predict(kind, a, b, c):
+    p = a + b - c
+    paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else \
+        (b if abs(p - b) <= abs(p - c) else c)
+    return [0, a, b, (a + b) // 2, paeth][kind]
+
+
+def _unfilter_by_hand(raw, w, h, bpp):
+    """The PNG spec's row filters undone byte by byte."""
+    stride, out, prev = w * bpp, b"", bytearray(w * bpp)
+    for y in range(h):
+        kind = raw[y * (stride + 1)]
+        row = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = row[i - bpp] if i >= bpp else 0
+            c = prev[i - bpp] if i >= bpp else 0
+            row[i] = (row[i] + _predict(kind, a, prev[i], c)) & 0xFF
+        out += bytes(row)
+        prev = row
+    return out
 
 
 def _png_with_filters(img):
@@ -236,13 +253,8 @@ def _png_with_filters(img):
         f = bytearray()
         for i, x in enumerate(row):
             a = row[i - c] if i >= c else 0
-            b = prev[i]
             cc = prev[i - c] if i >= c else 0
-            p = a + b - cc
-            pred = [0, a, b, (a + b) // 2,
-                    a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - cc)
-                    else (b if abs(p - b) <= abs(p - cc) else cc)][kind]
-            f.append((x - pred) & 0xFF)
+            f.append((x - _predict(kind, a, prev[i], cc)) & 0xFF)
         out += bytes([kind]) + bytes(f)
         prev = bytearray(row)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,10 +79,13 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
-    """Powers of ten between ``lo`` and ``hi`` (both > 0), every k-th decade if many."""
+    """Powers of ten between ``lo`` and ``hi`` (both > 0); every 2nd, 3rd, 5th, 10th, ...
+    decade when there are many, on exponents that are multiples of that."""
     a, b = math.floor(math.log10(lo) + 1e-9), math.ceil(math.log10(hi) - 1e-9)
-    every = max(1, math.ceil((b - a) / count))
-    return [10.0 ** e for e in range(a, b + 1, every) if lo * 0.999 <= 10.0 ** e <= hi * 1.001]
+    span = max(1, b - a)
+    every = next(k for k in (1, 2, 3, 5, 10, 20, 25, 50, 100, 10**6) if span / k <= count)
+    return [10.0 ** e for e in range(a, b + 1) if e % every == 0
+            and lo * 0.999 <= 10.0 ** e <= hi * 1.001]
 
 
 def tick_text(v: float, step: float | None = None) -> str:
@@ -93,7 +97,8 @@ def tick_text(v: float, step: float | None = None) -> str:
     if step is None:
         return f"{v:.3g}"
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
-    if round(step * 10 ** decimals) % 10 and step * 10 ** decimals % 1:
+    scaled = step * 10 ** decimals
+    if abs(scaled - round(scaled)) > 1e-6:
         decimals += 1  # e.g. 0.25
     return f"{v:.{decimals}f}"
 
@@ -138,7 +143,14 @@ def axes(x0, y0, w, h, xticks, yticks, x_label="", y_label="") -> list[str]:
     out += [f'<line x1="{num(x)}" x2="{num(x)}" y1="{num(y0 + h)}" y2="{num(y0 + h + 4)}" '
             f'stroke="#999999"/>' + text(x, y0 + h + 16, s, anchor="middle", fill=MUTED)
             for x, s in xticks]
-    out += [text(x0 - 6, y + 4, s, anchor="end", fill=MUTED) for y, s in yticks]
+    for y, s in yticks:
+        power = re.fullmatch(r"1e([+-]?)0*(\d+)", s)
+        if power:  # 1e-12 -> 10 with a raised -12
+            exp = ("−" if power[1] == "-" else "") + power[2]
+            out.append(f'<text x="{num(x0 - 6)}" y="{num(y + 4)}" font-size="11" text-anchor="end" '
+                       f'fill="{MUTED}">10<tspan dy="-5" font-size="8.5">{exp}</tspan></text>')
+        else:
+            out.append(text(x0 - 6, y + 4, s, anchor="end", fill=MUTED))
     if x_label:
         out.append(text(x0 + w / 2, y0 + h + 34, x_label, anchor="middle"))
     if y_label:

@@ -25,16 +25,24 @@ from ._draw import (
 )
 from .pooling import pool_columns
 
-PLOT = (70.0, 58.0, 780.0, 300.0)  # x0, y0, width, height of the plot box
+PLOT = (70.0, 58.0, 900.0, 320.0)  # x0, y0, width, height of the plot box
 MAX_POINT_TITLES = 6000  # past this many points, titles go on every k-th point
 MAX_BARS = 400
 
 
-def _ticks(lo, hi, log):
+def _y_ticks(lo, hi, log, py):
+    """(pixel, label) pairs for a y axis over lo..hi (log10 values when ``log``): powers of
+    ten on a log axis spanning two or more of them, else round numbers."""
     if log:
-        return log_ticks(10 ** lo, 10 ** hi), None
+        decades = log_ticks(10 ** lo, 10 ** hi)
+        if len(decades) >= 2:
+            return [(py(math.log10(t)), f"1e{round(math.log10(t))}") for t in decades]
+        ticks = [t for t in nice_ticks(10 ** lo, 10 ** hi, 4) if t > 0]
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else None
+        return [(py(math.log10(t)), tick_text(t, step)) for t in ticks]
     ticks = nice_ticks(lo, hi, 5)
-    return ticks, (ticks[1] - ticks[0] if len(ticks) > 1 else None)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else None
+    return [(py(t), tick_text(t, step)) for t in ticks]
 
 
 def _range(lo, hi, pad=0.04):
@@ -110,13 +118,12 @@ def line_plot(series: dict, x=None, *, log_y: bool = False, title: str = "",
     def py(v):
         return y0 + h - (v - ylo) / (yhi - ylo) * h
 
-    yt, ystep = _ticks(ylo, yhi, log_y)
-    yticks = [(py(math.log10(t) if log_y else t), tick_text(t, ystep)) for t in yt]
+    yticks = _y_ticks(ylo, yhi, log_y, py)
     xt = nice_ticks(xlo, xhi, 6)
     xticks = [(px(t), tick_text(t, xt[1] - xt[0] if len(xt) > 1 else None)) for t in xt]
     body = [text(0, 16, title, size=14, weight="600")] if title else []
     body += _key(list(palette), list(palette.values()), set(dashed), 40)
-    body += axes(x0, y0, w, h, xticks, yticks, x_label, y_label + (" (log scale)" if log_y else ""))
+    body += axes(x0, y0, w, h, xticks, yticks, x_label, " ".join(s for s in (y_label, "(log scale)" if log_y else "") if s))
     for name, (lo, hi) in tb.items():
         k = min(len(lo), len(hi))
         ok = ~np.isnan(lo[:k]) & ~np.isnan(hi[:k])
@@ -242,7 +249,7 @@ def histogram(values, bins: int = 40, *, title: str = "", x_label: str = "",
     counts, edges = np.histogram(finite, bins=int(bins), range=(lo, hi))
     x0, y0, w, h = PLOT
     y0 -= 22
-    top = max(1, int(counts.max()))
+    top = max(1, int(counts.max())) * 1.05
     yt = nice_ticks(0, top, 4)
     yt = [t for t in yt if t == int(t)]
 

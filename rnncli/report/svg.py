@@ -152,6 +152,9 @@ def heatmap(values, *, row_labels=None, col_labels=None, title: str = "",
         cw = min(40.0, PLOT_W / n_shown)
         ch = max(2, min(22, round(PLOT_H / rows)))
     plot_w, plot_h = cw * n_shown, ch * rows
+    if plot_w > PLOT_W:  # an image of more columns than PLOT_W: the browser shrinks it
+        plot_w = PLOT_W
+    col_w = plot_w / n_shown  # on screen
     x0 = max(30.0, max(len(s) for s in row_labels) * CHAR_W + 12)
     y0 = 30.0 if title else 8.0
 
@@ -192,7 +195,7 @@ def heatmap(values, *, row_labels=None, col_labels=None, title: str = "",
             body.append("</g>")
         body.append("</g>")
     if shown_mask is not None and shown_mask.any():
-        body += [f'<rect x="{num(x0 + s * cw)}" y="{num(y0)}" width="{num((e - s) * cw)}" '
+        body += [f'<rect x="{num(x0 + s * col_w)}" y="{num(y0)}" width="{num((e - s) * col_w)}" '
                  f'height="{num(plot_h)}" fill="url(#{uid}-hatch)" fill-opacity="0.85" '
                  'pointer-events="none"/>' for s, e in _runs(shown_mask)]
     body.append(f'<rect x="{num(x0)}" y="{num(y0)}" width="{num(plot_w)}" height="{num(plot_h)}" '
@@ -201,7 +204,7 @@ def heatmap(values, *, row_labels=None, col_labels=None, title: str = "",
     every = label_every(rows, ch, 13)
     body += [text(x0 - 5, y0 + (r + 0.5) * ch + 4, row_labels[r], anchor="end", fill=MUTED)
              for r in range(0, rows, every)]
-    px_per_col = cw / per_col
+    px_per_col = col_w / per_col
     need = max(len(s) for s in col_labels) * CHAR_W + 14
     every = label_every(cols, px_per_col, need)
     for c in range(0, cols, every):
