@@ -347,3 +347,30 @@ def test_a_browser_draws_the_page(tmp_path):
     flat = pix.reshape(-1, 3).astype(int)
     assert ((flat[:, 2] - flat[:, 0] > 80) & (flat[:, 2] > 120)).sum() > 500
     assert ((flat[:, 0] - flat[:, 2] > 80) & (flat[:, 0] > 120)).sum() > 500
+
+
+def test_every_picture_is_a_well_formed_standalone_svg():
+    import xml.etree.ElementTree as ET
+    a = np.array([[0.0, np.nan], [np.inf, -np.inf]])
+    figures = [heatmap(a, title="a & <b>", row_labels=["<r>", "&"]),
+               heatmap(np.arange(6).reshape(2, 3), diverging=False),
+               heatmap(np.random.default_rng(7).normal(size=(30, 900))),
+               line_plot({"<x>": np.array([1.0, np.nan, 2.0])}, title="&"),
+               stacked_bars({"a&b": np.array([0.2, 0.8])}),
+               histogram(np.array([np.nan]))]
+    for fig in figures:
+        root = ET.fromstring(fig.svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert not list(root.iter("{http://www.w3.org/2000/svg}script"))
+    assert ET.fromstring(figures[0].svg).find("{http://www.w3.org/2000/svg}title").text == "a & <b>"
+
+
+def test_sequential_heatmap_runs_pale_to_dark():
+    a = np.arange(6, dtype=np.float64).reshape(2, 3)
+    fig = heatmap(a, diverging=False)
+    fills = {t: attrs["fill"] for t, attrs in Tree(fig.svg).titles_of("rect")}
+    scale = Scale.fit(a, diverging=False)
+    assert (scale.lo, scale.hi) == (0.0, 5.0) and "Pale at 0, dark at 5" in fig.caption
+    lab = rgb_to_lab(np.array([[int(fills[k][i:i + 2], 16) for i in (1, 3, 5)]
+                               for k in ("h0 @ t=0: 0.0", "h1 @ t=2: 5.0")], dtype=np.uint8))
+    assert lab[0, 0] > 90 and lab[1, 0] < 30

@@ -69,10 +69,14 @@ def test_text_ramp_without_colour():
 
 
 def test_pooled_columns_show_the_group_mean():
-    # groups of 2: (1, -1) averages to 0 -> blank; (1, 1) stays 1 -> "@"
-    a = np.array([[1.0, -1.0, 1.0, 1.0]])
-    assert heatmap_lines(a, 5, scale=1.0)[0] == "h0  @"
-    assert heatmap_lines(a, 5, scale=1.0, pool="maxabs")[0] == "h0 @@"
+    # 20 steps in 10 columns: (1, -1) averages to 0 -> blank; (1, 1) stays 1 -> "@"
+    a = np.array([[1.0, -1.0] * 5 + [1.0, 1.0] * 5])
+    lines = heatmap_lines(a, 13, scale=1.0)
+    assert lines[0] == "h0      @@@@@"
+    assert "1 column = 2 " in lines  # the legend, cut at 13 characters
+    assert heatmap_lines(a, 13, scale=1.0, pool="maxabs")[0] == "h0 @@@@@@@@@@"
+    with pytest.raises(InputDataError, match="at least 8"):
+        heatmap_lines(a, 5)
 
 
 def test_colour_systems():

@@ -58,6 +58,9 @@ class _Map:
         if a.ndim != 2 or 0 in a.shape or a.dtype.kind not in "fiub":
             raise InputDataError(f"a terminal heatmap needs a non-empty (units, steps) array of "
                                  f"numbers; got shape {a.shape} of {a.dtype}")
+        if int(width) < 8:
+            raise InputDataError(f"a terminal heatmap {width} characters wide is too narrow; "
+                                 "expected at least 8")
         units, steps = a.shape
         labels = [f"h{i}" for i in range(units)] if row_labels is None else \
             [str(s) for s in row_labels]
@@ -88,7 +91,8 @@ class _Map:
                            for s in starts]
         shown_labels = self.row_labels[::per_line]
         every = 1 if len(shown_labels) <= 12 else 4
-        self.line_labels = [s if i % every == 0 else "" for i, s in enumerate(shown_labels)]
+        cut = max(1, int(width) // 3)  # labels take at most a third of the width
+        self.line_labels = [s[:cut] if i % every == 0 else "" for i, s in enumerate(shown_labels)]
         self.label_w = max(len(s) for s in self.line_labels) + 1
 
         # Columns: pool steps to fit the width.
@@ -144,8 +148,10 @@ class _Map:
             out.append(f"{2 * self.per_row} units per line")
         elif self.per_row > 1:
             out.append(f"{self.per_row} units per line ({self.pool})")
-        out.append(f"{self.units} units, {self.steps} steps")
-        out.append(f"min {self.lo:.4g} max {self.hi:.4g}")
+        out.append(f"{self.units} unit{'s' * (self.units != 1)}, "
+                   f"{self.steps} step{'s' * (self.steps != 1)}")
+        out.append(f"min {self.lo:.4g} max {self.hi:.4g}" if math.isfinite(self.lo)
+                   else "no finite values")
         names = {NAN: "NaN", POSINF: "+inf", NEGINF: "-inf"}
         for k, n in self.specials.items():
             out.append(f"{n} {names[k]}" + ("" if colour else f" '{SPECIAL_CHAR[k]}'"))
@@ -153,17 +159,19 @@ class _Map:
             out.append(f"'{MASK_CHAR if colour else '/'}' masked")
         return out
 
-    def ramp_key(self) -> str:
+    def ramp_key(self) -> list[str]:
+        """Legend phrases for the characters of the plain-text ramp."""
         s = self.scale
         if s.diverging:
-            return f"'{NEG[::-1]}' < 0 < '{POS}' (blank ~0, full at ±{s.hi:.3g})"
-        return f"'{SEQ}' from {s.lo:.3g} to {s.hi:.3g}"
+            return [f"'{NEG[::-1]}' < 0 < '{POS}'", f"blank ~0, full at ±{s.hi:.3g}"]
+        return [f"'{SEQ}'", f"from {s.lo:.3g} to {s.hi:.3g}"]
 
 
-def _wrap(phrases, width, first=""):
-    lines, cur = [], first
+def _wrap(phrases, width):
+    """Phrases joined by " · " into lines of at most ``width`` characters."""
+    lines, cur = [], ""
     for p in phrases:
-        if cur and len(cur) + 3 + len(p) > width:
+        if cur and len(cur) + 4 + len(p) > width:
             lines.append(cur)
             cur = ""
         cur = f"{cur}  · {p}" if cur else p
@@ -185,7 +193,7 @@ def heatmap_lines(values, width: int = 80, *, row_labels=None, title: str = "", 
         out.append(label.rjust(m.label_w - 1) + " "
                    + "".join(m.char(i, j) for j in range(m.grid.shape[1])))
     out.append(m.axis())
-    out += _wrap(m.facts(False), width, m.ramp_key() if len(m.ramp_key()) <= width else "")
+    out += _wrap(m.ramp_key() + m.facts(False), width)
     return out
 
 
@@ -258,7 +266,7 @@ def heatmap_renderable(values, *, row_labels=None, title: str = "", width: int =
         out.append("\n")
     out.append(m.axis() + "\n", style="dim")
     if half:
-        key = _gradient(m, color_system)
+        key = _gradient(m, color_system, width)
         out.append_text(key)
         phrases = m.facts(True)
         first = f"  · {phrases[0]}"
@@ -267,18 +275,21 @@ def heatmap_renderable(values, *, row_labels=None, title: str = "", width: int =
             phrases = phrases[1:]
         out.append("\n")
     else:
-        phrases = m.facts(True)
-        out.append(m.ramp_key()[:width] + "\n")
+        phrases = m.ramp_key() + m.facts(True)
     out.append("\n".join(_wrap(phrases, width)), style="dim")
     return out
 
 
-def _gradient(m, system) -> Text:
-    """``-0.98 ████████████ 0.98``: the colour scale from its low to its high end."""
+def _gradient(m, system, width) -> Text:
+    """``-0.98 ████████████████ 0.98``: the colour scale from its low to its high end, as
+    many blocks (up to 16) as fit ``width``."""
     s = m.scale
+    lo, hi = f"{s.lo:.3g} ", f" {s.hi:.3g}"
+    cells = min(16, width - len(lo) - len(hi))
     key = Text()
-    key.append(f"{s.lo:.3g} ")
-    for q in np.linspace(0, STEPS - 1, 16).round().astype(int):
+    if cells < 4:
+        return key.append(f"{s.lo:.3g}..{s.hi:.3g}"[:width])
+    key.append(lo)
+    for q in np.linspace(0, STEPS - 1, cells).round().astype(int):
         key.append("█", style=Style(color=_colour(s.hex_table[q], system)))
-    key.append(f" {s.hi:.3g}")
-    return key
+    return key.append(hi)
