@@ -171,7 +171,7 @@ def colour_legend(scale: colors.Scale, x, y, height, uid, specials=()) -> tuple[
            f'fill="url(#{uid}-bar)" stroke="#999999"/>']
     ticks = nice_ticks(scale.lo, scale.hi, 4)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else None
-    near = (scale.hi - scale.lo) * 0.08
+    near = (scale.hi - scale.lo) * 0.12
     ends = [(v, f"{v:.3g}") for v in (scale.lo, scale.hi)
             if not any(abs(v - t) < near for t in ticks)]
     widest = 0.0

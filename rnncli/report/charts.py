@@ -194,11 +194,11 @@ def stacked_bars(parts: dict, x_labels=None, *, title: str = "", y_label: str = 
     bad = ~np.isfinite(totals)
     fine = totals[~bad]
     percent = fine.size > 0 and np.allclose(fine, 1.0, atol=1e-6)
-    top = 1.0 if percent else (float(fine.max()) if fine.size and fine.max() > 0 else 1.0)
+    top = 1.0 if percent else (float(fine.max()) * 1.05 if fine.size and fine.max() > 0 else 1.0)
     x0, y0, w, h = PLOT
     nb = stack.shape[1]
     bw = w / nb
-    gap = 0.15 * bw if bw >= 4 else 0.0
+    gap = 0.15 * bw if bw >= 4 else -0.5  # narrow bars overlap a little: no seams
 
     def py(v):
         return y0 + h - v / top * h
@@ -266,7 +266,7 @@ def histogram(values, bins: int = 40, *, title: str = "", x_label: str = "",
                  [(py(t), str(int(t))) for t in yt], x_label, "count")
     body.append(f'<g fill="{colors.categorical(1)[0]}" shape-rendering="crispEdges">')
     bw = w / len(counts)
-    gap = 1.0 if bw >= 4 else 0.0
+    gap = 1.0 if bw >= 4 else -0.5
     for i, c in enumerate(counts):
         close = "]" if i == len(counts) - 1 else ")"
         body.append(f'<rect x="{num(x0 + i * bw + gap / 2)}" y="{num(py(c))}" '
