@@ -1,1 +1,2 @@
-"""What people see: views of a result, tables, the summary, heatmaps."""
+"""What people see: views of a result, tables, the summary, terminal heatmaps (rich is
+used here and in the CLI only)."""
