@@ -10,7 +10,7 @@ HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "data")
 ROOT = os.path.dirname(HERE)
 SAMPLES = os.path.join(ROOT, "sample_weights")
-REFERENCE_SETS = ("keras_reference", "generated")
+REFERENCE_SETS = ("keras_reference", "generated", "lstm_gru_reference")
 WITH_CONFIG = {"keras3_archive", "keras3_legacy_h5", "keras2_model_h5"}
 
 # What a weights-only file needs to be told (its config is not Keras' default).
@@ -19,6 +19,10 @@ SHARED_OVERRIDES = {
     "embedding_masked_classifier": {"embedding.mask_zero": "true"},
     "masking_backwards_sigmoid": {"activation": "sigmoid", "go_backwards": "true"},
     "seed003_initial_state": {"return_sequences": "true"},
+    "k2_lstm_hard_sigmoid": {"recurrent_activation": "hard_sigmoid"},
+    "embedding_bilstm_tagger": {"emb.mask_zero": "true", "tags.activation": "softmax"},
+    "gru_reset_before_backwards": {"go_backwards": "true"},
+    "mixed_stack": {"layer_order": "rnn,lstm,gru"},
 }
 # seed003's layer returns sequences, so Keras' output is its hidden sequence.
 EXTRA_HIDDEN = {"seed003_initial_state": {"simple_rnn": "seed003_initial_state/expected_output.npy"}}
@@ -88,7 +92,12 @@ def sample(*parts):
 
 
 def load(case, rel):
-    return np.load(os.path.join(case["base"], rel))
+    """An array of a case, or a dict of them (an .npz: LSTM initial states h and c)."""
+    data = np.load(os.path.join(case["base"], rel))
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            return {k: data[k] for k in data.files}
+    return data
 
 
 def assert_outputs_match_keras(case, path):

@@ -83,6 +83,13 @@ class Cell:
         """Terms laid out as the kernel's gate blocks (split per gate in exports)."""
         return ("xw", "bias", "hu", "z", "gate")
 
+    def static_terms(self) -> dict:
+        """Trace terms that are the same at every step: the bias added to x·W (zeros
+        without one), by name."""
+        _, bias = self.input_projection()
+        return {"bias": bias if bias is not None else
+                np.zeros(self.kernel.shape[1], self.dtype)}
+
     def trace_order(self) -> tuple:
         """The trace's terms in the order tables and exports show them."""
         return ("xw", "bias", *self.terms, "h")
@@ -119,6 +126,14 @@ class Cell:
         return cls.from_config(name, {}, weights, keras_major)
 
     # ------------------------------------------------------------ settings
+
+    settable: tuple = ("activation",)  # what --set may change
+
+    def configure(self, key, value):
+        if key == "activation":
+            self.set_activation(value)
+        else:
+            raise KeyError(key)
 
     def set_activation(self, name):
         self.activation = activations.normalize(name)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 def registry() -> dict:
     """{Keras layer class name: (cell class, layer class)}."""
+    from .gru import GRUCell
+    from .lstm import LSTMCell
+    from .rnn import RNN
     from .simple_rnn import SimpleRNN, SimpleRNNCell
 
-    return {"SimpleRNN": (SimpleRNNCell, SimpleRNN)}
+    return {"SimpleRNN": (SimpleRNNCell, SimpleRNN), "LSTM": (LSTMCell, RNN),
+            "GRU": (GRUCell, RNN)}

@@ -196,7 +196,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     out_terms = None
     if trace:
         out_terms = {k: batch_major(v) for k, v in terms.items()}
-        out_terms["h"] = batch_major(seqs["h"])
+        out_terms.update({k: batch_major(v) for k, v in seqs.items()})  # h, and LSTM's c
     return Scan({k: batch_major(v) for k, v in seqs.items()},
                 tuple(s[:B] for s in states), out_terms)
 

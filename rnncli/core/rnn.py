@@ -23,8 +23,7 @@ class RNN(Layer):
     """
 
     recurrent = True
-    settable = ("activation", "go_backwards", "return_sequences", "return_state",
-                "zero_output_for_mask")
+    options = ("go_backwards", "return_sequences", "return_state", "zero_output_for_mask")
 
     def __init__(self, name, cell, *, return_sequences=False, return_state=False,
                  go_backwards=False, zero_output_for_mask=False, stateful=False, config=None):
@@ -65,9 +64,13 @@ class RNN(Layer):
     def step(self, x_t, *states):
         return self.cell.step(x_t, *states)
 
+    @property
+    def settable(self):
+        return (*self.cell.settable, *self.options)
+
     def configure(self, key, value):
-        if key == "activation":
-            self.cell.set_activation(value)
+        if key in self.cell.settable:
+            self.cell.configure(key, value)
         else:
             super().configure(key, value)
 
@@ -130,10 +133,7 @@ class RNN(Layer):
         tr = None
         if trace:
             cell = self.cell
-            terms = dict(scan.terms)
-            bias = cell.bias if cell.bias is not None else \
-                np.zeros(cell.term_width("bias"), cell.dtype)
-            terms["bias"] = np.asarray(bias)[0] if bias.ndim == 2 else bias
+            terms = {**scan.terms, **cell.static_terms()}
             ordered = {k: terms[k] for k in cell.trace_order() if k in terms}
             tr = Trace(cell, ordered, mask, order, x)
         return DirectionResult(scan.sequences if scan.sequences else {}, states, tr)
@@ -180,7 +180,11 @@ class Bidirectional(Layer):
 
     class_name = "Bidirectional"
     recurrent = True
-    settable = ("merge_mode", "activation", "return_sequences", "return_state")
+
+    @property
+    def settable(self):
+        return ("merge_mode", *self.forward_layer.cell.settable, "go_backwards",
+                "return_sequences", "return_state")
 
     def __init__(self, name, forward_layer: RNN, backward_layer: RNN, merge_mode="concat",
                  config=None):

@@ -231,9 +231,31 @@ def _k3_weights(f, path, settings, config):
         if kind is None:
             continue
         entries.append((kind, k3_name(g, key), arrs, key))
-    entries = _order_k3(entries)
-    return inferred.build([e[:3] for e in entries], path,
-                          _source(path, "keras3_weights_h5", "3", False), 3, settings)
+    settings = dict(settings)
+    given = settings.pop("layer_order", None)
+    orders = _order_k3(entries)
+    if given is not None:
+        names = [n.strip() for n in str(given).split(",")]
+        chosen = next((o for o in orders if [e[1] for e in o if e[0] in inferred.RECURRENT]
+                       == names), None)
+        if chosen is None:
+            fits = "; ".join(_recurrent_names(o) for o in orders)
+            raise UsageError(f"--set layer_order={given}: not an order these weights fit; "
+                             f"they fit: {fits}")
+        orders = [chosen]
+    model = inferred.build([e[:3] for e in orders[0]], path,
+                           _source(path, "keras3_weights_h5", "3", False), 3, settings)
+    if len(orders) > 1:
+        model.notes.append(
+            f"{path}: the weights fit several orders of the recurrent layers "
+            f"({'; '.join(_recurrent_names(o) for o in orders)}); rnncli took the first. "
+            f"Give the model's own with --set layer_order={_recurrent_names(orders[1], ',')} "
+            f"(a .keras file, which has the config, says it)")
+    return model
+
+
+def _recurrent_names(order, sep=" -> "):
+    return sep.join(e[1] for e in order if e[0] in inferred.RECURRENT)
 
 
 def _suffix(key):
@@ -241,31 +263,34 @@ def _suffix(key):
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
 
 
-def _order_k3(entries):
-    """Order layers of a Keras 3 weights file (its groups come sorted by name).
+def _order_k3(entries) -> list:
+    """Orders the layers of a Keras 3 weights file may have (its groups come sorted by
+    name), the likeliest first.
 
     Groups of one class keep Keras' numbering order; recurrent layers of different
     classes are interleaved so that each kernel's input size matches the previous
-    layer's output size.
+    layer's output size. Shapes alone may fit several orders: all are returned.
     """
     entries = sorted(entries, key=lambda e: (RANK.get(e[0], 4), e[3].rstrip("0123456789"),
                                              _suffix(e[3])))
     rec = [e for e in entries if RANK.get(e[0]) == 2]
-    if len(rec) > 1:
-        by_group: dict = {}
-        for e in rec:
-            by_group.setdefault(e[3].rstrip("0123456789").rstrip("_"), []).append(e)
-        heads = [e for e in entries if RANK.get(e[0]) == 3]
-        for n, order in enumerate(_interleavings(list(by_group.values()))):
-            chain = order + heads[:1]
-            if all(inferred.out_width(a[0], a[2]) == b[2][0].shape[0]
-                   for a, b in zip(chain, chain[1:])):
-                i = entries.index(rec[0])
-                rest = [e for e in entries if e not in rec]
-                return rest[:i] + list(order) + rest[i:]
-            if n >= MAX_ORDERINGS:
-                break
-    return entries
+    if len(rec) < 2:
+        return [entries]
+    by_group: dict = {}
+    for e in rec:
+        by_group.setdefault(e[3].rstrip("0123456789").rstrip("_"), []).append(e)
+    heads = [e for e in entries if RANK.get(e[0]) == 3]
+    i = entries.index(rec[0])
+    rest = [e for e in entries if e not in rec]
+    found = []
+    for n, order in enumerate(_interleavings(list(by_group.values()))):
+        chain = order + heads[:1]
+        if all(inferred.out_width(a[0], a[2]) == b[2][0].shape[0]
+               for a, b in zip(chain, chain[1:])):
+            found.append(rest[:i] + list(order) + rest[i:])
+        if n >= MAX_ORDERINGS or len(found) > 8:
+            break
+    return found or [entries]
 
 
 def _interleavings(groups):

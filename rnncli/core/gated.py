@@ -1,0 +1,82 @@
+"""What gated cells (LSTM, GRU) share: a ``recurrent_activation`` for their gates, the
+kernel's columns in gate blocks, and traces that read gate by gate.
+
+A gated cell's trace has, per gate block, ``xw``, ``hu``, ``bias``, ``z`` (the gate's
+pre-activation) and ``gate`` (its value); its other terms describe the state update
+(``state_columns``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations
+from .cell import Cell
+
+
+class GatedCell(Cell):
+    state_columns: tuple = ()
+    settable = ("activation", "recurrent_activation")
+
+    def configure(self, key, value):
+        if key == "recurrent_activation":
+            self.set_recurrent_activation(value)
+        else:
+            super().configure(key, value)
+
+    def set_recurrent_activation(self, name):
+        self.recurrent_activation = activations.normalize(name)
+        self.ract = activations.get(self.recurrent_activation, self.keras_major)
+
+    def gate_activation(self, gate) -> str:
+        return self.recurrent_activation
+
+    def gate_title(self, gate) -> str:
+        return gate
+
+    def config(self):
+        return {**super().config(), "recurrent_activation": self.recurrent_activation}
+
+    def keras3(self):
+        """As Cell.keras3, for the gates too: where Keras 2's hard_sigmoid is a gate's
+        activation, that gate's columns are written times 1.2 (hard_sigmoid of 1.2x)."""
+        cfg = {**self.config()}
+        weights = dict(self.weights())
+        if self.keras_major < 3:
+            scale = np.ones(len(self.gates) * self.units, self.dtype)
+            for i, g in enumerate(self.gates):
+                if self.gate_activation(g) == "hard_sigmoid":
+                    scale[i * self.units:(i + 1) * self.units] = 1.2
+            weights = {k: w * scale for k, w in weights.items()}
+            if self.activation == "hard_sigmoid":
+                from ..errors import ModelFileError
+
+                raise ModelFileError(
+                    f"layer {self.name!r}: Keras 2's hard_sigmoid as the {self.class_name}'s "
+                    f"activation (not its recurrent_activation) has no Keras 3 equivalent; "
+                    f"write .npz instead")
+        return cfg, list(weights.values())
+
+    def equation(self, section=""):
+        if section in self.gates:
+            act = self.gate_activation(section)
+            return f"{self.gate_title(section)} = {act}(z),  z = x·W + h·U + b  (gate {section})"
+        return super().equation(section)
+
+    def titles(self):
+        return {**super().titles(), "gate": "value"}
+
+    def trace_sections(self, trace):
+        """One section a gate (xw, hu, bias, z, gate) and one for the state update."""
+        shape = trace["h"].shape
+        out = []
+        for g in self.gates:
+            cols = {}
+            for k in ("xw", "hu", "bias", "z", "gate"):
+                if k in trace:
+                    a = trace.per_gate(k)[g]
+                    cols[k] = np.broadcast_to(a, shape) if a.ndim == 1 else a
+            out.append((g, cols, self.gate_activation(g), "gate"))
+        cols = {k: trace[k] for k in self.state_columns if k in trace}
+        out.append(("state", cols, self.activation, "h"))
+        return out

@@ -1,0 +1,102 @@
+"""Keras' ``LSTM``: four gates from one product, a cell state c beside the output h.
+
+    z = x·kernel + h_{t-1}·recurrent_kernel + bias        (4 blocks: i, f, c, o)
+    i = σ(z_i)   f = σ(z_f)   g = tanh(z_c)   o = σ(z_o)   (σ: recurrent_activation)
+    c_t = f⊙c_{t-1} + i⊙g        h_t = o⊙tanh(c_t)
+
+Shapes: kernel (input_dim, 4·units), recurrent_kernel (units, 4·units), bias (4·units,).
+``unit_forget_bias`` only initializes the forget bias to 1; it changes no computation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations
+from .cell import Cell
+from .gated import GatedCell
+
+
+class LSTMCell(GatedCell):
+    class_name = "LSTM"
+    state_names = ("h", "c")
+    gates = ("i", "f", "c", "o")
+    terms = ("hu", "z", "gate", "c_prev", "fc", "ig")
+    term_titles = {"hu": "h·U", "z": "z", "c_prev": "c₋₁", "fc": "f⊙c₋₁", "ig": "i⊙g",
+                   "c": "c", "h": "h=o⊙tanh(c)"}
+    state_columns = ("c_prev", "fc", "ig", "c", "h")
+
+    def __init__(self, kernel, recurrent_kernel, bias=None, *, recurrent_activation="sigmoid",
+                 unit_forget_bias=True, **kw):
+        Cell.__init__(self, kernel, recurrent_kernel, bias, **kw)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.set_recurrent_activation(recurrent_activation)
+        self.check_shapes(4)
+
+    def trace_order(self):
+        return ("xw", "hu", "bias", "z", "gate", "c_prev", "fc", "ig", "c", "h")
+
+    def gate_activation(self, gate):
+        return self.activation if gate == "c" else self.recurrent_activation
+
+    def gate_title(self, gate):
+        return "g" if gate == "c" else gate
+
+    def equation(self, section=""):
+        if section == "state":
+            return f"c = f⊙c₋₁ + i⊙g,  h = o⊙{self.activation}(c)"
+        return super().equation(section)
+
+    def step(self, x_t, h_prev, c_prev):
+        """One step, as the equations read: (B, D), (B, H), (B, H) -> (h, c)."""
+        z = x_t @ self.kernel + h_prev @ self.recurrent_kernel
+        if self.bias is not None:
+            z = z + self.bias
+        z_i, z_f, z_c, z_o = np.split(z, 4, axis=-1)
+        i, f, o = self.ract(z_i), self.ract(z_f), self.ract(z_o)
+        c = f * c_prev + i * self.act(z_c)
+        return o * self.act(c), c
+
+    def stepper(self, rows):
+        U, H, dtype = self.recurrent_kernel, self.units, self.dtype
+        matmul, add, mul = np.matmul, np.add, np.multiply
+        act, ract = activations.writer(self.act), activations.writer(self.ract)
+        zbuf, gbuf = np.empty((rows, 4 * H), dtype), np.empty((rows, 4 * H), dtype)
+        ig_buf = np.empty((rows, H), dtype)
+
+        def step(xp, states, new, terms=None):
+            """z = (x·W + b) + h_prev·U; gates; c = f⊙c_prev + i⊙g; h = o⊙tanh(c)."""
+            h_prev, c_prev = states
+            h, c = new
+            if terms is None:
+                z = add(xp, matmul(h_prev, U, out=zbuf), out=zbuf)
+                g = gbuf
+            else:
+                z = add(xp, matmul(h_prev, U, out=terms["hu"]), out=terms["z"])
+                g = terms["gate"]
+                terms["c_prev"][...] = c_prev
+            ract(z[:, :2 * H], g[:, :2 * H])
+            act(z[:, 2 * H:3 * H], g[:, 2 * H:3 * H])
+            ract(z[:, 3 * H:], g[:, 3 * H:])
+            i, f, cand, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+            ig = mul(i, cand, out=ig_buf if terms is None else terms["ig"])
+            mul(f, c_prev, out=c)
+            if terms is not None:
+                terms["fc"][...] = c
+            add(c, ig, out=c)
+            act(c, h)
+            mul(o, h, out=h)
+
+        return step
+
+    @classmethod
+    def from_config(cls, name, cfg, weights, keras_major=3):
+        kernel, recurrent_kernel, *bias = weights
+        return cls(kernel, recurrent_kernel, bias[0] if bias else None,
+                   activation=cfg.get("activation", "tanh"),
+                   recurrent_activation=cfg.get("recurrent_activation", "sigmoid"),
+                   unit_forget_bias=cfg.get("unit_forget_bias", True),
+                   keras_major=keras_major, name=name)
+
+    def config(self):
+        return {**super().config(), "unit_forget_bias": self.unit_forget_bias}
