@@ -146,7 +146,8 @@ def _array(where, name, dtype, shape, buf) -> np.ndarray:
                                  "expected 0 or 1")
         arr = raw.view(np.bool_)
     else:
-        arr = raw.astype(raw.dtype.newbyteorder("="), copy=False)
+        native = raw.dtype.newbyteorder("=")
+        arr = raw.view(native) if raw.dtype.isnative else raw.astype(native)
     return arr.reshape(shape)
 
 
