@@ -95,7 +95,8 @@ def _varint(buf, pos: int, end: int, where: str, what: str) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= end:
-            _fail(where, f"a varint in {what} runs past its end (byte {pos})")
+            _fail(where, f"a varint in {what} runs past its end (byte {pos}); expected a "
+                         "complete file")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift

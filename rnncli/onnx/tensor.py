@@ -63,9 +63,12 @@ def _external(t: dict, what: str, where: str, base_dir, nbytes: int) -> np.ndarr
                              "path relative to the model's folder")
     root = os.path.realpath(base_dir)
     full = os.path.realpath(os.path.join(root, location))
-    if os.path.commonpath([root, full]) != root or full == root:
+    if os.path.commonpath([root, full]) != root:
         raise ModelFileError(f"{where}: {what} has external location {location!r}, which "
                              "resolves outside the model's folder; refused")
+    if os.path.exists(full) and not os.path.isfile(full):  # a folder, a FIFO, a device
+        raise ModelFileError(f"{where}: {what} has external location {location!r}, which is "
+                             "not a regular file; expected a file of tensor data")
     try:
         offset = int(entries.get("offset", "0"))
         length = int(entries["length"]) if "length" in entries else nbytes
@@ -73,7 +76,10 @@ def _external(t: dict, what: str, where: str, base_dir, nbytes: int) -> np.ndarr
         raise ModelFileError(f"{where}: {what} has external offset/length "
                              f"{entries.get('offset')!r}/{entries.get('length')!r}; expected "
                              "integers") from None
-    if offset < 0 or length != nbytes:
+    if offset < 0:
+        raise ModelFileError(f"{where}: {what} has external offset {offset}; expected a "
+                             "non-negative integer")
+    if length != nbytes:
         raise ModelFileError(f"{where}: {what} needs {nbytes} bytes, its external data "
                              f"declares {length} at offset {offset}")
     try:
