@@ -16,7 +16,14 @@ import pytest
 
 from rnncli.errors import ModelFileError, OutputError
 from rnncli.onnx import proto
-from rnncli.onnx.graph import OnnxNode, OnnxValue, onnx_bytes, read_onnx, write_onnx
+from rnncli.onnx.graph import (
+    OnnxNode,
+    OnnxValue,
+    onnx_bytes,
+    parse_onnx,
+    read_onnx,
+    write_onnx,
+)
 from rnncli.onnx.tensor import from_array, to_array
 from rnncli.torch.pt import read_pt
 
@@ -467,6 +474,14 @@ def test_every_truncation_and_random_damage_is_a_model_file_error(tmp_path, case
 
 def test_missing_file(tmp_path):
     one_line_error(read_onnx, tmp_path / "none.onnx", match="no such file")
+
+
+def test_bytes_without_a_folder_refuse_external_data():
+    raw = open(model_path(ONNX_CASES[0]), "rb").read()
+    assert parse_onnx(raw).recurrent_nodes[0].op_type == "RNN"
+    one_line_error(parse_onnx, model_with([external("w.bin")]), "mem.onnx",
+                   match="mem.onnx: tensor 'W' keeps its data in an external file, but the "
+                         "model was not read from a folder")
 
 
 def test_struct_sanity():

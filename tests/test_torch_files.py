@@ -198,7 +198,7 @@ def test_files_of_the_safetensors_package_are_read(tmp_path):
 
 def test_a_written_state_dict_loads_into_torch_and_computes_the_reference(tmp_path):
     torch = pytest.importorskip("torch")
-    from safetensors.torch import load_file  # installed with torch here, else skipped
+    load_file = pytest.importorskip("safetensors.torch").load_file
 
     case = next(c for c in TORCH_CASES if c["name"] == "torch_lstm_2layer")
     state = read_pt(case_path(case, "torch_state_dict"))

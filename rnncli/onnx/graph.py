@@ -230,18 +230,25 @@ def _graph(g: dict, where: str, base_dir, depth: int = 0) -> OnnxGraph:
 
 
 def read_onnx(path) -> OnnxModel:
-    """Decode the ONNX model at ``path`` (see :class:`OnnxModel`).
-
-    Initializers come back as numpy arrays in their own dtype; external data is read only
-    from files inside the model's folder. A model with RNN/LSTM/GRU nodes must use a
-    default-domain opset from 7 to 28 (the recurrent ops are the same from 22 to 28).
-    """
+    """Decode the ONNX model at ``path`` (see :func:`parse_onnx`); external data is read
+    only from files inside the model's folder."""
     where = os.fspath(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise file_error(where, e, ModelFileError) from None
+    return parse_onnx(data, where, os.path.dirname(os.path.abspath(where)))
+
+
+def parse_onnx(data: bytes, where: str = "<onnx>", base_dir: str | None = None) -> OnnxModel:
+    """Decode the bytes of an ONNX model; ``where`` names it in errors.
+
+    Initializers come back as numpy arrays in their own dtype. ``base_dir``: the folder
+    external data is read from (None: external data is refused). A model with
+    RNN/LSTM/GRU nodes must use a default-domain opset from 7 to 28 (the recurrent ops are
+    the same from 22 to 28).
+    """
     if not data:
         raise ModelFileError(f"{where}: empty file; expected an ONNX model")
     m = proto.decode("ModelProto", data, where)
@@ -252,7 +259,7 @@ def read_onnx(path) -> OnnxModel:
     for o in m.get("opset_import", []):
         opsets[o.get("domain", "")] = o.get("version", 0)
     opset = opsets.get("", opsets.get("ai.onnx"))
-    graph = _graph(m["graph"], where, os.path.dirname(os.path.abspath(where)))
+    graph = _graph(m["graph"], where, base_dir)
     model = OnnxModel(where, m.get("ir_version", 0), opset, opsets, m.get("producer_name", ""),
                       m.get("producer_version", ""), graph)
     if model.recurrent_nodes and not (opset is not None and MIN_OPSET <= opset <= MAX_OPSET):
