@@ -93,9 +93,10 @@ def expected_npz(name):
         return {k: f[k] for k in f.files}
 
 
-def test_pt_dtypes_and_views_match_torch_load():
+@pytest.mark.parametrize("name", ["dtypes.pt", "protocol4.pt"])
+def test_pt_dtypes_and_views_match_torch_load(name):
     expected = expected_npz("dtypes_expected.npz")
-    got = read_pt(os.path.join(EXTRA, "dtypes.pt"))
+    got = read_pt(os.path.join(EXTRA, name))
     assert list(got) == list(expected)
     for name, want in expected.items():
         assert got[name].dtype == want.dtype, name
@@ -444,9 +445,10 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_reduce_payload_does_not_run(tmp_path):
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_a_reduce_payload_does_not_run(tmp_path, protocol):
     marker = tmp_path / "marker"
-    pkl = pickle.dumps({"w": _Payload(marker)}, protocol=2)
+    pkl = pickle.dumps({"w": _Payload(marker)}, protocol=protocol)
     one_line_error(read_pt, pt_file(tmp_path, pkl), match=f"asks for {os.system.__module__}.system")
     assert not marker.exists()
 
@@ -461,6 +463,8 @@ def test_a_reduce_payload_does_not_run(tmp_path):
 def test_a_global_outside_the_allow_list_is_refused_by_name(tmp_path, module, name):
     pkl = b"\x80\x02" + _global(module, name) + b")R."
     one_line_error(read_pt, pt_file(tmp_path, pkl), match=f"asks for {module}.{name}, which")
+    inst = f"(i{module}\n{name}\n.".encode()  # protocol 0's INST: find_class too
+    one_line_error(read_pt, pt_file(tmp_path, inst), match=f"asks for {module}.{name}, which")
 
 
 @pytest.mark.parametrize("tensors, storages, match", [

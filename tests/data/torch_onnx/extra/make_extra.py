@@ -7,6 +7,7 @@ tests compare our readers with torch, not with themselves:
   slice with an offset, a strided slice), as torch.save keeps them;
 - dtypes.safetensors: the same tensors made contiguous (safetensors holds no views);
 - params.pt: ``dict(nn.LSTM.named_parameters())``, which pickles Parameters;
+- protocol4.pt: dtypes.pt's tensors pickled with protocol 4 (STACK_GLOBAL, FRAME, MEMOIZE);
 - legacy.pt: a state_dict in the pre-1.6 (non-zip) format, which rnncli refuses.
 
     python tests/data/torch_onnx/extra/make_extra.py
@@ -45,6 +46,7 @@ def main():
         slice_strided=m[1:, ::2],        # offset 6, strides (6, 2)
     )
     torch.save(sd, os.path.join(HERE, "dtypes.pt"))
+    torch.save(sd, os.path.join(HERE, "protocol4.pt"), pickle_protocol=4)
     save_file({k: v.contiguous().clone() for k, v in sd.items()},
               os.path.join(HERE, "dtypes.safetensors"))
     back = torch.load(os.path.join(HERE, "dtypes.pt"), weights_only=True)
