@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import random
 import struct
 import tracemalloc
 import zipfile
@@ -497,13 +498,23 @@ def test_pickled_state_cannot_rewrite_a_checked_storage(tmp_path):
 
 
 @pytest.mark.parametrize("pkl, match", [
+    (b"\x80\x05\x96" + struct.pack("<Q", 2**40) + b"abc.", "data.pkl is damaged"),  # BYTEARRAY8
+    (b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc.", "data.pkl is damaged"),  # BINBYTES8
+    (b"\x80\x02B" + struct.pack("<I", 2**31) + b"abc.", "data.pkl is damaged"),     # BINBYTES
     (b"\x80\x02]q\x00.", "holds a list"),
     (b"\x80\x02}q\x00(X\x01\x00\x00\x00aK\x01u.", "maps 'a' to int; expected"),
-    (b"\x80\x02(X\x01\x00\x00\x00a", "can't be read as a state_dict"),
+    (b"\x80\x02(X\x01\x00\x00\x00a", "data.pkl is damaged (pickle exhausted before seeing STOP)"),
     (b"\x80\x02X\x07\x00\x00\x00storageQ.", "unknown persistent id"),
 ])
 def test_pickles_that_are_not_state_dicts(tmp_path, pkl, match):
-    one_line_error(read_pt, pt_file(tmp_path, pkl), match=match)
+    path = pt_file(tmp_path, pkl)
+    tracemalloc.start()
+    try:
+        one_line_error(read_pt, path, match=match)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # a lying length is not allocated
 
 
 def test_legacy_and_foreign_files(tmp_path):
@@ -542,3 +553,42 @@ def test_tied_weights_come_back_as_separate_arrays(tmp_path):
     got = read_pt(pt_file(tmp_path, state_dict_pickle(tied), GOOD_BYTES))
     np.testing.assert_array_equal(got["w"], got["w2"])
     assert not np.shares_memory(got["w"], got["w2"])
+
+
+def test_random_damage_is_a_model_file_error_or_a_state_dict(tmp_path):
+    """Flipped bytes in data.pkl or a safetensors header never fail any other way."""
+    rng = random.Random(14)
+    src = os.path.join(DATA, "torch_lstm_2layer", "model.pt")
+    with zipfile.ZipFile(src) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    path = tmp_path / "d.pt"
+    refused = 0
+    for _ in range(300):
+        with zipfile.ZipFile(path, "w") as out:
+            for name, data in entries:
+                if name.endswith("data.pkl"):
+                    data = bytearray(data)
+                    for _ in range(rng.randint(1, 3)):
+                        data[rng.randrange(len(data))] = rng.randrange(256)
+                out.writestr(name, bytes(data))
+        try:
+            state = read_pt(path)
+            assert all(isinstance(v, np.ndarray) for v in state.values())
+        except ModelFileError as e:
+            assert "\n" not in str(e)
+            refused += 1
+    assert refused > 200
+    raw = open(os.path.join(DATA, "torch_gru_bidi", "model.safetensors"), "rb").read()
+    path = tmp_path / "d.safetensors"
+    refused = 0
+    for _ in range(300):
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(400)] = rng.randrange(256)  # mostly the header
+        path.write_bytes(bytes(data))
+        try:
+            read_safetensors(path)
+        except ModelFileError as e:
+            assert "\n" not in str(e)
+            refused += 1
+    assert refused > 200

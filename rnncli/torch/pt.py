@@ -17,6 +17,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 
@@ -207,7 +208,18 @@ class _Archive:
         return data
 
     def pickle_bytes(self) -> bytes:
-        return self.read(self.entries[self.prefix + "data.pkl"], MAX_PICKLE_BYTES)
+        data = self.read(self.entries[self.prefix + "data.pkl"], MAX_PICKLE_BYTES)
+        # Walk the opcodes first, running nothing: pickletools reads each declared length
+        # from the bytes that are there, so a lying one (BINBYTES8 of 2**40 bytes, which
+        # the C unpickler would allocate before reading) is caught here.
+        try:
+            for _ in pickletools.genops(data):
+                pass
+        except Exception as e:  # ValueError & co.: the message names the opcode
+            msg = " ".join(str(e).split())[:160] or type(e).__name__
+            raise ModelFileError(f"{self.where}: data.pkl is damaged ({msg}); expected a "
+                                 "pickled state_dict") from None
+        return data
 
     def storage(self, storage: _Storage) -> np.ndarray:
         if storage.array is None:
