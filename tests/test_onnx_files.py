@@ -150,6 +150,14 @@ def test_varints_and_negative_numbers_agree_with_onnx():
                                            "f": 0.1})
     back = onnx.AttributeProto.FromString(mine)
     assert list(back.ints) == ints and back.i == -5 and back.name == "n"
+    extremes = [-(2**63), 2**63 - 1, -1, 0, 1, 2**62, -(2**31) - 1]
+    t = onnx.TensorProto(name="t", data_type=7, dims=[7], int64_data=extremes)  # packed
+    np.testing.assert_array_equal(
+        to_array(proto.decode("TensorProto", t.SerializeToString(), "t"), "t"), extremes)
+    t = onnx.TensorProto(name="t", data_type=13, dims=[2], uint64_data=[2**64 - 1, 2**63])
+    np.testing.assert_array_equal(
+        to_array(proto.decode("TensorProto", t.SerializeToString(), "t"), "t"),
+        np.array([2**64 - 1, 2**63], np.uint64))
     t = onnx.TensorProto(name="t", data_type=6, dims=[3], int32_data=[-1, 2**31 - 1, -(2**31)])
     np.testing.assert_array_equal(to_array(proto.decode("TensorProto", t.SerializeToString(),
                                                         "t"), "t"), [-1, 2**31 - 1, -(2**31)])
@@ -337,6 +345,22 @@ def test_truncated_model(tmp_path):
 ])
 def test_broken_protobuf(tmp_path, data, match):
     one_line_error(read_onnx, write(tmp_path, data), match=match)
+
+
+def test_packed_varints_that_run_past_their_field(tmp_path):
+    t = {"name": "W", "dims": [2], "data_type": 7}
+    raw = proto.encode("TensorProto", t) + b"\x3a\x02\x01\x80"  # int64_data: 1, then a cut
+    message = one_line_error(proto.decode, "TensorProto", raw, "w.onnx",
+                             match="a varint in TensorProto.int64_data runs past its end")
+    assert message.startswith("w.onnx: ")
+    raw = proto.encode("TensorProto", t) + b"\x3a\x0b" + b"\xff" * 10 + b"\x01"
+    one_line_error(proto.decode, "TensorProto", raw, "w.onnx", match="longer than 10 bytes")
+
+
+def test_message_count_is_limited(tmp_path, monkeypatch):
+    monkeypatch.setattr(proto, "MAX_MESSAGES", 100)
+    data = proto.encode("ModelProto", {"graph": {"node": [{}] * 200}})
+    one_line_error(read_onnx, write(tmp_path, data), match="more than 100 protobuf messages")
 
 
 def test_nesting_is_limited(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ModelFileError, OutputError
 
 MAX_DEPTH = 32
+MAX_MESSAGES = 2_000_000  # a 2-byte empty message costs ~200 bytes decoded
 REP = True  # repeated
 
 # message -> field number -> (name, type, repeated); types are protobuf's, or a message.
@@ -117,22 +118,39 @@ def _signed(v: int, kind: str) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _packed_varints(buf, start, end, kind, where, what) -> list[int]:
-    out, pos = [], start
-    while pos < end:
-        v, pos = _varint(buf, pos, end, where, what)
-        out.append(_signed(v, kind))
-    return out
+def _packed_varints(buf, start: int, end: int, kind: str, where: str, what: str):
+    """The varints packed in ``buf[start:end]``, decoded by numpy (no Python int each)."""
+    b = np.frombuffer(buf, np.uint8, end - start, start)
+    if b.size and b[-1] >= 0x80:
+        _fail(where, f"a varint in {what} runs past its end (byte {end}); expected a "
+                     "complete file")
+    ends = np.flatnonzero(b < 0x80)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.intp)
+    lengths = ends - starts + 1
+    if lengths.size and lengths.max() > 10:
+        _fail(where, f"a varint in {what} is longer than 10 bytes")
+    shifts = (np.arange(b.size, dtype=np.intp) - np.repeat(starts, lengths)).astype(np.uint64)
+    values = np.add.reduceat((b & 0x7F).astype(np.uint64) << (shifts * np.uint64(7)), starts) \
+        if b.size else np.zeros(0, np.uint64)
+    if kind == "int64":
+        return values.view(np.int64)
+    if kind == "int32":
+        return values.astype(np.uint32).view(np.int32)
+    return values
 
 
 def decode(message: str, buf: bytes, where: str, start: int = 0, end: int | None = None,
-           depth: int = 0) -> dict:
+           depth: int = 0, _left: list | None = None) -> dict:
     """The fields of ``message`` held in ``buf[start:end]``, by name (see the module doc)."""
     if depth > MAX_DEPTH:
         _fail(where, f"messages nest deeper than {MAX_DEPTH} levels (at {message}); "
                      "expected a shallower model")
+    left = [MAX_MESSAGES] if _left is None else _left
+    left[0] -= 1
+    if left[0] < 0:
+        _fail(where, f"more than {MAX_MESSAGES} protobuf messages; expected a smaller model")
     end = len(buf) if end is None else end
-    schema, out, chunks = SCHEMAS[message], {}, {}
+    schema, out, numbers = SCHEMAS[message], {}, {}
     view = memoryview(buf)
     pos = start
     while pos < end:
@@ -165,32 +183,44 @@ def decode(message: str, buf: bytes, where: str, start: int = 0, end: int | None
         if wire != expected and not (repeated and wire == 2 and expected != 2):
             _fail(where, f"field {number} ({name}) of {message} has wire type {wire}; "
                          f"expected {expected}")
-        if kind in VARINTS:
-            if wire == 2:
-                values = _packed_varints(buf, *value, kind, where, f"{message}.{name}")
+        if kind in VARINTS or kind in FIXED:
+            if wire == 2 and kind in VARINTS:
+                part = _packed_varints(buf, *value, kind, where, f"{message}.{name}")
+            elif kind in VARINTS:
+                part = _signed(value, kind)
             else:
-                values = [_signed(value, kind)]
-        elif kind in FIXED:
-            dtype = FIXED[kind][1]
-            if (value[1] - value[0]) % dtype.itemsize:
-                _fail(where, f"packed {message}.{name} holds {value[1] - value[0]} bytes, not "
-                             f"a multiple of {dtype.itemsize}")
-            values = [np.frombuffer(view[value[0]:value[1]], dtype)]
-        elif kind == "string":
-            values = [bytes(view[value[0]:value[1]]).decode("utf-8", "replace")]
+                dtype = FIXED[kind][1]
+                if (value[1] - value[0]) % dtype.itemsize:
+                    _fail(where, f"packed {message}.{name} holds {value[1] - value[0]} bytes, "
+                                 f"not a multiple of {dtype.itemsize}")
+                part = np.frombuffer(view[value[0]:value[1]], dtype)
+                if wire != 2:
+                    part = float(part[0])
+            if not repeated:
+                out[name] = part
+                continue
+            parts = numbers.setdefault(name, (kind, []))[1]
+            if isinstance(part, np.ndarray):
+                parts.append(part)
+            elif parts and isinstance(parts[-1], list):
+                parts[-1].append(part)  # unpacked: one Python number each, joined below
+            else:
+                parts.append([part])
+            continue
+        if kind == "string":
+            item = bytes(view[value[0]:value[1]]).decode("utf-8", "replace")
         elif kind == "bytes":
-            values = [view[value[0]:value[1]]]
+            item = view[value[0]:value[1]]
         else:
-            values = [decode(kind, buf, where, value[0], value[1], depth + 1)]
-        if not repeated:
-            out[name] = values[-1] if kind not in FIXED else float(values[-1][-1])
-        elif kind in VARINTS or kind in FIXED:
-            chunks.setdefault(name, []).append(
-                values[0] if kind in FIXED else np.array(values, VARINTS[kind]))
+            item = decode(kind, buf, where, value[0], value[1], depth + 1, left)
+        if repeated:
+            out.setdefault(name, []).append(item)
         else:
-            out.setdefault(name, []).extend(values)
-    for name, parts in chunks.items():
-        out[name] = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+            out[name] = item
+    for name, (kind, parts) in numbers.items():
+        dtype = VARINTS[kind] if kind in VARINTS else FIXED[kind][1]
+        arrays = [np.asarray(p, dtype) for p in parts]
+        out[name] = np.concatenate(arrays) if len(arrays) > 1 else arrays[0].copy()
     return out
 
 
