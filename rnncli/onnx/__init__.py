@@ -1,0 +1,1 @@
+"""ONNX models read and written with numpy and our own protobuf wire-format code (no onnx)."""

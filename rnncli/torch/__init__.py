@@ -1,0 +1,1 @@
+"""PyTorch weight files (safetensors, torch.save state_dicts) read into numpy, without torch."""
