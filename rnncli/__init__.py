@@ -14,7 +14,7 @@ __all__ = ["load_model", "random_model", "Model", "Result", "Trace", "RnncliErro
            "ModelFileError", "InputDataError", "UnsupportedLayerError", "__version__"]
 
 _LAZY = {
-    "load_model": "rnncli.keras.files",
+    "load_model": "rnncli.models",
     "random_model": "rnncli.keras.random",
     "Model": "rnncli.core.model",
     "Result": "rnncli.core.result",

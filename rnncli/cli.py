@@ -169,7 +169,7 @@ def _parse_overrides(pairs):
 
 
 def get_model(model, seed, units, input_dim, overrides, data=None):
-    from .keras.files import load_model
+    from .models import load_model
     from .keras.random import random_model
 
     ov = _parse_overrides(overrides)
@@ -547,13 +547,13 @@ def export(model, seed, units, input_dim, overrides, input_path, key, initial_st
     from .io.export import export_results, format_for
 
     if weights:
-        from .keras.writer import export_weights, weights_format_for
+        from .models import write_weights, writer_for
 
-        wfmt = weights_format_for(output, fmt) if output != "-" else (fmt or "npz")
+        writer_for(output if output != "-" else "x.npz", fmt)  # before any work
         check_target(output, force)
         data = load_inputs(input_path, key, None, strict)[0] if input_path else None
         m = get_model(model, seed, units, input_dim, overrides, data)
-        export_weights(m, output, wfmt, force)
+        write_weights(m, output, fmt, force)
         return
     fmt = format_for(output, fmt) if output != "-" else (fmt or "npz")
     check_target(output, force)

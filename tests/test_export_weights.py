@@ -11,7 +11,7 @@ import pytest
 from conftest import ref_path
 
 import rnncli
-from rnncli.keras.writer import export_weights
+from rnncli.models import write_weights as export_weights
 
 # (model file, input) pairs covering Sequential, Bidirectional, Embedding, masking, functional
 MODELS = [

@@ -43,8 +43,9 @@ FORMAT_TITLES = {
     "random": "random weights from a seed",
 }
 
-def load_model(path, overrides: dict | None = None) -> Model:
-    """Load a SimpleRNN model from ``path`` (any Keras file, or .npz).
+def load(path, overrides: dict | None = None) -> Model:
+    """Load a model from ``path`` (any Keras file, or .npz); rnncli.models.load_model
+    picks this reader for them.
 
     ``overrides``: settings to change (``--set``), ``{"activation": "relu"}`` for every
     recurrent layer or ``{"dense.activation": "sigmoid"}`` for one layer; needed for

@@ -17,23 +17,9 @@ import numpy as np
 from ..core.layers import OP_CLASSES, Dense, Embedding, TimeDistributed
 from ..core.rnn import RNN, Bidirectional
 from ..errors import RnncliError
-from ..io.atomic import atomic_path
 from .build import snake_case
 
-WEIGHT_FORMATS = ("npz", "keras", "weights.h5", "h5")
 KERAS_VERSION = "3.0.0"  # the oldest Keras 3 that reads what is written here
-
-
-def weights_format_for(path, fmt=None):
-    if fmt:
-        return fmt
-    low = path.lower()
-    for ext, f in ((".weights.h5", "weights.h5"), (".keras", "keras"), (".h5", "h5"),
-                   (".npz", "npz")):
-        if low.endswith(ext):
-            return f
-    raise RnncliError(f"{path}: can't tell the weights format from the name; use a name ending "
-                      f"in .npz, .keras, .weights.h5 or .h5, or --format")
 
 
 # ---------------------------------------------------------------- configs
@@ -290,35 +276,21 @@ def weights_arrays(model) -> dict:
     return out
 
 
-def export_weights(model, path, fmt, force=False):
-    """Write ``model``'s weights to ``path`` in ``fmt`` (npz, keras, weights.h5, h5)."""
-    if fmt not in WEIGHT_FORMATS:
-        raise RnncliError(f"unknown weights format {fmt!r}; expected one of "
-                          f"{', '.join(WEIGHT_FORMATS)}")
-    if path == "-":
-        import io
-        import sys
-
-        buf = io.BytesIO()
-        _write(model, buf, fmt)
-        sys.stdout.buffer.write(buf.getvalue())
-        sys.stdout.buffer.flush()
-        return
-    with atomic_path(path, force) as tmp:
-        _write(model, tmp, fmt)
-
-
-def _write(model, target, fmt):
+def write(model, target, fmt):
+    """Write ``model``'s weights to ``target`` (a path or a binary file) as ``fmt``: npz,
+    keras, weights.h5 or h5 (rnncli.models.WRITERS)."""
     if fmt == "npz":
-        arrays = weights_arrays(model)
-        if isinstance(target, str):
+        if isinstance(target, str):  # (np.savez would add .npz to the temporary name)
             with open(target, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **weights_arrays(model))
         else:
-            np.savez(target, **arrays)
+            np.savez(target, **weights_arrays(model))
     elif fmt == "keras":
         write_keras_archive(model, target)
     elif fmt == "weights.h5":
         write_weights_h5(model, target)
     elif fmt == "h5":
         write_legacy_h5(model, target)
+    else:
+        raise RnncliError(f"unknown Keras weights format {fmt!r}; expected npz, keras, "
+                          f"weights.h5 or h5")

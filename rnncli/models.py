@@ -1,0 +1,148 @@
+"""Model files: which family reads a file, and which writes a weights format.
+
+One registry for reading (told by content, not name) and one for writing (told by the
+output's name or ``--format``). A new family is one module with a ``load(path,
+settings)`` and, if it writes, a ``write(model, target)``, plus one entry here; the
+CLI's choices come from these tables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import import_module
+
+from .errors import ModelFileError, RnncliError, UsageError, file_error
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    module: str  # has load(path, settings) -> Model
+    sniff: object  # (head bytes, path) -> bool
+
+
+@dataclass(frozen=True)
+class Writer:
+    name: str  # the --format value
+    extensions: tuple
+    module: str  # has write(model, target, fmt) (target: a path or a binary file)
+    title: str
+
+
+def _is_safetensors(head, path):
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n < 2**32 and head[8:9] == b"{"
+
+
+def _is_torch_zip(head, path):
+    if not head.startswith(b"PK\x03\x04"):
+        return False
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("data.pkl") for n in z.namelist()[:64])
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def _is_onnx(head, path):
+    return path.lower().endswith(".onnx") or (head[:1] == b"\x08" and b"\x12" in head[:16]
+                                               and b"onnx" in head[:256].lower())
+
+
+READERS = [
+    Reader("pytorch .pt", "rnncli.torch.model", _is_torch_zip),
+    Reader("safetensors", "rnncli.torch.model", _is_safetensors),
+    Reader("onnx", "rnncli.onnx.model", _is_onnx),
+    Reader("keras", "rnncli.keras.files", lambda head, path: True),  # HDF5, zip, or says why
+]
+
+WRITERS = [
+    Writer("keras", (".keras",), "rnncli.keras.writer", "Keras 3 archive"),
+    Writer("weights.h5", (".weights.h5",), "rnncli.keras.writer", "Keras 3 weights only"),
+    Writer("h5", (".h5", ".hdf5"), "rnncli.keras.writer", "legacy HDF5 model (Keras 3)"),
+    Writer("npz", (".npz",), "rnncli.keras.writer", "numpy .npz with a Keras 3 config"),
+    Writer("safetensors", (".safetensors",), "rnncli.torch.writer", "PyTorch state_dict"),
+    Writer("onnx", (".onnx",), "rnncli.onnx.writer", "ONNX model"),
+]
+
+
+def available_writers() -> list:
+    """Writers whose module is in this installation."""
+    from importlib.util import find_spec
+
+    return [w for w in WRITERS if find_spec(w.module) is not None]
+
+
+def load_model(path, overrides: dict | None = None):
+    """Load a recurrent model from ``path``: any Keras file, .npz, a PyTorch state_dict
+    (.safetensors, .pt) or an ONNX model; the format is told from the content.
+
+    ``overrides``: settings to change (``--set``), ``{"activation": "relu"}`` for every
+    recurrent layer or ``{"dense.activation": "sigmoid"}`` for one layer; needed where
+    a file does not hold them (weights-only files, state_dicts).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path}: is a directory; expected a model file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise file_error(path, e, ModelFileError) from None
+    for reader in READERS:
+        if reader.sniff(head, path):
+            module = _module(reader.module, path)
+            return module.load(path, overrides)
+    raise ModelFileError(f"{path}: not a model file rnncli reads")
+
+
+def _module(name, path):
+    try:
+        return import_module(name)
+    except ModuleNotFoundError as e:
+        raise ModelFileError(f"{path}: this rnncli has no reader for it ({e.name})") from None
+
+
+def writer_for(path, fmt=None) -> Writer:
+    """The writer a name (or ``--format``) asks for."""
+    writers = available_writers()
+    if fmt:
+        for w in writers:
+            if w.name == fmt:
+                return w
+        raise UsageError(f"--format {fmt}: not a weights format; expected one of "
+                         f"{', '.join(w.name for w in writers)}")
+    low = path.lower()
+    for w in sorted(writers, key=lambda w: -max(len(e) for e in w.extensions)):
+        if low.endswith(w.extensions):
+            return w
+    names = ", ".join(e for w in writers for e in w.extensions)
+    raise RnncliError(f"{path}: can't tell the weights format from the name; use a name "
+                      f"ending in {names}, or --format")
+
+
+def write_weights(model, path, fmt=None, force=False):
+    """Write ``model``'s weights to ``path`` (``-``: stdout) in the format its name or
+    ``fmt`` asks for, atomically."""
+    w = writer_for(path if path != "-" else "", fmt) if (fmt or path != "-") else \
+        writer_for("x.npz")
+    module = import_module(w.module)
+    if path == "-":
+        import io
+        import sys
+
+        buf = io.BytesIO()
+        module.write(model, buf, w.name)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+        return w
+    from .io.atomic import atomic_path
+
+    with atomic_path(path, force) as tmp:
+        module.write(model, tmp, w.name)
+    return w
