@@ -169,8 +169,8 @@ def _parse_overrides(pairs):
 
 
 def get_model(model, seed, units, input_dim, overrides, data=None):
-    from .models import load_model
     from .keras.random import random_model
+    from .models import load_model
 
     ov = _parse_overrides(overrides)
     if seed is not None:
