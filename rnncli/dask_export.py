@@ -15,6 +15,7 @@ import io
 import os
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -224,7 +225,11 @@ def _run_local(tasks, progress, done, total):
             from dask.diagnostics import ProgressBar
 
             stack.enter_context(ProgressBar(out=sys.stderr))
-        dask.compute(*tasks, scheduler="threads", num_workers=_cores())
+        # Our own pool, so that an interruption waits for the chunks being written (each
+        # finishes whole) and starts no other: nothing writes after we return.
+        pool = ThreadPoolExecutor(_cores())
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        dask.compute(*tasks, scheduler="threads", pool=pool)
 
 
 @contextlib.contextmanager
@@ -237,7 +242,7 @@ def _client(scheduler, workers):
         return
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler)  # waits distributed.comm.timeouts.connect
         except (OSError, TimeoutError) as e:
             raise RnncliError(f"--scheduler {scheduler}: no Dask scheduler answered ({e}); "
                               f"expected the address of a running one, e.g. "
@@ -265,4 +270,5 @@ def local_cluster(workers, **kwargs):
         "PYTHONPATH", "").split(os.pathsep) if p and p != here])
     with contextlib.redirect_stdout(io.StringIO()):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            host="127.0.0.1", dashboard_address=None, env=env, **kwargs)
+                            host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env,
+                            **kwargs)

@@ -190,9 +190,11 @@ def write_chunk(path, paths, index, start, arrays) -> int:
 def finish(path):
     """Mark the export complete (every chunk is) and drop the per-chunk marks."""
     zarr, _ = _zarr()
-    marks = _done_marks(path)
     root = zarr.open_group(path, mode="r+")
     info = dict(root.attrs[ATTR])
+    if info.get("complete"):
+        return
+    marks = _done_marks(path)
     if len(marks) != info["chunks"] or not marks.all():
         missing = int(info["chunks"] - np.count_nonzero(marks))
         raise OutputError(f"{path}: {missing} chunks were not written; expected all "
