@@ -1,0 +1,157 @@
+"""Throughput and memory of ``rnncli export -o NAME.zarr`` with 1 and 2 Dask workers.
+
+    pip install -e '.[dask]'
+    python benchmarks/scale.py               # the numbers in docs/scale.md (a few minutes)
+    python benchmarks/scale.py --quick       # a smaller input, one run each
+
+A random SimpleRNN (64 units) runs on N random sequences of 100 steps x 32 features read
+from a memory-mapped .npy; ``--what hidden,state`` is exported (the issue's "hidden
+states for millions of sequences"). Each configuration runs ``--repeats`` times and the
+median is reported; a LocalCluster (127.0.0.1, one thread and one BLAS thread per worker)
+is started once per worker count and its start-up time is reported apart. Peak RSS is
+sampled every 20 ms from each worker process (psutil) and is the largest seen in any run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import rnncli  # noqa: E402
+from rnncli.dask import export_zarr  # noqa: E402
+from rnncli.dask_export import local_cluster  # noqa: E402
+from rnncli.export import export_results  # noqa: E402
+
+MB = 1e6
+
+
+class PeakRSS:
+    """The largest RSS of each of ``pids`` while inside, sampled every 20 ms."""
+
+    def __init__(self, pids):
+        import psutil
+
+        self.procs = {p: psutil.Process(p) for p in pids}
+        self.peak = dict.fromkeys(pids, 0)
+        self.stop = threading.Event()
+
+    def _sample(self):
+        while not self.stop.is_set():
+            for pid, proc in self.procs.items():
+                try:
+                    self.peak[pid] = max(self.peak[pid], proc.memory_info().rss)
+                except Exception:  # a worker restarting
+                    pass
+            self.stop.wait(0.02)
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def du(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def measure(label, run, pids, repeats, n, in_bytes, out_bytes, folder):
+    times, peaks, disk = [], {}, 0
+    for _ in range(repeats):
+        target = os.path.join(folder, "out.zarr")
+        shutil.rmtree(target, ignore_errors=True)
+        with PeakRSS(pids) as mem:
+            t0 = time.perf_counter()
+            run(target)
+            times.append(time.perf_counter() - t0)
+        for pid, p in mem.peak.items():
+            peaks[pid] = max(peaks.get(pid, 0), p)
+        disk = du(target) if os.path.isdir(target) else os.path.getsize(target + ".npz")
+        shutil.rmtree(target, ignore_errors=True)
+        if os.path.exists(target + ".npz"):
+            os.unlink(target + ".npz")
+    t = statistics.median(times)
+    row = {"config": label, "median_s": round(t, 2), "runs_s": [round(x, 2) for x in times],
+           "seq_per_s": round(n / t), "in_MB_per_s": round(in_bytes / t / MB),
+           "out_MB_per_s": round(out_bytes / t / MB),
+           "peak_rss_MB": sorted(round(p / MB) for p in peaks.values()),
+           "disk_MB": round(disk / MB)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-n", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chunk", type=int, default=None, help="samples per chunk")
+    ap.add_argument("--configs", default="npz,threads,1,2")
+    args = ap.parse_args()
+    n, repeats = (4000, 1) if args.quick else (args.n, args.repeats)
+    T, D, H = 100, 32, 64
+    model = rnncli.random_model(0, H, D)
+    folder = tempfile.mkdtemp(prefix="rnncli-scale-")
+    try:
+        src = os.path.join(folder, "x.npy")
+        x = np.lib.format.open_memmap(src, "w+", np.float32, (n, T, D))
+        rng = np.random.default_rng(0)
+        for i in range(0, n, 2000):
+            x[i:i + 2000] = rng.standard_normal((min(2000, n - i), T, D), np.float32)
+        x.flush()
+        del x
+        in_bytes, out_bytes = n * T * D * 4, n * (T + 1) * H * 4
+        print(json.dumps({"n": n, "T": T, "D": D, "units": H, "input_MB": in_bytes / MB,
+                          "output_MB": out_bytes / MB, "cpus": os.cpu_count()}), flush=True)
+        what = "hidden,state"
+        me = [os.getpid()]
+        rows = []
+        for config in args.configs.split(","):
+            if config == "npz":  # today's single-process path, for comparison
+                xs = np.load(src, mmap_mode="r")
+                rows.append(measure("single process, .npz (today)", lambda t, xs=xs: export_results(
+                    model, xs, t + ".npz", "npz", what=what), me, repeats, n, in_bytes,
+                    out_bytes, folder))
+            elif config == "threads":
+                rows.append(measure("threads of one process, .zarr", lambda t: export_zarr(
+                    model, src, t, what=what, batch_chunk=args.chunk, progress=False), me,
+                    repeats, n, in_bytes, out_bytes, folder))
+            else:
+                from distributed import Client
+
+                t0 = time.perf_counter()
+                cluster = local_cluster(int(config))
+                client = Client(cluster)
+                start = time.perf_counter() - t0
+                pids = list(client.run(os.getpid).values())
+                try:
+                    row = measure(f"{config} worker(s), .zarr", lambda t, c=client: export_zarr(
+                        model, src, t, what=what, scheduler=c, batch_chunk=args.chunk,
+                        progress=False), pids, repeats, n, in_bytes, out_bytes, folder)
+                    row["cluster_start_s"] = round(start, 2)
+                    rows.append(row)
+                finally:
+                    client.close()
+                    cluster.close()
+        print(json.dumps(rows))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
