@@ -70,29 +70,127 @@ def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def measure(label, run, pids, repeats, n, in_bytes, out_bytes, folder):
-    times, peaks, disk = [], {}, 0
-    for _ in range(repeats):
-        target = os.path.join(folder, "out.zarr")
-        shutil.rmtree(target, ignore_errors=True)
-        with PeakRSS(pids) as mem:
-            t0 = time.perf_counter()
-            run(target)
-            times.append(time.perf_counter() - t0)
-        for pid, p in mem.peak.items():
-            peaks[pid] = max(peaks.get(pid, 0), p)
-        disk = du(target) if os.path.isdir(target) else os.path.getsize(target + ".npz")
-        shutil.rmtree(target, ignore_errors=True)
-        if os.path.exists(target + ".npz"):
-            os.unlink(target + ".npz")
+def make_input(folder, n, T, D):
+    src = os.path.join(folder, f"x{n}.npy")
+    x = np.lib.format.open_memmap(src, "w+", np.float32, (n, T, D))
+    rng = np.random.default_rng(0)
+    for i in range(0, n, 2000):
+        x[i:i + 2000] = rng.standard_normal((min(2000, n - i), T, D), np.float32)
+    x.flush()
+    return src
+
+
+def once(run, pids, folder):
+    """(seconds, {pid: peak RSS}, bytes on disk) of one run writing to a fresh target."""
+    target = os.path.join(folder, "out.zarr")
+    with PeakRSS(pids) as mem:
+        t0 = time.perf_counter()
+        run(target)
+        seconds = time.perf_counter() - t0
+    written = target if os.path.exists(target) else target + ".npz"
+    disk = du(written) if os.path.isdir(written) else os.path.getsize(written)
+    shutil.rmtree(target, ignore_errors=True)
+    if os.path.exists(target + ".npz"):
+        os.unlink(target + ".npz")
+    return seconds, mem.peak, disk
+
+
+def summarize(label, times, peaks, disk, n, in_bytes, out_bytes, extra=None):
     t = statistics.median(times)
     row = {"config": label, "median_s": round(t, 2), "runs_s": [round(x, 2) for x in times],
            "seq_per_s": round(n / t), "in_MB_per_s": round(in_bytes / t / MB),
            "out_MB_per_s": round(out_bytes / t / MB),
            "peak_rss_MB": sorted(round(p / MB) for p in peaks.values()),
-           "disk_MB": round(disk / MB)}
+           "disk_MB": round(disk / MB), **(extra or {})}
     print(json.dumps(row), flush=True)
     return row
+
+
+def start_cluster(workers):
+    from distributed import Client
+
+    t0 = time.perf_counter()
+    cluster = local_cluster(workers)
+    client = Client(cluster)
+    return cluster, client, time.perf_counter() - t0
+
+
+def throughput(args, model, folder, n, repeats):
+    """Every configuration once per round, rounds repeated: a busy shared machine slows
+    them alike, and the medians compare."""
+    T, D, H = 100, 32, 64
+    src = make_input(folder, n, T, D)
+    in_bytes, out_bytes = n * T * D * 4, n * (T + 1) * H * 4
+    print(json.dumps({"n": n, "T": T, "D": D, "units": H, "input_MB": in_bytes / MB,
+                      "output_MB": out_bytes / MB, "cpus": os.cpu_count()}), flush=True)
+    what = "hidden,state"
+    configs, clusters = [], []
+    for config in args.configs.split(","):
+        if config == "npz":  # today's single-process path, for comparison
+            xs = np.load(src, mmap_mode="r")
+            configs.append(("single process, .npz (today)", [os.getpid()], {}, lambda t, xs=xs:
+                            export_results(model, xs, t + ".npz", "npz", what=what)))
+        elif config == "threads":
+            configs.append(("threads of one process, .zarr", [os.getpid()], {}, lambda t:
+                            export_zarr(model, src, t, what=what, batch_chunk=args.chunk,
+                                        progress=False)))
+        else:
+            cluster, client, start = start_cluster(int(config))
+            clusters.append((cluster, client))
+            pids = list(client.run(os.getpid).values())
+            configs.append((f"{config} worker(s), .zarr", pids,
+                            {"cluster_start_s": round(start, 2)},
+                            lambda t, c=client: export_zarr(model, src, t, what=what,
+                                                            scheduler=c,
+                                                            batch_chunk=args.chunk,
+                                                            progress=False)))
+    results = {c[0]: ([], {}, 0) for c in configs}
+    try:
+        for _ in range(repeats):
+            for label, pids, _, run in configs:
+                seconds, peak, disk = once(run, pids, folder)
+                times, peaks, _ = results[label]
+                times.append(seconds)
+                for pid, p in peak.items():
+                    peaks[pid] = max(peaks.get(pid, 0), p)
+                results[label] = (times, peaks, disk)
+    finally:
+        for cluster, client in clusters:
+            client.close()
+            cluster.close()
+    os.unlink(src)
+    return [summarize(label, *results[label], n, in_bytes, out_bytes, extra)
+            for label, _, extra, _ in configs]
+
+
+def memory(args, model, folder):
+    """Peak RSS of 2 workers for two dataset sizes and two chunk sizes."""
+    rows = []
+    cluster, client, _ = start_cluster(2)
+    try:
+        pids = list(client.run(os.getpid).values())
+        idle = {pid: 0 for pid in pids}
+        with PeakRSS(pids) as mem:
+            time.sleep(0.5)
+        idle = mem.peak
+        print(json.dumps({"idle_worker_rss_MB": sorted(round(p / MB) for p in idle.values())}))
+        for n in (10000, 40000):
+            src = make_input(folder, n, 100, 32)
+            for chunk in (256, 1024):
+                seconds, peak, _ = once(lambda t, s=src, c=chunk: export_zarr(
+                    model, s, t, what="hidden,state", scheduler=client, batch_chunk=c,
+                    progress=False), pids, folder)
+                row = {"n": n, "input_MB": round(n * 100 * 32 * 4 / MB), "batch_chunk": chunk,
+                       "chunk_results_MB": round(chunk * 101 * 64 * 4 / MB, 1),
+                       "seconds": round(seconds, 2),
+                       "peak_rss_MB": sorted(round(p / MB) for p in peak.values())}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+            os.unlink(src)
+    finally:
+        client.close()
+        cluster.close()
+    return rows
 
 
 def main():
@@ -102,52 +200,15 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=None, help="samples per chunk")
     ap.add_argument("--configs", default="npz,threads,1,2")
+    ap.add_argument("--memory", action="store_true", help="also peak RSS vs input and chunk")
     args = ap.parse_args()
     n, repeats = (4000, 1) if args.quick else (args.n, args.repeats)
-    T, D, H = 100, 32, 64
-    model = rnncli.random_model(0, H, D)
+    model = rnncli.random_model(0, 64, 32)
     folder = tempfile.mkdtemp(prefix="rnncli-scale-")
     try:
-        src = os.path.join(folder, "x.npy")
-        x = np.lib.format.open_memmap(src, "w+", np.float32, (n, T, D))
-        rng = np.random.default_rng(0)
-        for i in range(0, n, 2000):
-            x[i:i + 2000] = rng.standard_normal((min(2000, n - i), T, D), np.float32)
-        x.flush()
-        del x
-        in_bytes, out_bytes = n * T * D * 4, n * (T + 1) * H * 4
-        print(json.dumps({"n": n, "T": T, "D": D, "units": H, "input_MB": in_bytes / MB,
-                          "output_MB": out_bytes / MB, "cpus": os.cpu_count()}), flush=True)
-        what = "hidden,state"
-        me = [os.getpid()]
-        rows = []
-        for config in args.configs.split(","):
-            if config == "npz":  # today's single-process path, for comparison
-                xs = np.load(src, mmap_mode="r")
-                rows.append(measure("single process, .npz (today)", lambda t, xs=xs: export_results(
-                    model, xs, t + ".npz", "npz", what=what), me, repeats, n, in_bytes,
-                    out_bytes, folder))
-            elif config == "threads":
-                rows.append(measure("threads of one process, .zarr", lambda t: export_zarr(
-                    model, src, t, what=what, batch_chunk=args.chunk, progress=False), me,
-                    repeats, n, in_bytes, out_bytes, folder))
-            else:
-                from distributed import Client
-
-                t0 = time.perf_counter()
-                cluster = local_cluster(int(config))
-                client = Client(cluster)
-                start = time.perf_counter() - t0
-                pids = list(client.run(os.getpid).values())
-                try:
-                    row = measure(f"{config} worker(s), .zarr", lambda t, c=client: export_zarr(
-                        model, src, t, what=what, scheduler=c, batch_chunk=args.chunk,
-                        progress=False), pids, repeats, n, in_bytes, out_bytes, folder)
-                    row["cluster_start_s"] = round(start, 2)
-                    rows.append(row)
-                finally:
-                    client.close()
-                    cluster.close()
+        rows = throughput(args, model, folder, n, repeats)
+        if args.memory:
+            rows += memory(args, model, folder)
         print(json.dumps(rows))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,12 +1,13 @@
 """Inputs read a slice at a time by whichever process computes that slice.
 
 A Dask worker must not receive the whole input inside the task graph: it gets a small
-object that names the file and opens it itself. :class:`NpyFile` memory-maps a ``.npy``
-file, or an uncompressed member of an ``.npz`` (which is an ``.npy`` stored at an offset
-inside the zip), when first sliced in a process; pickled, it is only the path, offset,
-shape and dtype. :class:`NpzDeflatedMember` reads a compressed member by decompressing up
-to the rows asked for (slow for big inputs: the docs say to use ``.npy`` then). A Zarr
-array is read by Zarr itself, which already works this way.
+object that names the file and reads its own slice. :class:`NpyFile` is a ``.npy`` file
+or an uncompressed ``.npz`` member (an ``.npy`` stored at an offset inside the zip): a
+run of rows is read straight from the file into a fresh array (a memory map kept open
+would count every page read in the worker's RSS, which Dask's memory limits watch), and
+pickled it is only the path, offset, shape and dtype. :class:`NpzDeflatedMember`
+decompresses a compressed member up to the rows asked for (slow for big inputs: use
+``.npy`` then). A Zarr array is read by Zarr itself, which already works this way.
 """
 
 from __future__ import annotations
@@ -48,14 +49,13 @@ def _npy_header(fh, name):
 
 
 class NpyFile:
-    """An NPY array at ``offset`` in the file ``path``, memory-mapped on first use."""
+    """An NPY array at ``offset`` in the file ``path``, read a slice at a time."""
 
     def __init__(self, path, offset, shape, dtype, fortran_order=False, name=None):
         self.path, self.offset = os.path.abspath(path), offset
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.fortran_order = fortran_order
         self.name = name or path
-        self._map = None
 
     @property
     def ndim(self):
@@ -64,19 +64,34 @@ class NpyFile:
     def __len__(self):
         return self.shape[0]
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_map"] = None  # each process maps the file itself
-        return state
-
     def __getitem__(self, index):
-        if self._map is None:
-            try:
-                self._map = np.memmap(self.path, self.dtype, "r", self.offset, self.shape,
-                                      "F" if self.fortran_order else "C")
-            except OSError as e:
-                raise file_error(self.path, e, InputDataError) from None
-        return np.array(self._map[index])
+        index = index if isinstance(index, tuple) else (index,)
+        first = index[0] if index else slice(None)
+        try:
+            if (isinstance(first, slice) and first.step in (None, 1)
+                    and not self.fortran_order):
+                return self._rows(first, index[1:])
+            # anything else through a mapping dropped right after: pages of a map kept open
+            # count in the process's RSS, which Dask's memory limits watch
+            mapped = np.memmap(self.path, self.dtype, "r", self.offset, self.shape,
+                               "F" if self.fortran_order else "C")
+            return np.array(mapped[index])
+        except OSError as e:
+            raise file_error(self.path, e, InputDataError) from None
+
+    def _rows(self, rows, rest):
+        """Rows ``rows`` read from the file into a fresh array."""
+        start, stop, _ = rows.indices(self.shape[0])
+        stop = max(start, stop)
+        out = np.empty((stop - start, *self.shape[1:]), self.dtype)
+        row_bytes = out[0].nbytes if len(out) else 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * row_bytes)
+            got = fh.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+        if got != out.nbytes:
+            raise InputDataError(f"{self.name}: ends early (truncated NPY data); expected "
+                                 f"{self.shape[0]} rows")
+        return out[(slice(None), *rest)] if rest else out
 
     def __repr__(self):
         return f"<NpyFile {self.name} {self.shape} {self.dtype}>"
