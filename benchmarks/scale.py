@@ -7,8 +7,12 @@
 A random SimpleRNN (64 units) runs on N random sequences of 100 steps x 32 features read
 from a memory-mapped .npy; ``--what hidden,state`` is exported (the issue's "hidden
 states for millions of sequences"). Each configuration runs ``--repeats`` times and the
-median is reported; a LocalCluster (127.0.0.1, one thread and one BLAS thread per worker)
-is started once per worker count and its start-up time is reported apart. Peak RSS is
+median is reported, every configuration running once per round; a LocalCluster
+(127.0.0.1, one thread and one BLAS thread per worker) is started once per worker count,
+warmed up with a tiny export (a fresh worker's first task imports rnncli, zarr, ...), and
+its start-up time is reported apart. CPU seconds are those of the processes doing the
+work (the workers, or this process), which a busy shared machine inflates less than
+wall time. Peak RSS is
 sampled every 20 ms from each worker process (psutil) and is the largest seen in any run.
 """
 
@@ -56,7 +60,18 @@ class PeakRSS:
                     pass
             self.stop.wait(0.02)
 
+    def _cpu(self):
+        total = 0.0
+        for proc in self.procs.values():
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except Exception:
+                pass
+        return total
+
     def __enter__(self):
+        self.cpu0 = self._cpu()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
         return self
@@ -64,6 +79,7 @@ class PeakRSS:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+        self.cpu = self._cpu() - self.cpu0  # CPU seconds these processes used inside
 
 
 def du(path):
@@ -81,7 +97,8 @@ def make_input(folder, n, T, D):
 
 
 def once(run, pids, folder):
-    """(seconds, {pid: peak RSS}, bytes on disk) of one run writing to a fresh target."""
+    """(seconds, {pid: peak RSS}, bytes on disk, CPU seconds) of one run writing to a fresh
+    target."""
     target = os.path.join(folder, "out.zarr")
     with PeakRSS(pids) as mem:
         t0 = time.perf_counter()
@@ -92,13 +109,15 @@ def once(run, pids, folder):
     shutil.rmtree(target, ignore_errors=True)
     if os.path.exists(target + ".npz"):
         os.unlink(target + ".npz")
-    return seconds, mem.peak, disk
+    return seconds, mem.peak, disk, mem.cpu
 
 
-def summarize(label, times, peaks, disk, n, in_bytes, out_bytes, extra=None):
+def summarize(label, times, peaks, disk, cpus, n, in_bytes, out_bytes, extra=None):
     t = statistics.median(times)
+    cpu = statistics.median(cpus)
     row = {"config": label, "median_s": round(t, 2), "runs_s": [round(x, 2) for x in times],
-           "seq_per_s": round(n / t), "in_MB_per_s": round(in_bytes / t / MB),
+           "seq_per_s": round(n / t), "cpu_s": round(cpu, 2),
+           "seq_per_cpu_s": round(n / cpu), "in_MB_per_s": round(in_bytes / t / MB),
            "out_MB_per_s": round(out_bytes / t / MB),
            "peak_rss_MB": sorted(round(p / MB) for p in peaks.values()),
            "disk_MB": round(disk / MB), **(extra or {})}
@@ -127,9 +146,10 @@ def throughput(args, model, folder, n, repeats):
     configs, clusters = [], []
     for config in args.configs.split(","):
         if config == "npz":  # today's single-process path, for comparison
-            xs = np.load(src, mmap_mode="r")
-            configs.append(("single process, .npz (today)", [os.getpid()], {}, lambda t, xs=xs:
-                            export_results(model, xs, t + ".npz", "npz", what=what)))
+            # mapped anew each run: pages of a map kept alive would stay in this process's RSS
+            configs.append(("single process, .npz (today)", [os.getpid()], {}, lambda t:
+                            export_results(model, np.load(src, mmap_mode="r"), t + ".npz",
+                                           "npz", what=what)))
         elif config == "threads":
             configs.append(("threads of one process, .zarr", [os.getpid()], {}, lambda t:
                             export_zarr(model, src, t, what=what, batch_chunk=args.chunk,
@@ -138,22 +158,30 @@ def throughput(args, model, folder, n, repeats):
             cluster, client, start = start_cluster(int(config))
             clusters.append((cluster, client))
             pids = list(client.run(os.getpid).values())
+            # warm up: the first task in a fresh worker imports rnncli, numpy, zarr
+            export_zarr(model, np.zeros((4, 100, 32), np.float32), os.path.join(
+                folder, "warm.zarr"), scheduler=client, force=True, progress=False)
             configs.append((f"{config} worker(s), .zarr", pids,
                             {"cluster_start_s": round(start, 2)},
                             lambda t, c=client: export_zarr(model, src, t, what=what,
                                                             scheduler=c,
                                                             batch_chunk=args.chunk,
                                                             progress=False)))
-    results = {c[0]: ([], {}, 0) for c in configs}
+    results = {c[0]: ([], {}, 0, []) for c in configs}
+    with PeakRSS([os.getpid()]) as mem:
+        time.sleep(0.3)
+    print(json.dumps({"idle_rss_MB_of_this_process": round(mem.peak[os.getpid()] / MB)}))
     try:
         for _ in range(repeats):
+            print(json.dumps({"load_average": os.getloadavg()}), flush=True)
             for label, pids, _, run in configs:
-                seconds, peak, disk = once(run, pids, folder)
-                times, peaks, _ = results[label]
+                seconds, peak, disk, cpu = once(run, pids, folder)
+                times, peaks, _, cpus = results[label]
                 times.append(seconds)
+                cpus.append(cpu)
                 for pid, p in peak.items():
                     peaks[pid] = max(peaks.get(pid, 0), p)
-                results[label] = (times, peaks, disk)
+                results[label] = (times, peaks, disk, cpus)
     finally:
         for cluster, client in clusters:
             client.close()
@@ -169,7 +197,6 @@ def memory(args, model, folder):
     cluster, client, _ = start_cluster(2)
     try:
         pids = list(client.run(os.getpid).values())
-        idle = {pid: 0 for pid in pids}
         with PeakRSS(pids) as mem:
             time.sleep(0.5)
         idle = mem.peak
@@ -177,7 +204,7 @@ def memory(args, model, folder):
         for n in (10000, 40000):
             src = make_input(folder, n, 100, 32)
             for chunk in (256, 1024):
-                seconds, peak, _ = once(lambda t, s=src, c=chunk: export_zarr(
+                seconds, peak, _, _ = once(lambda t, s=src, c=chunk: export_zarr(
                     model, s, t, what="hidden,state", scheduler=client, batch_chunk=c,
                     progress=False), pids, folder)
                 row = {"n": n, "input_MB": round(n * 100 * 32 * 4 / MB), "batch_chunk": chunk,

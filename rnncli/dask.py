@@ -167,15 +167,32 @@ def _as_dask(X, batch_chunk=None):
     return X.rechunk(rest)
 
 
-def _run_chunk(model, x, *states, split=(), whole=None, trace=True, what=None, layers=None):
-    """One chunk's results: {name: array} for the per-sample names, in their own memory."""
+class FileChunks:
+    """A file's batch chunks as a 1-D Dask array with one array of rows per block, and the
+    shape and dtype of the whole. Indexed on the batch alone, the blocks let Dask fuse
+    reading, the model run and the write into one task per chunk."""
+
+    def __init__(self, blocks, shape, dtype):
+        self.blocks, self.shape, self.dtype = blocks, tuple(shape), np.dtype(dtype)
+        self.chunks = (blocks.chunks[0], *((s,) for s in self.shape[1:]))
+        self.ndim = len(self.shape)
+
+
+def _run_chunk(model, x, *rest, split=(), whole=None, trace=True, what=None, layers=None,
+               then=None, then_kwargs=None):
+    """One chunk's results: {name: array} for the per-sample names, in their own memory;
+    or, with ``then``, ``then(results, *rest after the states, **then_kwargs)`` in the same
+    task (the export writes a chunk where it was computed, never moving it)."""
     h0 = dict(whole or {})
-    h0.update(zip(split, states))
+    h0.update(zip(split, rest))
     with one_blas_thread():
         result = model.run(np.asarray(x), initial_state=h0 or None, trace=trace)
     arrays = _select(result.arrays(), what, layers)
-    return {k: np.ascontiguousarray(v) for k, v in arrays.items()
-            if k.split("/")[0] not in STATIC_KINDS}
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()
+              if k.split("/")[0] not in STATIC_KINDS}
+    if then is None:
+        return arrays
+    return then(arrays, *rest[len(split):], **(then_kwargs or {}))
 
 
 def _pick(results, array):
@@ -188,19 +205,27 @@ def _model_key(model):
     return delayed(model, name=f"rnncli-model-{model_fingerprint(model)[:16]}")
 
 
-def _run_blocks(model, X, states, plan):
-    """An object array with one {name: array} per batch chunk of ``X``."""
+def _run_blocks(model, X, states, plan, then=None, extra=(), **then_kwargs):
+    """An object array with one {name: array} per batch chunk of ``X``; with ``then``,
+    whatever ``then(results, *blocks of extra, **then_kwargs)`` returns for each chunk
+    (``extra``: arrays chunked as ``X`` on the batch)."""
     import dask.array as da
 
     split, whole = states
-    args = [_model_key(model), None, X, "b" + _AXES[:X.ndim - 1]]
+    if isinstance(X, FileChunks):  # read by the task that runs the model on them
+        args = [_model_key(model), None, X.blocks, "b"]
+    else:
+        args = [_model_key(model), None, X, "b" + _AXES[:X.ndim - 1]]
     for s in split.values():
         s = _as_dask(np.asarray(s) if not isinstance(s, da.Array) else s)
         args += [s.rechunk({0: X.chunks[0], 1: -1}), "bw"]
+    for e in extra:
+        args += [e, "b"]
+    kwargs = {} if then is None else {"then": then, "then_kwargs": then_kwargs}
     return da.blockwise(_run_chunk, "b", *args, dtype=object, concatenate=True,
                         meta=np.empty((0,), object), split=tuple(split), whole=whole,
                         trace=plan.trace, what=plan.what, layers=plan.layers,
-                        token="rnncli-run")
+                        token="rnncli-run", **kwargs)
 
 
 def run(model, X, *, what=None, layers=None, initial_state=None) -> dict:

@@ -20,7 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import zarrstore
-from .dask import _as_dask, _cores, _plan, _run_blocks, _spread_states, model_fingerprint
+from .dask import (
+    FileChunks,
+    _as_dask,
+    _cores,
+    _plan,
+    _run_blocks,
+    _spread_states,
+    model_fingerprint,
+)
 from .errors import InputDataError, RnncliError
 from .export import batch_size_for
 
@@ -86,9 +94,26 @@ def _input_array(reader, model, chunk_for):
         return _as_dask(reader, chunk), chunk
     if len(shape) != len(reader.shape):  # a lazily read (T, D) file: read it whole
         reader = np.asarray(reader[:])[None]
-    X = da.from_array(reader, chunks=(chunk, *shape[1:]), asarray=True, lock=False,
-                      fancy=False, name=f"rnncli-input-{uuid.uuid4().hex[:12]}")
-    return _as_dask(X, chunk), chunk
+    if isinstance(reader, np.ndarray):
+        X = da.from_array(reader, chunks=(chunk, *shape[1:]), asarray=True, lock=False,
+                          fancy=False)
+        return _as_dask(X, chunk), chunk
+    # A file is read by the task that computes on it: one object (the chunk's rows) per
+    # chunk, on the batch index only, so that Dask fuses reading, the model run and the
+    # write into one task per chunk (no chunk ever moves between workers).
+    from dask import delayed
+
+    rows = tuple(min(chunk, shape[0] - i) for i in range(0, shape[0], chunk))
+    blocks = da.map_blocks(_read_rows, dtype=object, chunks=(rows,),
+                           meta=np.empty((0,), object),
+                           reader=delayed(reader, name=f"rnncli-input-{uuid.uuid4().hex[:12]}"),
+                           name=f"rnncli-read-{uuid.uuid4().hex[:12]}")
+    return FileChunks(blocks, shape, np.dtype(reader.dtype)), chunk
+
+
+def _read_rows(reader=None, block_info=None):
+    start, stop = block_info[None]["array-location"][0]
+    return np.asarray(reader[start:stop])
 
 
 # ------------------------------------------------------------------ tasks
@@ -158,19 +183,24 @@ def export_zarr(model, source, path, *, what=None, layers=None, key=None, initia
 
 
 def _tasks(model, X, states, plan, path, chunk, todo):
-    """One Delayed per chunk to write (of those in ``todo``)."""
+    """One Delayed per chunk to write (of those in ``todo``): each runs the model on its
+    chunk and writes the results in the same task."""
     import dask.array as da
 
-    blocks = _run_blocks(model, X, states, plan)
     starts = da.arange(X.shape[0], chunks=(X.chunks[0],))
     paths = zarrstore.zarr_paths(plan.names)
     paths = {k: paths[k] for k in plan.per_sample}
-    writes = da.blockwise(_write_block, "b", blocks, "b", starts, "b",
-                          path=os.path.abspath(path), paths=paths, batch_chunk=chunk,
-                          adjust_chunks={"b": 1}, dtype=np.int64,
-                          meta=np.empty((0,), np.int64),
-                          name=f"rnncli-write-{uuid.uuid4().hex}")
+    writes = _run_blocks(model, X, states, plan, then=_write_block, extra=(starts,),
+                         path=os.path.abspath(path), paths=paths, batch_chunk=chunk)
+    # a unique name: these tasks write, so a later export must never reuse their results
+    writes = writes.map_blocks(_count, dtype=np.int64, chunks=((1,) * writes.numblocks[0],),
+                               meta=np.empty((0,), np.int64),
+                               name=f"rnncli-write-{uuid.uuid4().hex}")
     return list(writes.to_delayed().ravel()[todo])
+
+
+def _count(written):
+    return written
 
 
 # ------------------------------------------------------------------ running
