@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -96,20 +97,50 @@ def make_input(folder, n, T, D):
     return src
 
 
+def child(config, src, target, chunk):
+    """Run one local export in a fresh process; (seconds, peak RSS, CPU seconds) of it."""
+    out = subprocess.run([sys.executable, __file__, "--child", config, src, target,
+                          str(chunk or 0)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_main(config, src, target, chunk):
+    import resource
+
+    import dask.array  # noqa: F401  imported before timing, as warm workers have them
+    import zarr  # noqa: F401
+
+    model = rnncli.random_model(0, 64, 32)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if config == "npz":
+        export_results(model, np.load(src, mmap_mode="r"), target + ".npz", "npz",
+                       what="hidden,state")
+    else:
+        export_zarr(model, src, target, what="hidden,state", batch_chunk=int(chunk) or None,
+                    progress=False)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
 def once(run, pids, folder):
     """(seconds, {pid: peak RSS}, bytes on disk, CPU seconds) of one run writing to a fresh
     target."""
     target = os.path.join(folder, "out.zarr")
-    with PeakRSS(pids) as mem:
-        t0 = time.perf_counter()
-        run(target)
-        seconds = time.perf_counter() - t0
+    if pids is None:  # a child process measured itself
+        r = run(target)
+        seconds, peak, cpu = r["seconds"], {0: r["rss"]}, r["cpu"]
+    else:
+        with PeakRSS(pids) as mem:
+            t0 = time.perf_counter()
+            run(target)
+            seconds = time.perf_counter() - t0
+        peak, cpu = mem.peak, mem.cpu
     written = target if os.path.exists(target) else target + ".npz"
     disk = du(written) if os.path.isdir(written) else os.path.getsize(written)
     shutil.rmtree(target, ignore_errors=True)
     if os.path.exists(target + ".npz"):
         os.unlink(target + ".npz")
-    return seconds, mem.peak, disk, mem.cpu
+    return seconds, peak, disk, cpu
 
 
 def summarize(label, times, peaks, disk, cpus, n, in_bytes, out_bytes, extra=None):
@@ -145,15 +176,10 @@ def throughput(args, model, folder, n, repeats):
     what = "hidden,state"
     configs, clusters = [], []
     for config in args.configs.split(","):
-        if config == "npz":  # today's single-process path, for comparison
-            # mapped anew each run: pages of a map kept alive would stay in this process's RSS
-            configs.append(("single process, .npz (today)", [os.getpid()], {}, lambda t:
-                            export_results(model, np.load(src, mmap_mode="r"), t + ".npz",
-                                           "npz", what=what)))
-        elif config == "threads":
-            configs.append(("threads of one process, .zarr", [os.getpid()], {}, lambda t:
-                            export_zarr(model, src, t, what=what, batch_chunk=args.chunk,
-                                        progress=False)))
+        if config in ("npz", "threads"):  # each run a fresh process, as the CLI is
+            label = {"npz": "single process, .npz (today)",
+                     "threads": "threads of one process, .zarr"}[config]
+            configs.append((label, None, {}, lambda t, c=config: child(c, src, t, args.chunk)))
         else:
             cluster, client, start = start_cluster(int(config))
             clusters.append((cluster, client))
@@ -221,6 +247,9 @@ def memory(args, model, folder):
 
 
 def main():
+    if sys.argv[1:2] == ["--child"]:
+        child_main(*sys.argv[2:6])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", type=int, default=20000)
