@@ -204,14 +204,16 @@ def open_zarr_input(path, key=None):
                                  f"expected no --key")
         arr, name = node, path
     else:
-        found = [p for p, a in node.arrays()] if key is None else [key]
+        held = sorted(p for p, a in node.arrays())
+        found = held if key is None else [key]
         if key is None and len(found) != 1:
             raise InputDataError(f"{path}: a Zarr group holding {len(found)} arrays "
                                  f"({', '.join(found[:6])}); choose one with --key")
         try:
             arr = node[found[0]]
         except KeyError:
-            raise InputDataError(f"{path}: has no array {found[0]!r}") from None
+            raise InputDataError(f"{path}: has no array {found[0]!r}; it holds "
+                                 f"{', '.join(held[:10]) or 'none'}") from None
         if not hasattr(arr, "shape"):
             raise InputDataError(f"{path}/{found[0]}: is a group; expected an array")
         name = f"{path}/{found[0]}"

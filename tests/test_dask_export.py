@@ -344,3 +344,27 @@ def test_workers_option_starts_and_stops_a_local_cluster(tmp_path):
                              batch_chunk=64, progress=False)
     assert summary["written"] == 4
     assert_same(out, reference(model, x, tmp_path, 64))
+
+
+def test_a_zarr_group_member_a_single_sequence_and_csv_token_ids(tmp_path):
+    model = rnncli.load_model(sample("seed001_dense_head.keras"))
+    x = np.random.default_rng(1).standard_normal((30, 10, 3)).astype(np.float32)
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    create = getattr(group, "create_array", None) or group.create_dataset  # Zarr 3, Zarr 2
+    create("seqs", shape=x.shape, dtype=x.dtype)[...] = x
+    create("other", shape=(2,), dtype="i4")
+    with pytest.raises(InputDataError, match="holding 2 arrays .* choose one with --key"):
+        rd.export_zarr(model, str(tmp_path / "in.zarr"), str(tmp_path / "a.zarr"))
+    with pytest.raises(InputDataError, match="no array 'nope'; it holds other, seqs"):
+        rd.export_zarr(model, str(tmp_path / "in.zarr"), str(tmp_path / "a.zarr"), key="nope")
+    rd.export_zarr(model, str(tmp_path / "in.zarr"), str(tmp_path / "a.zarr"), key="seqs",
+                   batch_chunk=8, progress=False)
+    assert_same(str(tmp_path / "a.zarr"), reference(model, x, tmp_path, 8))
+    np.save(tmp_path / "one.npy", x[3])  # (T, D): one sequence
+    rd.export_zarr(model, str(tmp_path / "one.npy"), str(tmp_path / "b.zarr"), progress=False)
+    assert_same(str(tmp_path / "b.zarr"), reference(model, x[3:4], tmp_path, 1))
+    classifier = rnncli.load_model(sample("masked_classifier.keras"))
+    rd.export_zarr(classifier, sample("masked_classifier_input.csv"), str(tmp_path / "c.zarr"),
+                   progress=False)
+    got = rd.read_zarr(str(tmp_path / "c.zarr"))
+    assert got["mask/simple_rnn"].shape == (4, 12) and not got["mask/simple_rnn"][...].all()
