@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import rnncli  # noqa: E402
 from rnncli.dask import export_zarr  # noqa: E402
-from rnncli.dask_export import local_cluster  # noqa: E402
-from rnncli.export import export_results  # noqa: E402
+from rnncli.io.export import export_results  # noqa: E402
+from rnncli.io.zarr_export import local_cluster  # noqa: E402
 
 MB = 1e6
 

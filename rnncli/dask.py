@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputDataError, RnncliError
-from .export import STATIC_KINDS, _select, needs_trace
+from .io.export import STATIC_KINDS, _select, needs_trace
 
 __all__ = ["run", "export_zarr", "read_zarr", "model_fingerprint"]
 
@@ -51,7 +51,7 @@ _pinned = [0, None]  # how many chunks run now, the counts before the first
 def one_blas_thread():
     """OpenBLAS single-threaded inside, so rnncli neither splits a chunk across threads nor
     lets BLAS do it (nesting and overlapping safely; the counts are restored after)."""
-    from . import blas
+    from .core import blas
 
     found = blas.api()
     if not found:
@@ -279,14 +279,14 @@ def model_fingerprint(model) -> str:
 
 def export_zarr(model, source, path, **options) -> dict:
     """Run ``model`` on ``source`` and write every array to the Zarr store ``path``,
-    chunk by chunk and resumably: see :func:`rnncli.dask_export.export_zarr`."""
-    from .dask_export import export_zarr as export
+    chunk by chunk and resumably: see :func:`rnncli.io.zarr_export.export_zarr`."""
+    from .io.zarr_export import export_zarr as export
 
     return export(model, source, path, **options)
 
 
 def read_zarr(path) -> dict:
     """The arrays of a Zarr export by schema name, as Zarr arrays."""
-    from .zarrstore import read_zarr as read
+    from .io.zarrstore import read_zarr as read
 
     return read(path)

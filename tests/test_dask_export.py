@@ -24,10 +24,10 @@ from distributed import Client  # noqa: E402
 
 import rnncli  # noqa: E402
 import rnncli.dask as rd  # noqa: E402
-from rnncli.dask_export import local_cluster  # noqa: E402
 from rnncli.errors import InputDataError, OutputError, RnncliError  # noqa: E402
-from rnncli.export import export_results  # noqa: E402
-from rnncli.zarrstore import DONE, status  # noqa: E402
+from rnncli.io.export import export_results  # noqa: E402
+from rnncli.io.zarr_export import local_cluster  # noqa: E402
+from rnncli.io.zarrstore import DONE, status  # noqa: E402
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(HERE)
@@ -114,7 +114,7 @@ def test_workers_run_one_thread_with_one_blas_thread_and_this_rnncli(client):
 
     def probe():
         import rnncli
-        from rnncli import blas
+        from rnncli.core import blas
 
         return os.environ["OPENBLAS_NUM_THREADS"], blas.threads(), rnncli.__file__
 

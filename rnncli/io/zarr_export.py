@@ -1,7 +1,7 @@
 """``rnncli export ... -o NAME.zarr``: the chunks of :func:`rnncli.dask.run` written to Zarr.
 
 Each task reads one batch chunk of the input, runs the model on it, writes that chunk of
-every array and then its done-mark (rnncli/zarrstore.py): a chunk is whole or absent, a
+every array and then its done-mark (rnncli/io/zarrstore.py): a chunk is whole or absent, a
 task retried after its worker died writes the same bytes to the same place, and
 ``resume`` computes only the chunks without a mark. The tasks run on the threads of this
 process (no scheduler given), on a ``LocalCluster`` started here (``workers``), or on an
@@ -19,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import zarrstore
-from .dask import (
+from ..dask import (
     FileChunks,
     _as_dask,
     _cores,
@@ -29,8 +28,8 @@ from .dask import (
     _spread_states,
     model_fingerprint,
 )
-from .errors import InputDataError, RnncliError
-from .export import batch_size_for
+from ..errors import InputDataError, RnncliError
+from . import zarrstore
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -54,7 +53,7 @@ def open_source(source, key=None, model=None):
         raise InputDataError(f"{path}: is a directory that holds no Zarr array; expected a "
                              f".npy or .npz file or a Zarr array") from None
     except OSError as e:
-        from .errors import file_error
+        from ..errors import file_error
 
         raise file_error(path, e, InputDataError) from None
     if magic == b"\x93NUMPY":
@@ -63,7 +62,7 @@ def open_source(source, key=None, model=None):
         reader = lazyinput.open_npz_member(path, key)
         return reader, reader.name
     # CSV/TSV text: small by nature, read whole as the other commands do
-    from .inputs import as_model_input, read_input
+    from ..inputs import as_model_input, read_input
 
     data = read_input(path, key)
     return (as_model_input(data, model) if model is not None else data.array), path
@@ -154,7 +153,7 @@ def export_zarr(model, source, path, *, what=None, layers=None, key=None, initia
             if int(batch_chunk) < 1:
                 raise RnncliError(f"batch_chunk {batch_chunk}: expected at least 1")
             return int(min(int(batch_chunk), shape[0]))
-        return batch_size_for(model, _stand_in(shape, dtype), trace_hint)
+        return model.batch_size_for(_stand_in(shape, dtype), trace_hint)
 
     X, chunk = _input_array(reader, model, chunk_for)
     n = X.shape[0]

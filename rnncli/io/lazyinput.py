@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import InputDataError, file_error
+from ..errors import InputDataError, file_error
 
 ZIP_LOCAL_HEADER = 30  # bytes before the member's name in a zip local file header
 

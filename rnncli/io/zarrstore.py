@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import OutputError
+from ..errors import OutputError
 from .lazyinput import is_zarr
 
 DONE = "_rnncli_done"
