@@ -23,8 +23,9 @@ import numpy as np
 from ..errors import OutputError, RnncliError
 from .atomic import atomic_path, open_output
 
-RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis")
-EXTENSIONS = {".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv", ".json": "json",
+RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis", "zarr")
+EXTENSIONS = {".zarr": "zarr", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv",
+              ".json": "json",
               ".npy": "npy"}
 STATIC_KINDS = ("bias", "recurrent_bias")  # arrays that do not grow with the batch
 RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace

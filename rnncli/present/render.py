@@ -19,12 +19,26 @@ EDGE_ROWS = 8  # rows shown at each end of a long table
 MAX_UNITS = 12  # unit columns before the middle ones are elided
 
 
-def make_console(file=None, stderr=False) -> Console:
-    console = Console(file=file, stderr=stderr, highlight=False, soft_wrap=False)
-    if not console.is_terminal:
-        console = Console(file=file, stderr=stderr, highlight=False, width=400, no_color=True,
-                          color_system=None)
-    return console
+def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
+    """A console for tables: colour on a terminal (``color="auto"``), or ``always``
+    (FORCE_COLOR) or ``never`` (NO_COLOR); as wide as the terminal, else ``width``, else
+    $COLUMNS, else 120."""
+    import os
+
+    if color == "auto" and os.environ.get("NO_COLOR"):
+        color = "never"
+    elif color == "auto" and os.environ.get("FORCE_COLOR"):
+        color = "always"
+    probe = Console(file=file, stderr=stderr)
+    terminal = probe.is_terminal
+    if width is None and not terminal:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) >= 40 else 120
+    colored = color == "always" or (color == "auto" and terminal)
+    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, width=width,
+                   force_terminal=True if color == "always" else None,
+                   no_color=not colored, color_system="truecolor" if color == "always" else
+                   ("auto" if colored else None))
 
 
 def _edges(n, show_all):
@@ -146,6 +160,20 @@ def states_table(view, layer, precision=None, show_all=False, colour=True, width
                         width=width, caption=caption,
                         masked=None if view.mask is None else ~view.mask[0],
                         inputs=None if inputs is None else inputs[view.t])
+
+
+def states_tables(views, model, precision=None, show_all=False, width=100, inputs=None):
+    """A states table per layer and sample; ``inputs`` (B, T, D) as shown, or None."""
+    from .select import one_sample
+
+    out = []
+    for v in views:
+        layer = model.get_layer(v.layer)
+        for i in range(len(v.samples)):
+            out.append(states_table(one_sample(v, i), layer, precision, show_all,
+                                    width=width,
+                                    inputs=None if inputs is None else np.asarray(inputs[i])))
+    return out
 
 
 def output_tables(outputs, samples, shown, precision=None, show_all=False, colour=True,
