@@ -155,6 +155,9 @@ class Cell:
             weights = [w * w.dtype.type(1.2) for w in weights]
         return cfg, weights
 
+    def section_titles(self, section) -> dict:
+        return self.titles()
+
     def equation(self, section="") -> str:
         """What a trace table's section computes, for its heading."""
         return f"z = x·W + h·U + b,  h = {self.activation}(z)"

@@ -19,6 +19,15 @@ EDGE_ROWS = 8  # rows shown at each end of a long table
 MAX_UNITS = 12  # unit columns before the middle ones are elided
 
 
+ROUNDED = "rounded to 4 decimals (--precision N or -f csv: every digit)"
+
+
+def _notes(notes):
+    """A table's notes, under it as text that wraps at the console's width (a caption
+    wraps at the table's, leaving a word a line)."""
+    return [Text("; ".join(notes), style="dim")] if notes else []
+
+
 def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
     """A console for tables: colour on a terminal (``color="auto"``), or ``always``
     (FORCE_COLOR) or ``never`` (NO_COLOR); as wide as the terminal, else ``width``, else
@@ -118,7 +127,7 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
         if in_text is not None and len(in_text) else 8
     p, text, cols = fit(values, precision, width, show_all, extra=extra)
     scale = _scale(values) if scale is None else scale
-    table = Table(header_style="bold", caption_justify="left")
+    table = Table(header_style="bold")
     table.add_column("t", justify="right", style="dim")
     for c in in_cols:
         table.add_column("…" if c is None else f"x{c}", justify="right", style="dim")
@@ -137,12 +146,10 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
     if masked is not None and masked.any():
         notes.append("* masked step: the state is carried over")
     if p is not None and precision is None:
-        notes.append("rounded to 4 decimals to fit; --precision N or -f csv for all digits")
+        notes.append(ROUNDED)
     if None in cols:
         notes.append(f"{len(cols) - 1} of {len(col_labels)} units shown; -u/--unit picks them")
-    if notes:
-        table.caption = "; ".join(notes)
-    return Group(Text(heading, style="bold"), table)
+    return Group(Text(heading, style="bold"), table, *_notes(notes))
 
 
 def states_table(view, layer, precision=None, show_all=False, colour=True, width=100,
@@ -240,16 +247,17 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
         term_cols = _unit_cols(nterms, False, shown) if shown >= 2 else []
     else:
         term_cols = list(range(nterms))
-    table = Table(header_style="bold", caption_justify="left")
+    table = Table(header_style="bold")
     table.add_column("t", justify="right", style="dim")
     table.add_column("unit", justify="right", style="dim")
     for k in columns:
-        table.add_column(view.title(k), justify="right")
+        table.add_column(view.title(k), justify="right", min_width=len(view.title(k)))
     for c in term_cols:
         table.add_column("…" if c is None else f"x{c}·W{c}j", justify="right", style="dim")
-    table.add_column("largest", style="dim")
-    table.add_column("note")
     dominant = view.dominant()
+    if dominant is not None:
+        table.add_column("largest", style="dim")
+    table.add_column("note")
     dom = np.array(list(PART_TITLES.values()))[dominant[b]] if dominant is not None else None
     flags = view.flags()[b]
     hscale = _scale(view.arrays[view.value][b], view.activation)
@@ -270,19 +278,18 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
                                  colour and k in ("z", view.value)))
             row += ["…" if c is None else terms[r, c, u] for c in term_cols]
             flag = flags[r, u]
-            row += ["" if dom is None else dom[r, u], Text(flag, style="yellow" if flag else "")]
+            row += ([] if dom is None else [dom[r, u]]) + [Text(flag, style="yellow" if flag
+                                                               else "")]
             table.add_row(*row, end_section=(n == len(units) - 1))
     notes = []
     if len(view.t) < view.total_steps:
         notes.append(f"steps {len(view.t)} of {view.total_steps}")
     if p is not None and precision is None:
-        notes.append("rounded to 4 decimals to fit; --precision N or -f csv for all digits")
+        notes.append(ROUNDED)
     if terms is not None and len([c for c in term_cols if c is not None]) < nterms:
         notes.append(f"{len([c for c in term_cols if c is not None])} of {nterms} feature terms "
                      f"shown (x_i·W_ij); --all or -f csv --terms for every one")
-    if notes:
-        table.caption = "; ".join(notes)
-    return Group(heading, table)
+    return Group(heading, table, *_notes(notes))
 
 
 def summary_tables(info) -> list:
