@@ -57,12 +57,12 @@ ONE = 1e-3  # radius and norm this close to 1 are 1: float32 rounding must not d
 
 def recurrence_reading(rho, sigma):
     if abs(sigma - 1) <= ONE and abs(rho - 1) <= ONE:
-        return "norm-preserving (orthogonal): h·U rotates the state without shrinking it"
+        return "norm-preserving (orthogonal): rotates, never shrinks"
     if sigma < 1:
-        return "contracting: h·U can only shrink the state (memory fades)"
+        return "contracting: only shrinks (memory fades)"
     if rho < 1 - ONE:
-        return "can amplify some states transiently, but repeated steps fade (radius < 1)"
-    return "can amplify: repeated steps may grow until the activation saturates"
+        return "may amplify a few steps, then fades"
+    return "can amplify until the activation saturates"
 
 
 def recurrent_blocks(cell) -> dict:
