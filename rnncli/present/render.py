@@ -183,6 +183,30 @@ def states_tables(views, model, precision=None, show_all=False, width=100, input
     return out
 
 
+def heatmaps(views, model, console, column=None):
+    """Units × steps heatmaps, a sample a map: states views, or one ``column`` of trace
+    views (rnncli/present/heatmap.py pools steps to the console's width)."""
+    from ..errors import UsageError
+    from .heatmap import color_system_of, heatmap_renderable
+
+    out = []
+    for v in views:
+        values = v.values if column is None else v.arrays.get(column)
+        if values is None:
+            raise UsageError(f"--heatmap {column}: the {v.section or 'trace'} section of layer "
+                             f"{v.layer!r} has columns {', '.join(v.columns)}")
+        what = "h" if column is None else v.title(column)
+        where = " ".join(p for p in (v.layer, getattr(v, "direction", ""),
+                                     getattr(v, "section", "")) if p)
+        for i, b in enumerate(v.samples):
+            masked = None if v.mask is None else ~np.asarray(v.mask[i], bool)
+            out.append(heatmap_renderable(
+                np.asarray(values[i]).T, row_labels=[f"{what}{u}" for u in v.units],
+                title=f"{where}  sample {b}: {what} (units × steps)", width=console.width,
+                color_system=color_system_of(console), masked_steps=masked))
+    return out
+
+
 def output_tables(outputs, samples, shown, precision=None, show_all=False, colour=True,
                   width=100):
     """What model.predict returns, per sample: ``outputs`` hold the shown samples, in
