@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, note
-from .options import (get_model, input_options, load_inputs, model_input, model_options,
-                      run_model)
+from .options import get_model, input_options, load_inputs, model_input, model_options, run_model
 
 
 @cli.command(short_help="Write one offline HTML page: states, gates and weights as pictures.")

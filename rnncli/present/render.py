@@ -212,7 +212,7 @@ def output_tables(outputs, samples, shown, precision=None, show_all=False, colou
     """What model.predict returns, per sample: ``outputs`` hold the shown samples, in
     order, numbered ``samples``. Outputs equal to a hidden sequence already shown
     (``shown``: name -> array) are named, not repeated; sequences get a table."""
-    out = []
+    out, rounded = [], False
     rows = Table(header_style="bold")
     for c in ("output", "sample", "values"):
         rows.add_column(c, justify="right" if c == "sample" else "left",
@@ -233,14 +233,25 @@ def output_tables(outputs, samples, shown, precision=None, show_all=False, colou
                                         precision=precision, show_all=show_all, colour=colour,
                                         width=width))
             else:
-                flat = v.ravel()
-                text = " ".join(fmt(flat, precision)) if flat.size <= 32 else \
-                    " ".join(fmt(flat[:16], precision)) + " … " + " ".join(fmt(flat[-16:],
-                                                                              precision))
+                text = _vector(v.ravel(), precision, width - 30)
+                rounded = rounded or (precision is None and text != _vector(v.ravel(), None,
+                                                                             10**6))
                 rows.add_row(name, str(b), f"[{text}]")
     if rows.row_count:
-        out.append(Group(Text("model output (what model.predict returns)", style="bold"), rows))
+        out.append(Group(Text("model output (what model.predict returns)", style="bold"), rows,
+                         *_notes([ROUNDED] if rounded else [])))
     return out
+
+
+def _vector(flat, precision, room):
+    """A vector's values on as few lines as they need: all digits if they fit ``room``
+    characters a line over up to 2 lines, else 4 decimals; the middle of a long one elided."""
+    for p in ([precision] if precision is not None else [None, 4]):
+        text = " ".join(fmt(flat, p)) if flat.size <= 32 else \
+            " ".join(fmt(flat[:16], p)) + " … " + " ".join(fmt(flat[-16:], p))
+        if len(text) <= 2 * room:
+            break
+    return text
 
 
 def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colour=True,
