@@ -351,6 +351,13 @@ class Model:
 
     # -------------------------------------------------------------- summary
 
+    def summary(self) -> dict:
+        """What ``rnncli summary`` shows, as data: layers (shapes, parameters, settings),
+        weight statistics, recurrent-kernel spectra, warnings."""
+        from ..present.summary import describe
+
+        return describe(self)
+
     def count_params(self) -> int:
         return sum(la.count_params() for la in self.layers)
 

@@ -28,6 +28,21 @@ def _notes(notes):
     return [Text("; ".join(notes), style="dim")] if notes else []
 
 
+class _Console(Console):
+    """A closed pipe (``| head``) ends the program quietly, with exit 0 (rich exits 1)."""
+
+    def on_broken_pipe(self):
+        self.quiet = True
+        try:
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(0)
+
+
 def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
     """A console for tables: colour on a terminal (``color="auto"``), or ``always``
     (FORCE_COLOR) or ``never`` (NO_COLOR); as wide as the terminal, else ``width``, else
@@ -44,7 +59,7 @@ def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) >= 40 else 120
     colored = color == "always" or (color == "auto" and terminal)
-    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, width=width,
+    return _Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, width=width,
                    force_terminal=True if color == "always" else None,
                    no_color=not colored, color_system="truecolor" if color == "always" else
                    ("auto" if colored else None))
@@ -105,7 +120,10 @@ def _cell(text, v, scale, colour):
 def layer_title(layer) -> str:
     act = getattr(layer, "activation", None) or getattr(getattr(layer, "forward_layer", None),
                                                         "activation", "")
-    bits = [layer.class_name, act, f"{layer.units} units"]
+    kind = layer.class_name
+    if kind == "Bidirectional":
+        kind = f"Bidirectional({layer.forward_layer.class_name})"
+    bits = [kind, act, f"{layer.units} units"]
     if getattr(layer, "go_backwards", False):
         bits.append("go_backwards")
     if layer.class_name == "Bidirectional":
@@ -156,17 +174,27 @@ def states_table(view, layer, precision=None, show_all=False, colour=True, width
                  inputs=None):
     """One sample's hidden states: a row per step, a column per unit; ``inputs`` (T, D), the
     model's input for that sample in input time, adds its features in front."""
-    caption = None
-    if len(view.t) < view.total_steps or len(view.units) < view.total_units:
-        caption = (f"steps {len(view.t)} of {view.total_steps}, "
-                   f"units {len(view.units)} of {view.total_units}")
+    picked = []
+    if len(view.t) < view.total_steps:
+        picked.append(f"steps {len(view.t)} of {view.total_steps}")
+    if len(view.units) < view.total_units:
+        picked.append(f"units {len(view.units)} of {view.total_units} picked")
     return matrix_table(f"{layer_title(layer)}  sample {view.samples[0]}", view.t,
-                        [f"h{u}" for u in view.units], view.values[0], precision=precision,
+                        unit_labels(layer, view.units), view.values[0], precision=precision,
                         show_all=show_all, colour=colour,
                         scale=_scale(view.values, getattr(layer, "activation", None)),
-                        width=width, caption=caption,
+                        width=width, caption=", ".join(picked) or None,
                         masked=None if view.mask is None else ~view.mask[0],
                         inputs=None if inputs is None else inputs[view.t])
+
+
+def unit_labels(layer, units) -> list:
+    """Column names of a layer's states: h0, h1 ...; a Bidirectional layer's concatenated
+    units are named by direction (f0 ... forward, b0 ... backward)."""
+    if getattr(layer, "merge_mode", "") == "concat":
+        H = layer.forward_layer.units
+        return [f"f{u}" if u < H else f"b{u - H}" for u in units]
+    return [f"h{u}" for u in units]
 
 
 def states_tables(views, model, precision=None, show_all=False, width=100, inputs=None):
@@ -271,7 +299,9 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     for p in choices:  # all digits if they fit (with a few feature terms), else 4 decimals
         text = {k: fmt(view.arrays[k][b], p) for k in columns}
         cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in columns) + 3
-        core = 4 + 7 + len(columns) * cell + 10 + 12 + 1  # t, unit, terms, largest, note
+        core = 5 + 7 + sum(max(cell, len(view.title(k)) + 3) for k in columns) + 14 + 1
+        largest = view.dominant() is not None and core + 10 <= width
+        core += 10 if largest else 0
         terms = None if view.terms is None else fmt(view.terms[b], p)
         tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
         fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
@@ -286,13 +316,15 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     table.add_column("t", justify="right", style="dim")
     table.add_column("unit", justify="right", style="dim")
     for k in columns:
-        table.add_column(view.title(k), justify="right", min_width=len(view.title(k)))
+        table.add_column(view.title(k), justify="right", no_wrap=True,
+                         min_width=max(len(view.title(k)), cell - 3))
     for c in term_cols:
         table.add_column("…" if c is None else f"x{c}·W{c}j", justify="right", style="dim")
-    dominant = view.dominant()
+    dominant = view.dominant() if largest else None
     if dominant is not None:
-        table.add_column("largest", style="dim")
-    table.add_column("note")
+        table.add_column("largest", style="dim", no_wrap=True)
+    table.add_column("note", no_wrap=True, min_width=max(
+        (len(f) for f in view.flags()[b].ravel()), default=4))
     dom = np.array(list(PART_TITLES.values()))[dominant[b]] if dominant is not None else None
     flags = view.flags()[b]
     hscale = _scale(view.arrays[view.value][b], view.activation)
@@ -319,10 +351,20 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     notes = []
     if len(view.t) < view.total_steps:
         notes.append(f"steps {len(view.t)} of {view.total_steps}")
+    if None in units:
+        notes.append(f"{len(units) - 1} of {len(view.units)} units shown (-u picks them, "
+                     f"--all shows every one)")
+    if view.mask is not None and not view.mask[b].all() and view.value == "h":
+        notes.append("at masked steps h is what Keras outputs there (the previous output, "
+                     "or 0 inside Bidirectional), not f(z)")
+    if view.dominant() is not None and dominant is None:
+        notes.append("'largest' left out to fit (--width, or -f csv)")
     if p is not None and precision is None:
         notes.append(ROUNDED)
     if terms is not None and len([c for c in term_cols if c is not None]) < nterms:
-        notes.append(f"{len([c for c in term_cols if c is not None])} of {nterms} feature terms "
+        shown = len([c for c in term_cols if c is not None])
+        notes.append("the feature terms x_i·W_ij don't fit (--width, or -f csv --terms)"
+                     if not shown else f"{shown} of {nterms} feature terms "
                      f"shown (x_i·W_ij); --all or -f csv --terms for every one")
     return Group(heading, table, *_notes(notes))
 
