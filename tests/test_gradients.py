@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA
 
 import rnncli
-from rnncli.core import activations, backprop, bptt, cells, losses
+from rnncli.core import activations, backprop, bptt, cells, diagnosis, losses
 from rnncli.core.gradients import parse_of
 from rnncli.core.layers import (
     Activation,
@@ -509,3 +509,45 @@ def test_tape_forward_is_model_run():
     x = inputs()
     tape = backprop.record(model, x)
     np.testing.assert_array_equal(tape.output(0)[0], model.run(x).output)
+
+
+# ---------------------------------------------------------------- reading them
+
+
+def test_jacobian_norm_sits_under_its_bound():
+    layer = rnn(H=5, return_sequences=True, scale=1.2)
+    model = Model.chain("m", [Masking("mask", 0.0), layer])
+    x = inputs(B=3, T=12, pad=True)
+    g = model.gradients(x, of="output")
+    d = model.run(x).layers["rnn"].directions[""]
+    bound = diagnosis.jacobian_bound(layer.cell, 12, d.trace.mask)
+    assert bound.shape == (3, 12)
+    assert np.all(g["jacobian_norm/rnn"] <= bound * (1 + 1e-9))
+    assert diagnosis.contraction(layer.cell) == pytest.approx(
+        np.linalg.norm(layer.recurrent_kernel, 2))  # tanh: gamma = 1
+    np.testing.assert_allclose(diagnosis.jacobian_bound(layer.cell, 3), [
+        diagnosis.contraction(layer.cell) ** 2, diagnosis.contraction(layer.cell), 1])
+
+
+def test_readings():
+    case = next(c for c in MANIFEST["cases"] if c["name"] == "long_rnn_vanishing")
+    model = rnncli.load_model(os.path.join(REF, case["model"]))
+    g = model.gradients(np.load(os.path.join(REF, case["input"])),
+                        np.load(os.path.join(REF, case["target"])))
+    norms = np.linalg.norm(g["grad_hidden/long_rnn"][0], axis=-1)
+    r = diagnosis.read(norms)
+    first_low = max(t for t in range(30) if norms[t] < 1e-3 * norms[-1])
+    assert r.kind == "vanishing" and r.steps == 29 - first_low
+    assert str(r.steps) in r.text
+    assert diagnosis.read([5.0, 2.0, 1.0]).kind == "healthy"
+    assert diagnosis.read([1e4, 10.0, 1.0]) == diagnosis.Reading(
+        "exploding", 2, 1e4, "exploding: above 1000x its last-step size 2 steps back")
+    assert diagnosis.read([1.0, 0.0]).kind == "none"
+
+
+def test_weight_summary_and_clipping():
+    grads = {"grad/a/kernel": np.array([[3.0, -4.0]]), "grad/a/bias": np.array([0.5])}
+    rows = diagnosis.weight_summary(grads, clip=1.0)
+    assert rows[0] == {"name": "grad/a/kernel", "norm": 5.0, "largest": -4.0, "clip_scale": 0.2}
+    assert rows[1]["clip_scale"] == 1.0
+    assert diagnosis.global_clip_scale(grads, 1.0) == pytest.approx(1 / np.sqrt(25.25))
