@@ -551,3 +551,30 @@ def test_weight_summary_and_clipping():
     assert rows[0] == {"name": "grad/a/kernel", "norm": 5.0, "largest": -4.0, "clip_scale": 0.2}
     assert rows[1]["clip_scale"] == 1.0
     assert diagnosis.global_clip_scale(grads, 1.0) == pytest.approx(1 / np.sqrt(25.25))
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid", "linear"])
+def test_compiled_backward_matches_numpy(act):
+    pytest.importorskip("numba")
+    model = Model.chain("m", [rnn(H=4, act=act, scale=0.5, return_sequences=True), dense(D=4)])
+    x = inputs(B=2, T=600)
+    y = targets_like(model, x)
+    a = model.gradients(x, y, engine="numpy", jacobian=False)
+    b = model.gradients(x, y, engine="numba", jacobian=False)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_rows_in_threads_give_the_same_gradients(monkeypatch):
+    from rnncli.core import engine
+
+    model = Model.chain("m", [Masking("mask", 0.0), bidi("mul", H=4), dense(D=4)])
+    x = inputs(B=96, T=7, pad=True)
+    y = targets_like(model, x)
+    one = model.gradients(x, y)
+    monkeypatch.setattr(engine, "SPLIT_MIN_VALUES", 1)  # split from the smallest batch
+    if engine.split_parts(96, 4) == 1:
+        pytest.skip("one core: rows never run in threads here")
+    split = model.gradients(x, y)
+    for k in one:
+        np.testing.assert_allclose(split[k], one[k], rtol=1e-12, atol=1e-14, err_msg=k)

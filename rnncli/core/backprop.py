@@ -41,6 +41,7 @@ class Tape:
     x: np.ndarray  # the input as the model consumed it
     calls: dict  # (layer name, node index) -> Call, in the order they ran
     outputs: list  # the model's outputs: ((layer name, node index), tensor index)
+    engine: object = None  # the loop that ran (rnncli.core.engine.Engine): the backward runs its own
 
     def output(self, i):
         """(value, mask) of model output ``i``."""
@@ -107,7 +108,7 @@ def record(model, x, initial_state=None, engine=None) -> Tape:
                 except (UnsupportedLayerError, InputDataError):
                     pass
     tensor = resolve = evaluate = None  # noqa: F811, F841  (cut the closures' reference cycle)
-    return Tape(x, calls, outputs)
+    return Tape(x, calls, outputs, engine)
 
 
 def _call(node, args, kwargs, init, engine) -> Call:
@@ -174,7 +175,7 @@ def backpropagate(tape, seeds: dict, logit_seeds: dict | None = None,
         if layer.recurrent:
             run = bptt.bidirectional_backward if hasattr(layer, "forward_layer") \
                 else bptt.rnn_backward
-            lg = run(layer, call.result, call.initial, g_out, jacobian)
+            lg = run(layer, call.result, call.initial, g_out, jacobian, tape.engine)
             recurrent.setdefault(layer.name, lg)
             in_grads = [lg.x, *_state_grads(layer, call, lg.initial)]
             w = {(f"{d}/{k}" if d else k): v for d, dg in lg.directions.items()

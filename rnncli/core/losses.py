@@ -72,14 +72,16 @@ def compute(name, y_pred, y_true, mask=None, logits=None) -> LossValue:
     use_logits = logits is not None and name in CROSSENTROPIES
     z = np.asarray(logits, dtype).reshape(pred.shape) if use_logits else None
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        values, dvalues_dpred = _ELEMENTWISE[name](pred if z is None else z, y_true,
-                                                     z is not None, dtype)
+        values, dvalues_dpred, factor = _ELEMENTWISE[name](pred if z is None else z, y_true,
+                                                             z is not None, dtype)
     weights, total = _weights(values.shape, mask, dtype)
     weighted = values if weights is None else values * weights
-    value = np.asarray(np.sum(weighted, dtype=dtype) / dtype.type(max(total, 1)), dtype)
-    scale = (weights if weights is not None else dtype.type(1)) / dtype.type(max(total, 1))
-    grad = dvalues_dpred * np.asarray(scale, dtype)[..., None]
-    return LossValue(value, grad.reshape(y_pred.shape).astype(dtype, copy=False), use_logits)
+    n = dtype.type(max(total, 1))
+    value = np.asarray(np.sum(weighted, dtype=dtype) / n, dtype)
+    grad = dvalues_dpred.astype(dtype, copy=False)
+    grad *= (dtype.type(factor) / n) if weights is None else \
+        (weights * (dtype.type(factor) / n))[..., None]
+    return LossValue(value, grad.reshape(y_pred.shape), use_logits)
 
 
 # ---------------------------------------------------------------- the parts
@@ -144,19 +146,24 @@ def _weights(shape, mask, dtype):
     return m.astype(dtype) * scale, total
 
 
-def _mean_last(per_value, grad, dtype):
-    C = dtype.type(per_value.shape[-1])
-    return np.mean(per_value, axis=-1, dtype=dtype), grad / C
+# Each loss per element: (values over all but the last axis, d(values)/d(prediction)
+# up to a constant factor, that factor), so the gradient is scaled in one pass.
+
+
+def _mean_last(per_value, grad, dtype, factor=1.0):
+    C = per_value.shape[-1]
+    return np.mean(per_value, axis=-1, dtype=dtype), grad, factor / C
 
 
 def _mse(p, t, logits, dtype):
     d = p - t
-    return _mean_last(np.square(t - p), 2 * d, dtype)
+    C = d.shape[-1]
+    return np.einsum("...i,...i->...", d, d) / dtype.type(C), d, 2.0 / C
 
 
 def _mae(p, t, logits, dtype):
     d = p - t
-    return _mean_last(np.abs(t - p), np.sign(d), dtype)
+    return _mean_last(np.abs(d), np.sign(d), dtype)
 
 
 def _clip(p, dtype):
@@ -180,14 +187,14 @@ def _cce(p, t, logits, dtype):
     if logits:  # softmax_cross_entropy_with_logits
         logp = _log_softmax(p)
         per = -np.sum(t * logp, axis=-1)
-        return per, np.exp(logp) * np.sum(t, axis=-1, keepdims=True) - t
+        return per, np.exp(logp) * np.sum(t, axis=-1, keepdims=True) - t, 1.0
     s = np.sum(p, axis=-1, keepdims=True)
     q = p / s
     qc, inside = _clip(q, dtype)
     per = -np.sum(t * np.log(qc), axis=-1)
     dq = np.where(inside, -t / qc, 0).astype(dtype, copy=False)
     grad = (dq - np.sum(dq * p, axis=-1, keepdims=True) / s) / s
-    return per, grad
+    return per, grad, 1.0
 
 
 def _scce(p, labels, logits, dtype):
@@ -195,11 +202,11 @@ def _scce(p, labels, logits, dtype):
     np.put_along_axis(onehot, labels[..., None], 1, axis=-1)
     if logits:  # sparse_softmax_cross_entropy_with_logits
         logp = _log_softmax(p)
-        return -np.sum(onehot * logp, axis=-1), np.exp(logp) - onehot
+        return -np.sum(onehot * logp, axis=-1), np.exp(logp) - onehot, 1.0
     pc, inside = _clip(p, dtype)
     logp = _log_softmax(np.log(pc))
     dl = np.exp(logp) - onehot  # d/d log(clipped p)
-    return -np.sum(onehot * logp, axis=-1), np.where(inside, dl / pc, 0).astype(dtype)
+    return -np.sum(onehot * logp, axis=-1), np.where(inside, dl / pc, 0).astype(dtype), 1.0
 
 
 def _sigmoid(z):

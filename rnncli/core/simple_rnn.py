@@ -57,16 +57,31 @@ class SimpleRNNCell(Cell):
         return fast.simple_rnn_recurrence if self.activation in fast.ACTIVATIONS else None
 
 
-    def backward(self, terms, prev):
-        return SimpleRNNBackward(self, terms, prev)
+    def backward(self, terms, states, initial):
+        return SimpleRNNBackward(self, terms, states, initial)
+
+    def weight_gradients(self, x, dxp, states, initial):
+        grads = super().weight_gradients(x, dxp, states, initial)
+        H = self.units
+        (h,), (h0,) = states, initial
+        # dL/dU = sum over steps of h_{k-1}ᵀ·dz_k, the first step from the initial state
+        grads["recurrent_kernel"] = h0.T @ dxp[0] + \
+            h[:-1].reshape(-1, H).T @ dxp[1:].reshape(-1, H)
+        return {k: grads[k] for k in self.weights()}
+
+    def compiled_backward(self):
+        """The compiled backward loop (rnncli/core/fast.py), or None."""
+        from . import fast
+
+        return fast.simple_rnn_backward if self.activation in fast.ACTIVATIONS else None
 
 
 class SimpleRNNBackward(CellBackward):
     """The steps of a SimpleRNN backwards: with g = dL/dh_k,
     ``dz = g * f'(z_k)``, ``dL/dh_{k-1} = dz·Uᵀ``, ``dL/d(x·W + b) = dz``."""
 
-    def __init__(self, cell, terms, prev):
-        super().__init__(cell, terms, prev)
+    def __init__(self, cell, terms, states, initial):
+        super().__init__(cell, terms, states, initial)
         self.slope = activations.derivative(cell.activation, terms["z"], terms["h"],
                                             cell.keras_major)  # f'(z), every step at once
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
@@ -79,13 +94,6 @@ class SimpleRNNBackward(CellBackward):
     def jacobian(self, k):
         # dh_k/dh_{k-1}[b, i, j] = f'(z_k[b, i]) · U[j, i]
         return self.slope[k][:, :, None] * self.UT[None]
-
-    def weight_grads(self, x, dxp):
-        grads = super().weight_grads(x, dxp)
-        H = self.cell.units
-        (h_prev,) = self.prev
-        grads["recurrent_kernel"] = h_prev.reshape(-1, H).T @ dxp.reshape(-1, H)
-        return {k: grads[k] for k in self.cell.weights()}
 
 
 class SimpleRNN(RNN):
