@@ -578,3 +578,18 @@ def test_rows_in_threads_give_the_same_gradients(monkeypatch):
     split = model.gradients(x, y)
     for k in one:
         np.testing.assert_allclose(split[k], one[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_check_finds_the_gradients_right_and_a_wrong_one_wrong():
+    from rnncli.core import gradients as grads_module
+
+    model = rnncli.load_model(os.path.join(REF, "seed001_mse", "model.keras"))
+    x = np.load(os.path.join(REF, "seed001_mse", "input.npy"))
+    y = np.load(os.path.join(REF, "seed001_mse", "target.npy"))
+    g = model.gradients(x, y)
+    report = grads_module.check(model, x, g, y, n=6)
+    assert len(report["entries"]) == 6
+    assert report["max_relative_error"] < 1e-3  # float32 gradients against float64 differences
+    bad = dict(g, **{k: v * 1.1 for k, v in g.items() if k.startswith("grad")})
+    assert grads_module.check(model, x, bad, y, n=6)["max_relative_error"] > 0.05
+    assert model.layers[0].kernel.dtype == np.float32  # the model itself is untouched

@@ -136,3 +136,65 @@ def _of(tape, of):
     g[tuple(sel)] = 1
     value = np.asarray(np.sum(y[tuple(sel)], dtype=y.dtype))
     return value, {tape.outputs[index]: g}, {}
+
+
+def objective(model, x, target=None, loss="mse", of=None, initial_state=None, engine=None):
+    """The value :func:`gradients` differentiates, from the forward pass alone."""
+    tape = backprop.record(model, x, initial_state, engine)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return (_of(tape, of) if of is not None else _loss(tape, target, loss))[0]
+
+
+def in_float64(model):
+    """A copy of ``model`` computing in float64 (every weight cast)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for layer in model.layers:
+        holders = [d.cell for d in layer.directions.values()] if layer.recurrent else \
+            [getattr(layer, "inner", layer)]
+        for obj in holders:
+            for attr in ("kernel", "recurrent_kernel", "bias", "embeddings"):
+                v = getattr(obj, attr, None)
+                if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                    setattr(obj, attr, v.astype(np.float64))
+    return model
+
+
+def check(model, x, grads, target=None, loss="mse", of=None, initial_state=None, n=12,
+          seed=0) -> dict:
+    """Central finite differences, in float64, of a few random entries of ``grads`` (what
+    :func:`gradients` returned): ``{"entries": [(name, index, gradient, finite
+    difference, relative error)], "max_relative_error": float}``. Costs two forward
+    passes per entry."""
+    rng = np.random.default_rng(seed)
+    m64 = in_float64(model)
+    x = model.check_input(x)
+    x64 = x.astype(np.float64) if x.dtype.kind == "f" else x
+    arrays = {}
+    if "grad_input" in grads and x64.dtype.kind == "f":
+        arrays["grad_input"] = x64
+    for layer in m64.layers:
+        for name, w in layer.weights().items():
+            arrays[f"grad/{layer.name}/{name}"] = w
+    names = list(arrays)
+    picks = [names[i % len(names)] for i in rng.permutation(max(n, len(names)))[:n]] \
+        if names else []
+    entries = []
+    for name in picks:
+        a = arrays[name]
+        flat = a.reshape(-1)
+        i = int(rng.integers(flat.size))
+        old = flat[i]
+        eps = 1e-6 * max(1.0, abs(old))
+        values = []
+        for v in (old + eps, old - eps):
+            flat[i] = v
+            values.append(float(objective(m64, x64, target, loss, of, initial_state)))
+        flat[i] = old
+        fd = (values[0] - values[1]) / (2 * eps)
+        got = float(np.asarray(grads[name]).reshape(-1)[i])
+        err = abs(got - fd) / max(abs(got), abs(fd), 1e-12)
+        entries.append((name, np.unravel_index(i, a.shape), got, fd, err))
+    return {"entries": entries,
+            "max_relative_error": max((e[-1] for e in entries), default=0.0)}
