@@ -593,3 +593,41 @@ def test_check_finds_the_gradients_right_and_a_wrong_one_wrong():
     bad = dict(g, **{k: v * 1.1 for k, v in g.items() if k.startswith("grad")})
     assert grads_module.check(model, x, bad, y, n=6)["max_relative_error"] > 0.05
     assert model.layers[0].kernel.dtype == np.float32  # the model itself is untouched
+
+
+def test_vanishing_tutorial_numbers():
+    """docs/tutorials/vanishing_gradients.md: the numbers it quotes."""
+    from conftest import ROOT, SAMPLES
+
+    doc = open(os.path.join(ROOT, "docs", "tutorials", "vanishing_gradients.md")).read()
+    model = rnncli.load_model(os.path.join(SAMPLES, "long_rnn_vanishing.keras"))
+    x = np.load(os.path.join(SAMPLES, "long_rnn_vanishing_input.npy"))
+    y = np.load(os.path.join(SAMPLES, "long_rnn_vanishing_target.npy"))
+    cell = model.get_layer("long_rnn").cell
+    U, K = cell.recurrent_kernel, cell.kernel
+
+    def run():
+        g = model.gradients(x, target=y, loss="mse")
+        norms = np.linalg.norm(g["grad_hidden/long_rnn"][0], axis=-1)
+        return g, norms, g["jacobian_norm/long_rnn"][0][[29, 20, 10, 0]]
+
+    g, norms, jac = run()
+    assert f"{float(g['loss']):.6f}" in doc
+    np.testing.assert_allclose(norms[[29, 20, 10, 0]], [0.714, 0.0107, 0.000691, 1.28e-05],
+                               rtol=5e-3)
+    np.testing.assert_allclose(jac, [1, 0.118, 0.0148, 0.000134], rtol=5e-3)
+    assert diagnosis.read(norms).text in doc
+    assert diagnosis.contraction(cell) == pytest.approx(1.67, abs=5e-3)
+    assert diagnosis.jacobian_bound(cell, 30)[0] == pytest.approx(2.9e6, rel=0.02)
+    rho = max(abs(np.linalg.eigvals(U)))
+    assert rho == pytest.approx(0.905, abs=5e-4)
+    z = model.run(x).trace("long_rnn").z
+    assert np.mean(1 - np.tanh(z) ** 2) == pytest.approx(0.73, abs=5e-3)
+    cell.recurrent_kernel = U * np.float32(1.2 / rho)
+    g, norms, jac = run()
+    np.testing.assert_allclose(norms[[29, 20, 10, 0]], [0.640, 0.0699, 0.0210, 0.00148],
+                               rtol=5e-3)
+    np.testing.assert_allclose(jac, [1, 0.836, 0.498, 0.0286], rtol=5e-3)
+    assert diagnosis.read(norms).text in doc and f"{float(g['loss']):.6f}" in doc
+    cell.recurrent_kernel, cell.kernel = U, K * np.float32(0.5)
+    assert diagnosis.read(run()[1]).text in doc
