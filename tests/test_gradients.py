@@ -631,3 +631,29 @@ def test_vanishing_tutorial_numbers():
     assert diagnosis.read(norms).text in doc and f"{float(g['loss']):.6f}" in doc
     cell.recurrent_kernel, cell.kernel = U, K * np.float32(0.5)
     assert diagnosis.read(run()[1]).text in doc
+
+
+def test_seed004_tutorial_numbers():
+    """docs/tutorials/seed004_relu.md: BPTT by hand, and model.gradients."""
+    from conftest import ROOT, SAMPLES
+
+    doc = open(os.path.join(ROOT, "docs", "tutorials", "seed004_relu.md")).read()
+    model = rnncli.load_model(os.path.join(SAMPLES, "seed004_relu.keras"))
+    x = np.load(os.path.join(SAMPLES, "seed004_input.npy"))
+    g = model.gradients(x, target=np.ones((1, 2)), loss="mse")
+    ref = os.path.join(REF, "seed004_relu_mse")
+    np.testing.assert_allclose(g["grad_input"], np.load(os.path.join(ref, "expected_grad_input.npy")),
+                               rtol=1e-6)
+    U = model.get_layer("simple_rnn").recurrent_kernel
+    h = model.run(x).hidden["simple_rnn"][0]
+    dh1 = h[1] - 1
+    dh0 = dh1 @ U.T
+    np.testing.assert_allclose(g["grad_hidden/simple_rnn"][0], [dh0, dh1], rtol=1e-6)
+
+    def shown(a):
+        return ", ".join(str(np.float32(v)) if v else "0" for v in a)  # shortest float32 form
+
+    for a in (dh1, dh0, g["grad/simple_rnn/bias"], *g["grad/simple_rnn/recurrent_kernel"],
+              *g["grad/simple_rnn/kernel"], *g["grad_input"][0]):
+        assert f"[{shown(a)}]" in doc, shown(a)
+    assert f"{float(g['loss']):.6f}" in doc
