@@ -33,6 +33,12 @@ REF = os.path.join(DATA, "gradient_reference")
 with open(os.path.join(REF, "manifest.json")) as f:
     MANIFEST = json.load(f)
 TOL = MANIFEST["tolerance"]  # atol 1e-5, rtol 1e-4
+# more cases from `python scripts/make_reference.py --gradients`, where made
+GENERATED = os.path.join(DATA, "gradient_generated")
+CASES = [(REF, c) for c in MANIFEST["cases"]]
+if os.path.exists(os.path.join(GENERATED, "manifest.json")):
+    with open(os.path.join(GENERATED, "manifest.json")) as f:
+        CASES += [(GENERATED, c) for c in json.load(f)["cases"]]
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - set(activations.VECTOR))
 EPS = 1e-6
 
@@ -45,32 +51,32 @@ def needs(case):
     return "LSTM" if "lstm" in case["name"] else None
 
 
-@pytest.mark.parametrize("case", MANIFEST["cases"], ids=[c["name"] for c in MANIFEST["cases"]])
-def test_matches_tensorflow(case):
+@pytest.mark.parametrize("base,case", CASES, ids=[c["name"] for _, c in CASES])
+def test_matches_tensorflow(base, case):
     cell = needs(case)
     if cell and cell not in cells.registry():
         pytest.skip(f"rnncli has no {cell} cell yet (rnncli.core.cells.registry())")
-    model = rnncli.load_model(os.path.join(REF, case["model"]))
-    x = np.load(os.path.join(REF, case["input"]))
-    y = np.load(os.path.join(REF, case["target"]))
+    model = rnncli.load_model(os.path.join(base, case["model"]))
+    x = np.load(os.path.join(base, case["input"]))
+    y = np.load(os.path.join(base, case["target"]))
     g = model.gradients(x, target=y, loss=case["loss"])
     exp = case["expected"]
     tol = {"atol": TOL["atol"], "rtol": TOL["rtol"]}
     np.testing.assert_allclose(g["loss"], exp["loss"], **tol)
     assert g["loss"].shape == ()
     if "grad_input" in exp:
-        np.testing.assert_allclose(g["grad_input"], np.load(os.path.join(REF, exp["grad_input"])),
+        np.testing.assert_allclose(g["grad_input"], np.load(os.path.join(base, exp["grad_input"])),
                                    **tol)
     else:
         assert "grad_input" not in g  # token ids have no gradient
-    with np.load(os.path.join(REF, exp["grad_weights"])) as w:
+    with np.load(os.path.join(base, exp["grad_weights"])) as w:
         assert {k for k in g if k.startswith("grad/")} == {f"grad/{k}" for k in w.files}
         for k in w.files:
             np.testing.assert_allclose(g[f"grad/{k}"], w[k], err_msg=k, **tol)
             assert g[f"grad/{k}"].dtype == w[k].dtype
     for kind in ("grad_hidden", "jacobian_norm"):
         for layer, rel in exp.get(kind, {}).items():
-            np.testing.assert_allclose(g[f"{kind}/{layer}"], np.load(os.path.join(REF, rel)),
+            np.testing.assert_allclose(g[f"{kind}/{layer}"], np.load(os.path.join(base, rel)),
                                        err_msg=f"{kind}/{layer}", **tol)
 
 
