@@ -162,7 +162,8 @@ def _steps(model, x, g, h0):
             bound = diagnosis.jacobian_bound(layer.cell, T, mask)
             if bound is not None:
                 bound = np.broadcast_to(bound, norms.shape)
-            readings = [diagnosis.read(n) for n in norms]
+            readings = [diagnosis.read(n, None if mask is None else mask[b])
+                        for b, n in enumerate(norms)]
             out.append((name, d, index, norms, g.get(f"jacobian_norm/{where}"), bound,
                         readings))
     return out

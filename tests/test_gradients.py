@@ -549,6 +549,9 @@ def test_readings():
     assert diagnosis.read([1e4, 10.0, 1.0]) == diagnosis.Reading(
         "exploding", 2, 1e4, "exploding: above 1000x its last-step size 2 steps back")
     assert diagnosis.read([1.0, 0.0]).kind == "none"
+    # a padded tail is not the last step: the last unmasked one is the reference
+    r = diagnosis.read([1e-4, 0.5, 1.0, 0.0, 0.0], mask=[1, 1, 1, 0, 0])
+    assert (r.kind, r.steps) == ("vanishing", 2)
 
 
 def test_weight_summary_and_clipping():

@@ -56,9 +56,13 @@ class Reading:
     text: str
 
 
-def read(norms) -> Reading:
-    """A reading of ``||dL/dh_t||`` over the steps (T,), in processing order."""
+def read(norms, mask=None) -> Reading:
+    """A reading of ``||dL/dh_t||`` over the steps (T,), in processing order. With a
+    ``mask`` (T,), only unmasked steps count: the last of them is the reference, and
+    steps back are counted in unmasked steps (a padded tail is not "the last step")."""
     norms = np.asarray(norms, np.float64)
+    if mask is not None:
+        norms = norms[np.asarray(mask, bool)]
     T = len(norms)
     last = norms[-1] if T else 0.0
     if not T or not np.isfinite(last) or last == 0:
