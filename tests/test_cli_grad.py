@@ -9,16 +9,12 @@ from click.testing import CliRunner
 from conftest import DATA
 
 import rnncli
-from rnncli.cli import RnncliGroup
-from rnncli.cli_grad import grad
+from rnncli.cli import cli
 
 CASE = os.path.join(DATA, "gradient_reference", "seed001_mse")
 MODEL, X, Y = (os.path.join(CASE, f) for f in ("model.keras", "input.npy", "target.npy"))
-GROUP = RnncliGroup(name="rnncli", commands={"grad": grad})
-
-
 def run(*args):
-    return CliRunner().invoke(GROUP, ["grad", *args])
+    return CliRunner().invoke(cli, ["grad", *args])
 
 
 def test_table_shows_loss_steps_reading_and_weights():

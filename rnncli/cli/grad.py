@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import click
 
-from .cli import (
-    TABLE_SAMPLES,
-    emit,
-    get_model,
-    input_options,
-    load_inputs,
-    model_input,
-    model_options,
-    note,
-)
+from ..present.select import TABLE_SAMPLES
+from .app import cli, note
+from .options import emit, get_model, input_options, load_inputs, model_input, model_options
 
 GRAD_FORMATS = ("table", "csv", "json", "npz", "npy")
 LOSS_NAMES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
@@ -27,7 +20,7 @@ LOSS_NAMES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
 CHECK_ENTRIES = 12
 
 
-@click.command(short_help="Gradients through time: why an RNN forgets, step by step.")
+@cli.command(short_help="Gradients through time: why an RNN forgets, step by step.")
 @model_options
 @input_options
 @click.option("--target", "target_path", metavar="PATH",
@@ -57,7 +50,7 @@ CHECK_ENTRIES = 12
 @click.option("-o", "--output", default="-", metavar="PATH",
               help="Write to PATH instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def grad(model, seed, units, input_dim, overrides, input_path, key, initial_state, strict,
+def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initial_state, strict,
          target_path, target_key, loss, of, sample, features, clip, check, what, precision,
          fmt, output, force):
     """Back-propagate through time: the loss, dL/dh_t at every step, how fast it shrinks
@@ -72,8 +65,8 @@ def grad(model, seed, units, input_dim, overrides, input_path, key, initial_stat
     """
     import numpy as np
 
-    from .core.engine import Engine
-    from .io.atomic import check_target
+    from ..core.engine import Engine
+    from ..io.atomic import check_target
 
     fmt = fmt or _format_for(output)
     check_target(output, force)
@@ -81,14 +74,14 @@ def grad(model, seed, units, input_dim, overrides, input_path, key, initial_stat
         raise click.UsageError("give --target PATH (with --loss) or --of OUTPUT[:UNIT][@STEP]")
     if fmt == "npy" and not what:
         raise click.UsageError("npy holds one array: name it with --what, e.g. grad_input")
-    data, h0 = load_inputs(input_path, key, initial_state, strict)
-    m = get_model(model, seed, units, input_dim, overrides, data)
-    x = model_input(m, data)
+    data, h0 = load_inputs(input_path, key, initial_state)
+    m = get_model(model, seed, units, input_dim, overrides, data, cell)
+    x = model_input(m, data, strict)
     target = None if target_path is None else _read_target(target_path, target_key, m, x)
     g = m.gradients(x, target, loss, of, h0, engine=Engine(one_shot=True))
     checked = None
     if check:
-        from .core.gradients import check as fd_check
+        from ..core.gradients import check as fd_check
 
         checked = fd_check(m, x, g, target, loss, of, h0, n=CHECK_ENTRIES)
     if fmt == "npy" and what not in g:
@@ -100,7 +93,7 @@ def grad(model, seed, units, input_dim, overrides, input_path, key, initial_stat
         if fmt == "npz":
             np.savez(fh, **{k: np.asarray(v) for k, v in g.items()})
         elif fmt == "npy":
-            from .io.formats import npy_bytes
+            from ..io.formats import npy_bytes
 
             fh.write(npy_bytes(g[what]))
         elif fmt == "csv":
@@ -130,7 +123,7 @@ def _format_for(output):
 def _read_target(path, key, model, x):
     """The target array; a CSV's rows are the samples when the model's output has no
     time axis (a CSV reads as one sequence)."""
-    from .inputs import read_input
+    from ..io.inputs import read_input
 
     data = read_input(path, key)
     t = data.array
@@ -146,7 +139,7 @@ def _steps(model, x, g, h0):
     sample), in processing order."""
     import numpy as np
 
-    from .core import diagnosis
+    from ..core import diagnosis
 
     result = model.run(x, initial_state=h0, trace=False, sequences=False)  # for the masks
     out = []
@@ -199,7 +192,7 @@ def _write_json(fh, g, rows, clip, checked):
 
     import numpy as np
 
-    from .core import diagnosis
+    from ..core import diagnosis
 
     doc = {"loss": float(g["loss"]),
            "arrays": {k: np.asarray(v).tolist() for k, v in g.items() if k != "loss"},
@@ -220,9 +213,9 @@ def _write_tables(fh, model, g, rows, x, loss, of, sample, features, clip, check
     import numpy as np
     from rich.table import Table
 
-    from .core import diagnosis
-    from .present.render import make_console
-    from .present.views import parse_index_list
+    from ..core import diagnosis
+    from ..present.render import make_console
+    from ..present.views import parse_index_list
 
     console = make_console(file=fh)
     B = x.shape[0]
