@@ -96,10 +96,11 @@ class Flow:
         return n
 
     def normal(self, axes) -> tuple:
-        """The axes without atoms (or axes) of size 1: how they compare."""
+        """The axes as they compare: without a one-way node's directions atom (size 1) and
+        without empty axes (from Unsqueeze)."""
         out = []
         for g in axes:
-            g = tuple(a for a in g if self.sizes.get(a) != 1)
+            g = tuple(a for a in g if not (a.startswith("D") and self.sizes.get(a) == 1))
             if g:
                 out.append(g)
         return tuple(out)

@@ -328,7 +328,7 @@ def _output(m, flow, last):
             continue
         if v.root.endswith(":Y_h") and axes[:-1] != (("B",),):
             continue
-        key = (len(v.head), v.root.endswith(":Y"), -pos)
+        key = (len(v.head), -pos)  # a head first, then the first listed
         if best is None or key > best[0]:
             best = (key, v)
     return best[1] if best else None
