@@ -253,7 +253,11 @@ class Flow:
     # ------------------------------------------------------------ embedding and head
 
     def _op_Gather(self, i, node):
-        """An embedding lookup: a constant table indexed by the graph input's ids."""
+        """An embedding lookup (a constant table indexed by the graph input's ids), or one
+        direction picked from a one-way node's states (``h_n[-1]``), perhaps from a Concat
+        of several nodes' states."""
+        if self.const(node.inputs[0]) is None:
+            return self._pick(i, node)
         table, ids = self.const(node.inputs[0]), self.tracked(node, 1)
         if table is None or ids is None or not ids.root.startswith("input:") or ids.head or \
                 ids.embed or np.ndim(table) != 2 or node.attributes.get("axis", 0) != 0:
@@ -261,6 +265,42 @@ class Flow:
         atom = f"E{i}"
         self.sizes[atom] = table.shape[1]
         return Value(ids.root, ids.axes + ((atom,),), ids.used | {i}, (), (i, table))
+
+    def _pick(self, i, node):
+        index = self.const(node.inputs[1]) if len(node.inputs) > 1 else None
+        if index is None or np.size(index) != 1 or np.asarray(index).dtype.kind not in "iu":
+            return None
+        k, axis = int(np.asarray(index).reshape(-1)[0]), node.attributes.get("axis", 0)
+        parts = [node.inputs[0]]
+        producer = next((n for n in self.model.nodes if node.inputs[0] in n.outputs), None)
+        v = self.values.get(node.inputs[0])
+        if v is None and producer is not None and producer.op_type == "Concat":
+            parts = producer.inputs
+            if producer.attributes.get("axis") != axis:
+                return None
+        values = [self.values.get(n) for n in parts]
+        if any(p is None or not p.axes for p in values):
+            return None
+        axis %= len(values[0].axes)
+        sizes = [self.size(p.axes[axis]) for p in values]
+        if None in sizes:
+            return None
+        k %= sum(sizes)
+        for p, n in zip(values, sizes):
+            if k < n:
+                group = p.axes[axis]
+                if n != 1 or len(group) != 1 or not group[0].startswith("D"):
+                    return None
+                axes = list(p.axes)
+                if np.ndim(index) == 0:
+                    del axes[axis]
+                else:
+                    axes[axis] = ()
+                used = p.used | {i} | ({self.model.nodes.index(producer)} if len(parts) > 1
+                                       else set())
+                return Value(p.root, tuple(axes), used, p.head, p.embed)
+            k -= n
+        return None
 
     def _dense(self, i, node, v, kernel, bias=None):
         if v is None or not v.axes or np.ndim(kernel) != 2 or \

@@ -111,7 +111,10 @@ class _Module:
         self.dirs = 2 if any(r for _, r in self.params) else 1
         first = self.params.get((0, False), {})
         w_hh = first.get("weight_hh")
-        shape = np.shape(w_hh) if w_hh is not None else None
+        if w_hh is None:
+            raise ModelFileError(f"{where}: {name} has no weight_hh_l0; expected the "
+                                 f"state_dict of an nn.RNN, nn.LSTM or nn.GRU")
+        shape = np.shape(w_hh)
         gates = 0
         if shape is not None and len(shape) == 2 and shape[1] and shape[0] % shape[1] == 0:
             gates, self.hidden = shape[0] // shape[1], shape[1]
