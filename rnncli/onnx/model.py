@@ -221,8 +221,9 @@ def load(path, settings: dict | None = None) -> Model:
         rank = len(v.shape) if v.shape is not None else 3
         last = v.shape[-1] if v.shape and isinstance(v.shape[-1], int) and v.shape[-1] > 0 \
             else None
-        flow.seed(v.name, f"input:{v.name}", [(f"a{k}",) for k in range(rank)],
-                  {f"a{k}": None for k in range(rank - 1)} | {f"a{rank - 1}": last})
+        atoms = [f"in:{v.name}#{k}" for k in range(rank)]
+        flow.seed(v.name, f"input:{v.name}", [(a,) for a in atoms],
+                  {a: None for a in atoms[:-1]} | {atoms[-1]: last})
     flow.run()
     notes = []
     first, embed, time_major = _first_input(flow, nodes[0], where)
@@ -286,13 +287,14 @@ def _first_input(flow, node, where):
     if ok:
         t, b, f = (axes[0][0], axes[1][0], axes[2][0]) if node.layout == 0 else \
             (axes[1][0], axes[0][0], axes[2][0])
-        ok = {t, b} == {"a0", "a1"} and (f == "a2" or (v.embed and f.startswith("E")))
+        a = f"in:{v.root[6:]}#"
+        ok = {t, b} == {a + "0", a + "1"} and (f == a + "2" or (v.embed and f.startswith("E")))
         ok = ok and flow.sizes.get(f) in (None, node.input_size)
     if not ok:
         raise ModelFileError(f"{where}: node {node.node.name or node.name!r} takes {x!r}, which "
                              f"is not the graph's input (B, T, features) or (T, B, features) "
                              f"through layout operators; rnncli can't tell what it holds")
-    return v, v.embed, t == "a0"
+    return v, v.embed, t == a + "0"
 
 
 def _check_chain(flow, prev, node, where):
