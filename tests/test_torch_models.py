@@ -402,3 +402,34 @@ def test_the_registry_writes_safetensors_by_name(tmp_path):
     assert set(read_safetensors(out)) == set(read_safetensors(case_file(case)))
     with pytest.raises(RnncliError):
         write_weights(model, out)  # exists
+
+
+# --- the tutorial ----------------------------------------------------------------------------
+
+NUMBER = r"-?\d+\.\d*(?:e-?\d+)?"
+
+
+def test_the_pytorch_tutorial_prints_what_it_says(monkeypatch):
+    """docs/tutorials/pytorch_lstm_gates.md: each ```python block, run in order from the
+    repository's root, prints the ```text block after it (numbers to their printed
+    precision)."""
+    import contextlib
+    import io
+    import re
+
+    root = os.path.dirname(HERE)
+    text = open(os.path.join(root, "docs", "tutorials", "pytorch_lstm_gates.md")).read()
+    blocks = re.findall(r"```(python|text)\n(.*?)```", text, re.S)
+    pairs = [(code, out) for (kind, code), (nxt, out) in zip(blocks, blocks[1:])
+             if kind == "python" and nxt == "text"]
+    assert len(pairs) == sum(kind == "python" for kind, _ in blocks) == 7
+    monkeypatch.chdir(root)
+    namespace = {}
+    for code, want in pairs:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(code, "pytorch_lstm_gates.md", "exec"), namespace)
+        got = buf.getvalue()
+        assert re.sub(NUMBER, "#", got) == re.sub(NUMBER, "#", want), got
+        for a, b in zip(re.findall(NUMBER, got), re.findall(NUMBER, want)):
+            assert abs(float(a) - float(b)) <= 0.011, (a, b)
