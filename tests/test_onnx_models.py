@@ -211,14 +211,14 @@ def test_layout_1_reads_as_layout_0_computes(tmp_path, op, direction):
 # --- graphs around the nodes ---------------------------------------------------------------
 
 
-def torch_export(module, x, path):
+def torch_export(module, x, path, opset=14):
     torch = pytest.importorskip("torch")
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (torch.from_numpy(x),), str(path), dynamo=False,
-                          opset_version=14, input_names=["input"], output_names=["output"],
+                          opset_version=opset, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch", 1: "time"}})
     with torch.no_grad():
         return module(torch.from_numpy(x)).numpy()
@@ -261,6 +261,19 @@ def test_graphs_torch_onnx_export_writes_compute_what_torch_computes(tmp_path, k
         (["Dense"] if last_step else ["TimeDistributed"])
     np.testing.assert_allclose(model.run(x).output, want, **TOL)
     np.testing.assert_allclose(ort_run(path, {"input": x})["output"], want, **TOL)
+
+
+@pytest.mark.parametrize("opset", [7, 9, 11, 20])
+def test_older_and_newer_opsets_torch_writes(tmp_path, opset):
+    """Below opset 9 torch folds no constants: W, R, B come through Slice, Concat and
+    Unsqueeze of the initializers, shapes through Cast, zeros from ConstantFill."""
+    net = _torch_net("LSTM", 2, True, 2, last_step=False)
+    x = x_batch_first()
+    path = tmp_path / "torch.onnx"
+    want = torch_export(net, x, path, opset)
+    model = rnncli.load_model(path)
+    assert model.notes == [] and model.source["opset"] == opset
+    np.testing.assert_allclose(model.run(x).output, want, **TOL)
 
 
 def test_what_rnncli_cannot_follow_is_skipped_and_named(tmp_path):

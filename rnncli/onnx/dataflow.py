@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .constants import fold
+
 LAYOUT_OPS = ("Identity", "Dropout", "Cast")
 ACTIVATION_OPS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softsign": "softsign",
                   "Softplus": "softplus", "Softmax": "softmax", "LogSoftmax": "log_softmax",
@@ -59,7 +61,7 @@ class Flow:
 
     def __init__(self, model):
         self.model = model
-        self.consts = {**model.constants(), **model.initializers}
+        self.consts = fold(model)  # initializers, Constants and what they make
         self.values: dict[str, Value] = {}
         self.sizes: dict[str, int | None] = {"B": None, "T": None, "T~": None}
         self.opset = model.opset or 14
@@ -370,7 +372,7 @@ class Flow:
 
     # ------------------------------------------------------------ states
 
-    def zeros(self, name, seen=None) -> frozenset | None:
+    def zeros(self, name) -> frozenset | None:
         """The nodes computing ``name`` when it is all zeros whatever the input
         (ConstantOfShape of 0, sliced, reshaped, expanded ...), else None."""
         c = self.const(name)
@@ -381,7 +383,7 @@ class Flow:
         if producer is None:
             return None
         i, node = producer
-        if node.op_type == "ConstantOfShape":
+        if node.op_type in ("ConstantOfShape", "ConstantFill"):  # (ConstantFill: opset < 9)
             value = node.attributes.get("value")
             return frozenset({i}) if value is None or not np.any(value) else None
         if node.op_type in ("Slice", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Tile",

@@ -58,8 +58,8 @@ class _Node:
         self.where = f"{where}: node {node.name or self.name!r} ({self.op})"
         s = node.settings()
         self.direction, self.layout = s["direction"], s["layout"]
-        arrays = m.node_arrays(node)
         roles = node.input_names()
+        arrays = {r: flow.consts[n] for r, n in roles.items() if n in flow.consts}
         for role in ("W", "R") + (("B",) if "B" in roles else ()):
             if role not in arrays:
                 raise ModelFileError(f"{self.where}: its {role} ({roles.get(role)!r}) is "
