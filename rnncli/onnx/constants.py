@@ -69,6 +69,15 @@ def _cast(node, a, consts):
         a.astype(np.dtype(to[1]).newbyteorder("="))
 
 
+def _gather(node, a, consts):
+    index = np.asarray(consts[node.inputs[1]]) if len(node.inputs) > 1 else None
+    axis = node.attributes.get("axis", 0)
+    if index is None or a.ndim == 0 or index.dtype.kind not in "iu" or \
+            index.size * (a.size // max(a.shape[axis % a.ndim], 1)) > MAX_ELEMENTS:
+        return None  # (checked before anything is allocated)
+    return np.take(a, index, axis)
+
+
 FOLD = {
     "Identity": lambda n, a, c: a,
     "Cast": _cast,
@@ -78,8 +87,7 @@ FOLD = {
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
     "Shape": lambda n, a, c: np.array(a.shape, np.int64),
-    "Gather": lambda n, a, c: np.take(a, np.asarray(c[n.inputs[1]]), n.attributes.get("axis", 0))
-    if len(n.inputs) > 1 and n.inputs[1] in c else None,
+    "Gather": lambda n, a, c: _gather(n, a, c),
     "Concat": lambda n, a, c: np.concatenate([np.asarray(c[i]) for i in n.inputs],
                                              n.attributes.get("axis", 0)),
 }
