@@ -529,3 +529,25 @@ def test_default_initial_state_is_a_small_tested_core_addition():
     np.testing.assert_allclose(model.run(x).output[:, 0], np.tanh([[0.5, -0.5]] * 3))
     given = model.run(x, initial_state=np.zeros(2, np.float32)).output
     assert np.all(given == 0)  # a given state wins
+
+
+@pytest.mark.parametrize("attrs, match", [
+    ({"layout": 2}, "attribute layout is 2; expected 0 or 1"),
+    ({"direction": "sideways"}, "attribute direction is 'sideways'"),
+    ({"activations": "Tanh"}, "attribute activations is 'Tanh'; expected a list of names"),
+    ({"clip": [1.0]}, "attribute clip is [1.0]; expected a float"),
+    ({"linear_before_reset": 3}, "attribute linear_before_reset is 3"),
+])
+def test_attributes_of_the_wrong_type_are_one_line_errors(tmp_path, attrs, match):
+    path, _ = single_node(tmp_path, "GRU", attrs=attrs)
+    one_line(ModelFileError, rnncli.load_model, path, match=match)
+
+
+def test_a_malformed_operator_around_the_nodes_is_skipped_not_a_crash(tmp_path):
+    path, _ = single_node(tmp_path, "GRU")
+    m = read_onnx(path)
+    nodes = m.nodes + [OnnxNode("Transpose", ["Y"], ["T1"], {"perm": 5}),
+                       OnnxNode("Reshape", ["Y", "W"], ["T2"])]
+    model = rnncli.load_model(_graph(tmp_path, nodes, m.initializers, [("X", [T, B, D])],
+                                     [("Y", None), ("T1", None), ("T2", None)]))
+    assert any("skipped operators Reshape, Transpose" in n for n in model.notes)

@@ -433,3 +433,12 @@ def test_the_pytorch_tutorial_prints_what_it_says(monkeypatch):
         assert re.sub(NUMBER, "#", got) == re.sub(NUMBER, "#", want), got
         for a, b in zip(re.findall(NUMBER, got), re.findall(NUMBER, want)):
             assert abs(float(a) - float(b)) <= 0.011, (a, b)
+
+
+def test_a_zip_of_an_unknown_version_is_a_one_line_error(tmp_path):
+    data = bytearray(open(case_file(TORCH_CASES[0], "torch_state_dict"), "rb").read())
+    at = data.index(b"PK\x01\x02")
+    data[at + 6:at + 8] = (95).to_bytes(2, "little")  # "version needed to extract": 9.5
+    path = tmp_path / "future.pt"
+    path.write_bytes(bytes(data))
+    one_line(RnncliError, rnncli.load_model, str(path))

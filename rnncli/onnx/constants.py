@@ -100,13 +100,13 @@ def fold(model) -> dict:
     for node in model.nodes:
         step = FOLD.get(node.op_type)
         if step is None or node.domain not in ("", "ai.onnx") or not node.outputs or \
-                not node.inputs or node.outputs[0] in consts:
+                not node.inputs or not node.inputs[0] or node.outputs[0] in consts:
             continue
         if any(name and name not in consts for name in node.inputs):
             continue
         try:
             value = step(node, np.asarray(consts[node.inputs[0]]), consts)
-        except (ValueError, IndexError, TypeError):
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, OverflowError):
             value = None  # the graph's own business: left to it, and skipped if unused
         if value is not None and np.size(value) <= MAX_ELEMENTS:
             consts[node.outputs[0]] = np.ascontiguousarray(value)

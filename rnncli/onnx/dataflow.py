@@ -81,7 +81,10 @@ class Flow:
                 step = self._activation
             if step is None:
                 continue
-            out = step(i, node)
+            try:
+                out = step(i, node)
+            except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError):
+                out = None  # attributes or constants not as ONNX defines them: not followed
             if out is not None:
                 self.values[node.outputs[0]] = out
 

@@ -49,6 +49,40 @@ class _Names:
         return name
 
 
+def _settings(node, where) -> dict:
+    """The node's settings, each checked to be of the type ONNX defines."""
+    a = node.attributes
+    acts = a.get("activations")
+    if acts is not None and not (isinstance(acts, list) and all(isinstance(x, str)
+                                                                 for x in acts)):
+        raise ModelFileError(f"{where}: attribute activations is {acts!r:.40}; expected a "
+                             f"list of names")
+    s = node.settings()
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks = {
+        "direction": (lambda v: isinstance(v, str) and v in ("forward", "reverse",
+                                                             "bidirectional"),
+                      "forward, reverse or bidirectional"),
+        "hidden_size": (lambda v: v is None or (isinstance(v, int) and v > 0),
+                        "a positive integer"),
+        "activation_alpha": (lambda v: v is None or (isinstance(v, list) and
+                                                     all(number(x) for x in v)), "floats"),
+        "activation_beta": (lambda v: v is None or (isinstance(v, list) and
+                                                    all(number(x) for x in v)), "floats"),
+        "clip": (lambda v: v is None or number(v), "a float"),
+        "layout": (lambda v: isinstance(v, int) and v in (0, 1), "0 or 1"),
+        "linear_before_reset": (lambda v: isinstance(v, int) and v in (0, 1), "0 or 1"),
+        "input_forget": (lambda v: isinstance(v, int) and v in (0, 1), "0 or 1"),
+    }
+    for key, (ok, want) in checks.items():
+        if key in s and (isinstance(s[key], bool) or not ok(s[key])):
+            raise ModelFileError(f"{where}: attribute {key} is {s[key]!r:.40}; expected {want}")
+    return s
+
+
 class _Node:
     """One recurrent node, checked, with what rnncli builds from it."""
 
@@ -56,7 +90,7 @@ class _Node:
         self.index, self.node, self.op = index, node, node.op_type
         self.name = names(node.name, f"{node.op_type.lower()}_{k}")
         self.where = f"{where}: node {node.name or self.name!r} ({self.op})"
-        s = node.settings()
+        s = _settings(node, self.where)
         self.direction, self.layout = s["direction"], s["layout"]
         roles = node.input_names()
         arrays = {r: flow.consts[n] for r, n in roles.items() if n in flow.consts}
@@ -121,7 +155,11 @@ class _Node:
             raise ModelFileError(f"{self.where}: its sequence_lens ({name!r}) is computed or "
                                  f"a graph input; rnncli reads stored lengths only (or run "
                                  f"full-length sequences without them)")
-        return np.asarray(lens).reshape(-1)
+        lens = np.asarray(lens).reshape(-1)
+        if lens.dtype.kind not in "iu":
+            raise ModelFileError(f"{self.where}: sequence_lens is {lens.dtype}; expected "
+                                 f"integers")
+        return lens
 
     def _states(self, m, flow, roles, dirs):
         out = {}
@@ -132,9 +170,9 @@ class _Node:
             value = flow.const(name)
             if value is not None:
                 a = np.asarray(value)
-                if a.ndim != 3:
-                    raise ModelFileError(f"{self.where}: {role} has shape {a.shape}; expected "
-                                         f"3 dimensions")
+                if a.ndim != 3 or a.dtype.kind != "f":
+                    raise ModelFileError(f"{self.where}: {role} is {a.dtype} {a.shape}; "
+                                         f"expected floats of 3 dimensions")
                 out[state] = a if self.layout == 0 else a.transpose(1, 0, 2)
                 continue
             zeros = flow.zeros(name)
