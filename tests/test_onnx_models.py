@@ -287,9 +287,19 @@ def test_what_rnncli_cannot_follow_is_skipped_and_named(tmp_path):
     assert model.run(x).output.shape == (B, T, 8)
 
 
-def test_reverse_output_order_is_told(tmp_path):
+def test_time_order_different_from_rnncli_s_is_told(tmp_path):
     model = rnncli.load_model(single_node(tmp_path, "GRU", "reverse")[0])
-    assert any("input time order" in n for n in model.notes)
+    assert any("opposite time order to rnncli's, which is in processing order" in n
+               for n in model.notes)
+    path, _ = single_node(tmp_path, "GRU", "forward")
+    m = read_onnx(path)
+    flip = [OnnxNode("Slice", ["Y", "s", "e", "a", "st"], ["Yr"])]
+    init = {**m.initializers, "s": np.array([-1]), "e": np.array([-2**63]),
+            "a": np.array([0]), "st": np.array([-1])}
+    model = rnncli.load_model(_graph(tmp_path, m.nodes + flip, init, [("X", [T, B, D])],
+                                     [("Yr", None)]))
+    assert any("which is in input order" in n for n in model.notes)
+    assert not any("skipped" in n for n in model.notes)
 
 
 # --- refused, one line each ----------------------------------------------------------------

@@ -289,10 +289,11 @@ def load(path, settings: dict | None = None) -> Model:
             layers.append(L.TimeDistributed(dense.name, dense) if seq else dense)
         else:
             layers.append(L.Activation(names(item[2], f"activation_{k}"), item[0], item[1]))
-    if out is not None and nodes[-1].direction == "reverse" and seq and \
-            ("T",) in flow.normal(out.axes):
-        notes.append(f"{where}: the graph's output is in input time order; rnncli's output "
-                     f"of the reverse node is in processing order (Keras' go_backwards)")
+    other = ("T",) if nodes[-1].direction == "reverse" else ("T~",)
+    if out is not None and seq and other in flow.normal(out.axes):
+        ours = "processing order (Keras' go_backwards)" if other == ("T",) else "input order"
+        notes.append(f"{where}: the graph's output runs in the opposite time order to "
+                     f"rnncli's, which is in {ours}")
     for node in nodes:
         if node.state_input:
             role, name = node.state_input
