@@ -237,12 +237,12 @@ def test_bad_input(tmp_path, label, args, code, message):
 
 
 def test_unreadable_file(monkeypatch, tmp_path):
-    import rnncli.inputs
+    import rnncli.io.inputs
 
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(rnncli.inputs, "open", denied, raising=False)
+    monkeypatch.setattr(rnncli.io.inputs, "open", denied, raising=False)
     r = CliRunner().invoke(cli, ["forward", S0, "-i", S0_IN])
     assert r.exit_code == 1 and "permission denied" in r.stderr
 

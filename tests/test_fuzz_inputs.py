@@ -22,7 +22,7 @@ from hostile_files import npy_of
 
 from rnncli import limits
 from rnncli.errors import RnncliError
-from rnncli.inputs import read_input
+from rnncli.io.inputs import read_input
 
 CASES = int(os.environ.get("RNNCLI_FUZZ_INPUTS", "200"))
 SEED = int(os.environ.get("RNNCLI_FUZZ_SEED", "17"))

@@ -19,7 +19,7 @@ from hostile_files import deflate_bomb, deflated, npy, npy_header, npy_of, npz_o
 
 from rnncli import limits
 from rnncli.errors import InputDataError, RnncliError
-from rnncli.inputs import InputData, is_tty_stdin, parse_table, read_input
+from rnncli.io.inputs import InputData, is_tty_stdin, parse_table, read_input
 
 S0 = sample("seed000_two_units.keras")
 S0_IN = sample("seed000_input.csv")
@@ -335,7 +335,7 @@ def test_npz_key_with_or_without_its_suffix(tmp_path):
 
 
 def test_npyio_from_buffer_views_without_copying():
-    from rnncli import npyio
+    from rnncli.io import npyio
 
     data = bytearray(npy_of(np.arange(6.0).reshape(2, 3)))
     arr = npyio.from_buffer(data, "buf", InputDataError)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from rnncli.errors import InputDataError
-from rnncli.inputs import parse_table, read_input
+from rnncli.io.inputs import parse_table, read_input
 
 
 def test_plain_csv_is_one_sequence():

@@ -66,15 +66,25 @@ class GatedCell(Cell):
     def titles(self):
         return {**super().titles(), "gate": "value"}
 
+    def section_titles(self, section) -> dict:
+        """Column titles of a trace section: a gate's value is named as the gate."""
+        if section in self.gates:
+            return {**self.titles(), "gate": self.gate_title(section)}
+        return self.titles()
+
+    def gate_columns(self, gate) -> tuple:
+        """The terms of a gate's section, in order (the parts of z, then z and the gate)."""
+        return ("xw", "hu", "bias", "z", "gate")
+
     def trace_sections(self, trace):
-        """One section a gate (xw, hu, bias, z, gate) and one for the state update."""
+        """One section a gate (the parts of z, z, the gate's value) and one for the state."""
         shape = trace["h"].shape
         out = []
         for g in self.gates:
             cols = {}
-            for k in ("xw", "hu", "bias", "z", "gate"):
+            for k in self.gate_columns(g):
                 if k in trace:
-                    a = trace.per_gate(k)[g]
+                    a = trace.per_gate(k)[g] if k in self.gate_terms() else trace[k]
                     cols[k] = np.broadcast_to(a, shape) if a.ndim == 1 else a
             out.append((g, cols, self.gate_activation(g), "gate"))
         cols = {k: trace[k] for k in self.state_columns if k in trace}

@@ -26,7 +26,7 @@ class GRUCell(GatedCell):
     gates = ("z", "r", "h")
     terms = ("hu", "z", "gate", "reset_term", "keep", "update")
     term_titles = {"hu": "h·U", "z": "z", "reset_term": "r⊙(h·U+b)", "keep": "z⊙h₋₁",
-                   "update": "(1-z)⊙h̃", "h": "h"}
+                   "update": "(1-z)⊙h̃", "h": "h", "recurrent_bias": "b_h"}
     state_columns = ("reset_term", "keep", "update", "h")
 
     def __init__(self, kernel, recurrent_kernel, bias=None, *, recurrent_activation="sigmoid",
@@ -71,6 +71,13 @@ class GRUCell(GatedCell):
     def gate_activation(self, gate):
         return self.activation if gate == "h" else self.recurrent_activation
 
+    def gate_columns(self, gate):
+        """z_h is x·W_h + b_h + the reset term; z and r add h·U and b_h as they are."""
+        rb = ("recurrent_bias",) if self.recurrent_bias is not None else ()
+        if gate == "h":
+            return ("xw", "bias", "reset_term", "z", "gate")
+        return ("xw", "hu", "bias", *rb, "z", "gate")
+
     def gate_title(self, gate):
         return "h̃" if gate == "h" else gate
 
@@ -79,7 +86,7 @@ class GRUCell(GatedCell):
             return "h = z⊙h₋₁ + (1-z)⊙h̃"
         if section == "h":
             reset = "r⊙(h·U+b)" if self.reset_after else "(r⊙h)·U"
-            return f"h̃ = {self.activation}(x·W + b + {reset})  (the candidate)"
+            return f"h̃ = {self.activation}(x·W + b + {reset})"
         return super().equation(section)
 
     def step(self, x_t, h_prev):

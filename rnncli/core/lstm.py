@@ -23,7 +23,7 @@ class LSTMCell(GatedCell):
     gates = ("i", "f", "c", "o")
     terms = ("hu", "z", "gate", "c_prev", "fc", "ig")
     term_titles = {"hu": "h·U", "z": "z", "c_prev": "c₋₁", "fc": "f⊙c₋₁", "ig": "i⊙g",
-                   "c": "c", "h": "h=o⊙tanh(c)"}
+                   "c": "c", "h": "h"}
     state_columns = ("c_prev", "fc", "ig", "c", "h")
 
     def __init__(self, kernel, recurrent_kernel, bias=None, *, recurrent_activation="sigmoid",

@@ -208,6 +208,12 @@ class Model:
         with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN show in the results
             return self._run(x, initial_state, trace, sequences, engine)
 
+    def gradients(self, x, target=None, loss="mse", of=None, initial_state=None, **options):
+        """The exact backward pass, by name (rnncli/core/gradients.py has the details)."""
+        from .gradients import gradients
+
+        return gradients(self, x, target, loss, of, initial_state, **options)
+
     def run_batches(self, x, initial_state=None, batch_size=None, trace=True, engine=None):
         """Yield ``(start, Result)`` for consecutive batches of ``x``'s samples, each batch
         about BATCH_BYTES of results (``batch_size`` samples when given)."""
@@ -367,6 +373,13 @@ class Model:
         return {k: tuple(s[rows] for s in v) for k, v in states.items()}
 
     # -------------------------------------------------------------- summary
+
+    def summary(self) -> dict:
+        """What ``rnncli summary`` shows, as data: layers (shapes, parameters, settings),
+        weight statistics, recurrent-kernel spectra, warnings."""
+        from ..present.summary import describe
+
+        return describe(self)
 
     def count_params(self) -> int:
         return sum(la.count_params() for la in self.layers)

@@ -20,11 +20,12 @@ import zipfile
 
 import numpy as np
 
-from ..errors import OutputError, RnncliError
+from ..errors import OutputError, RnncliError, UsageError
 from .atomic import atomic_path, open_output
 
-RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis")
-EXTENSIONS = {".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv", ".json": "json",
+RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis", "zarr")
+EXTENSIONS = {".zarr": "zarr", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv",
+              ".json": "json",
               ".npy": "npy"}
 STATIC_KINDS = ("bias", "recurrent_bias")  # arrays that do not grow with the batch
 RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace
@@ -52,11 +53,14 @@ def _select(arrays, what, layers):
                   if k.startswith("output") or k.split("/")[1] in layers}
     if what is None:
         return arrays
-    wanted = [w.strip() for w in what.split(",")]
+    wanted = [w.strip() for w in what.split(",") if w.strip()]
     keys = [k for k in arrays if any(k == w or k.startswith(w + "/") for w in wanted)]
-    if not keys:
-        raise RnncliError(f"--what {what!r} matches no array; available: "
-                          f"{', '.join(list(arrays)[:12])}")
+    unmatched = [w for w in wanted if not any(k == w or k.startswith(w + "/") for k in arrays)]
+    if unmatched or not keys:
+        kinds = sorted({k.split("/")[0] for k in arrays})
+        raise UsageError(f"--what {unmatched[0] if unmatched else what!r}: no such array; "
+                         f"expected a kind ({', '.join(kinds)}) or a full name such as "
+                         f"{next(iter(arrays), 'hidden/<layer>')}")
     return {k: arrays[k] for k in keys}
 
 
@@ -73,6 +77,9 @@ def needs_trace(fmt, what):
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
                    force=False, batch_size=None, progress=None, precision=None):
     """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout)."""
+    if fmt == "csv" and what:
+        raise UsageError("--what picks arrays for npz, h5, json and npy; -f csv writes the "
+                         "trace's rows (every term of every step and unit): use --layers")
     if layers:
         names = [la.name for la in model.recurrent_layers]
         unknown = [n for n in layers if n not in names]

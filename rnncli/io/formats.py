@@ -21,6 +21,9 @@ import numpy as np
 from ..present.views import PARTS
 
 DOMINANT = np.array(PARTS)
+DATA_FORMATS = ("csv", "tsv", "json", "ndjson", "npy")  # what forward and trace write as data
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json",
+              ".ndjson": "ndjson", ".jsonl": "ndjson", ".npy": "npy", ".txt": "table"}
 
 
 def fmt(a, precision=None) -> np.ndarray:
@@ -54,28 +57,39 @@ def _nest(strings):
 # ---------------------------------------------------------------- forward
 
 
-def states_rows(view, precision=None):
-    header = ["sample", "t"] + [f"h{u}" for u in view.units]
-    yield header
-    text = fmt(view.values, precision)
-    for bi, b in enumerate(view.samples):
-        for si, t in enumerate(view.t):
-            yield [str(b), str(t), *text[bi, si]]
+def states_rows(views, precision=None):
+    """One table: ``sample,t,h0,...`` for one layer; with several, a ``layer`` column first
+    and as many unit columns as the widest (empty where a layer has fewer)."""
+    several = len(views) > 1
+    width = max(len(v.units) for v in views)
+    units = views[0].units if not several else range(width)
+    yield (["layer"] if several else []) + ["sample", "t"] + [f"h{u}" for u in units]
+    for view in views:
+        text = fmt(view.values, precision)
+        pad = [""] * (width - len(view.units))
+        for bi, b in enumerate(view.samples):
+            for si, t in enumerate(view.t):
+                yield ([view.layer] if several else []) + [str(b), str(t), *text[bi, si], *pad]
 
 
-def write_states(view, fmt_name, out, precision=None):
+def write_states(views, fmt_name, out, precision=None):
     if fmt_name in ("csv", "tsv"):
         w = csv.writer(out, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
-        for row in states_rows(view, precision):
+        for row in states_rows(views, precision):
             w.writerow(row)
     elif fmt_name == "ndjson":
-        for bi, b in enumerate(view.samples):
-            for si, (step, t) in enumerate(zip(view.steps, view.t)):
-                out.write(json.dumps({"layer": view.layer, "sample": int(b), "step": int(step),
-                                      "t": int(t), "h": _list(view.values[bi, si], precision)})
-                          + "\n")
+        for view in views:
+            _states_ndjson(view, out, precision)
     else:
         raise ValueError(fmt_name)
+
+
+def _states_ndjson(view, out, precision):
+    for bi, b in enumerate(view.samples):
+        for si, (step, t) in enumerate(zip(view.steps, view.t)):
+            out.write(json.dumps({"layer": view.layer, "sample": int(b), "step": int(step),
+                                  "t": int(t), "h": _list(view.values[bi, si], precision)})
+                      + "\n")
 
 
 def states_document(views, outputs, precision=None, source=None):
@@ -130,6 +144,7 @@ def write_trace(views, fmt_name, out, precision=None, header=True):
                 w.writerow(row)
     elif fmt_name == "ndjson":
         for v in views:
+            dominant, flags = v.dominant(), v.flags()
             for bi, b in enumerate(v.samples):
                 for si, (step, t) in enumerate(zip(v.steps, v.t)):
                     rec = {"layer": v.layer, "direction": v.direction or None, "sample": int(b),
@@ -137,6 +152,8 @@ def write_trace(views, fmt_name, out, precision=None, header=True):
                     if v.section:
                         rec["section"] = v.section
                     rec.update({k: _list(v.arrays[k][bi, si], precision) for k in v.columns})
+                    rec["largest"] = None if dominant is None else DOMINANT[dominant[bi, si]].tolist()
+                    rec["note"] = flags[bi, si].tolist()
                     out.write(json.dumps(rec) + "\n")
     else:
         raise ValueError(fmt_name)
@@ -151,6 +168,9 @@ def trace_document(views, precision=None, source=None):
         if v.section:
             entry["section"] = v.section
         entry.update({k: _list(v.arrays[k], precision) for k in v.columns})
+        dominant = v.dominant()
+        entry["largest"] = None if dominant is None else DOMINANT[dominant].tolist()
+        entry["note"] = v.flags().tolist()
         if v.terms is not None:
             entry["terms"] = _list(v.terms, precision)
         doc["traces"].append(entry)

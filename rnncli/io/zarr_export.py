@@ -62,7 +62,7 @@ def open_source(source, key=None, model=None):
         reader = lazyinput.open_npz_member(path, key)
         return reader, reader.name
     # CSV/TSV text: small by nature, read whole as the other commands do
-    from ..inputs import as_model_input, read_input
+    from .inputs import as_model_input, read_input
 
     data = read_input(path, key)
     return (as_model_input(data, model) if model is not None else data.array), path

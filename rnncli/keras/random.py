@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import limits
 from ..core.model import InputSpec, Model
 from ..core.rnn import RNN
 from ..core.settings import apply_settings
-from ..core.simple_rnn import SimpleRNNCell
+from ..errors import UsageError
 
 
 def _uniform(rng, shape):
@@ -36,30 +37,51 @@ def standard_normal(rng, shape):
     return z.reshape(shape)
 
 
-def orthogonal(rng, n, gain=1.0):
-    q, r = np.linalg.qr(standard_normal(rng, (n, n)))
+def orthogonal(rng, n, blocks=1, gain=1.0):
+    """(n, blocks·n) with orthonormal rows, as Keras' Orthogonal initializer of that shape
+    (QR of a tall standard-normal matrix, signs fixed so diag(R) > 0, transposed)."""
+    a = standard_normal(rng, (blocks * n, n))  # (max(rows, cols), min(rows, cols))
+    q, r = np.linalg.qr(a)
     q *= np.sign(np.diag(r))
-    return gain * q
+    return gain * (q.T if blocks > 1 else q)
 
 
-def random_weights(seed: int, units: int, input_dim: int, use_bias=True, dtype="float32"):
-    """kernel (input_dim, units), recurrent_kernel (units, units), bias (units,)."""
+def random_weights(seed: int, units: int, input_dim: int, use_bias=True, dtype="float32",
+                   gates=1, forget_bias=False, bias_rows=1):
+    """kernel (input_dim, gates·units) glorot_uniform, recurrent_kernel (units, gates·units)
+    orthogonal (a block per gate, as Keras' orthogonal of an (units, gates·units) matrix),
+    bias zeros ((gates·units,), or (2, gates·units) for a reset_after GRU), with LSTM's
+    unit_forget_bias (the f block 1)."""
     if units < 1 or input_dim < 1:
         raise ValueError(f"units and input_dim must be positive, got {units} and {input_dim}")
     rng = np.random.Generator(np.random.PCG64(seed))
-    w = [glorot_uniform(rng, input_dim, units), orthogonal(rng, units)]
+    w = [glorot_uniform(rng, input_dim, gates * units), orthogonal(rng, units, gates)]
     if use_bias:
-        w.append(np.zeros(units))
+        bias = np.zeros((bias_rows, gates * units) if bias_rows > 1 else gates * units)
+        if forget_bias:
+            bias[units:2 * units] = 1.0
+        w.append(bias)
     return [a.astype(dtype) for a in w]
 
 
 def random_model(seed: int, units: int, input_dim: int, *, activation="tanh", use_bias=True,
-                 dtype="float32", overrides=None) -> Model:
-    """A one-layer SimpleRNN model (returning sequences) with seeded Keras-default weights."""
-    kernel, recurrent_kernel, *bias = random_weights(seed, units, input_dim, use_bias, dtype)
-    cell = SimpleRNNCell(kernel, recurrent_kernel, bias[0] if bias else None,
-                         activation=activation, name="simple_rnn")
-    layer = RNN("simple_rnn", cell, return_sequences=True)
+                 dtype="float32", overrides=None, cell="simple_rnn") -> Model:
+    """A one-layer model (``cell``: simple_rnn, lstm or gru, returning sequences) with
+    seeded Keras-default weights."""
+    from ..core.cells import registry
+    from ..keras.build import snake_case
+
+    classes = {snake_case(k): v for k, v in registry().items()}
+    if cell not in classes:
+        raise UsageError(f"--cell {cell}: expected one of {', '.join(classes)}")
+    cell_type, _ = classes[cell]
+    gates = len(cell_type.gates) or 1
+    limits.check_bytes(4 * (input_dim + units + 2) * gates * units, f"--units {units}")
+    weights = random_weights(seed, units, input_dim, use_bias, dtype, gates=gates,
+                             forget_bias=cell == "lstm",
+                             bias_rows=2 if cell == "gru" else 1)
+    layer = RNN(cell, cell_type.from_config(cell, {"activation": activation}, weights),
+                return_sequences=True)
     source = {"path": None, "format": "random", "title": "random weights from a seed",
               "keras_version": "", "has_config": True, "seed": seed}
     model = Model.chain(f"random_seed{seed}", [layer], source=source,

@@ -141,11 +141,16 @@ class TraceView:
         return stack.argmax(axis=0)
 
     def flags(self) -> np.ndarray:
-        """'saturated' (bounded activation near its bound), 'dead' (relu z <= 0), or ''."""
+        """'saturated' (bounded activation near its bound; a gate below 0.1 or above 0.9),
+        'dead' (relu z <= 0), 'holds memory' (an LSTM forget gate above 0.9), or ''."""
         h = self.arrays[self.value]
         z = self.arrays.get("z", h)
         out = np.full(h.shape, "", dtype=object)
-        if self.activation in activations.BOUNDS:
+        if self.value == "gate" and self.activation in ("sigmoid", "hard_sigmoid"):
+            out[(h < 0.1) | (h > 0.9)] = "saturated"
+            if self.section == "f":
+                out[h > 0.9] = "holds memory"
+        elif self.activation in activations.BOUNDS:
             lo, hi = activations.BOUNDS[self.activation]
             span = hi - lo
             out[(h - lo < 0.01 * span) | (hi - h < 0.01 * span)] = "saturated"
@@ -183,7 +188,7 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
                 terms = share[samples][:, steps][..., units]
             views.append(TraceView(name, direction, act, samples, steps, tr.step_index[steps],
                                    units, arrays, terms, mask, T, H, section, value,
-                                   tr.cell.titles()))
+                                   tr.cell.section_titles(section)))
     if not views:
         raise RnncliError(f"layer {name!r} has no trace" + (
             f" section {', '.join(sections)}" if sections else ""))

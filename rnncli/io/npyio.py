@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import limits
-from .errors import RnncliError
+from .. import limits
+from ..errors import RnncliError
 
 MAGIC = b"\x93NUMPY"
 MAX_DIMS = 32  # numpy 1.x's limit (2.x allows 64); inputs are at most 3-D anyway

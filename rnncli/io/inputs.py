@@ -6,7 +6,7 @@ file is one sequence (1, T, D). Columns named ``t``/``step`` are row labels and 
 
 The format is told from the content, never the file name. Hostile files end in one
 :class:`InputDataError` sentence, and nothing is allocated from what a file merely
-declares: NPY headers are checked before numpy sees them (:mod:`rnncli.npyio`), archive
+declares: NPY headers are checked before numpy sees them (:mod:`rnncli.io.npyio`), archive
 members before they are inflated, and text is parsed a line at a time with the
 ``max_csv_*`` and ``max_memory`` limits of :mod:`rnncli.limits`. A regular .npy file is
 memory-mapped; stdin and pipes are read as they arrive.
@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import limits, npyio
-from .errors import InputDataError, RnncliError, file_error
+from .. import limits
+from ..errors import InputDataError, RnncliError, file_error
+from . import npyio
 from .npyio import printable
 
 LABEL_COLUMNS = {"t", "step", "timestep", "time"}

@@ -1,0 +1,99 @@
+"""The ``rnncli`` group: errors become one line on stderr, Ctrl-C exit 130, a closed pipe a
+quiet exit 0."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+EXIT_INTERRUPTED = 130
+
+
+def note(message: str):
+    """A message for the person at the terminal: stderr, never mixed with data."""
+    click.echo(f"rnncli: {message}", err=True)
+
+
+class Failure(click.ClickException):
+    """An expected failure: one line on stderr, exit 1."""
+
+    def show(self, file=None):
+        click.echo(f"rnncli: error: {self.format_message()}", err=True)
+
+
+class UsageFailure(Failure):
+    """An option's value can't be used: one line on stderr, exit 2 (click's usage code)."""
+
+    exit_code = 2
+
+
+class RnncliGroup(click.Group):
+    """Turns rnncli's own errors into one line on stderr (exit 1, 2 for usage), Ctrl-C into
+    exit 130, and a closed pipe into a quiet exit 0."""
+
+    def invoke(self, ctx):
+        from ..errors import RnncliError, UsageError
+
+        def traceback():  # (--traceback is parsed inside super().invoke)
+            return bool(ctx.obj and ctx.obj.get("traceback"))
+
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            if traceback():
+                raise
+            raise UsageFailure(str(e)) from None
+        except RnncliError as e:
+            if traceback():
+                raise
+            raise Failure(str(e)) from None
+        except KeyboardInterrupt:
+            note("interrupted")
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            quiet_stdout()
+            ctx.exit(0)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # a bug: short message unless asked for the traceback
+            if traceback():
+                raise
+            raise Failure(
+                f"unexpected error: {type(e).__name__}: {e} (run with --traceback or "
+                f"RNNCLI_TRACEBACK=1 for details, and please report it)") from None
+
+
+def quiet_stdout():
+    """Point stdout at /dev/null so Python's exit-time flush can't fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+@click.group(cls=RnncliGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rnncli", prog_name="rnncli")
+@click.option("--traceback", is_flag=True, envvar="RNNCLI_TRACEBACK",
+              help="Show the full Python traceback on errors (for bug reports).")
+@click.pass_context
+def cli(ctx, traceback):
+    """Look inside recurrent networks (Keras SimpleRNN, LSTM, GRU; PyTorch and ONNX
+    weights): hidden states per timestep and the arithmetic of every step, without
+    the frameworks.
+
+    \b
+    Example:
+      rnncli forward sample_weights/seed000_two_units.keras -i sample_weights/seed000_input.csv
+    """
+    ctx.obj = {"traceback": traceback}
+
+
+def main():
+    try:
+        cli.main(prog_name="rnncli")
+    except BrokenPipeError:
+        quiet_stdout()
+        sys.exit(0)
