@@ -561,3 +561,48 @@ def test_a_malformed_operator_around_the_nodes_is_skipped_not_a_crash(tmp_path):
     model = rnncli.load_model(_graph(tmp_path, nodes, m.initializers, [("X", [T, B, D])],
                                      [("Y", None), ("T1", None), ("T2", None)]))
     assert any("skipped operators Reshape, Transpose" in n for n in model.notes)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_gradients_with_stored_lengths_and_states_are_torch_s(tmp_path, bidirectional):
+    """A node with stored sequence_lens and initial_h is nn.RNN run on a packed sequence
+    from h0: the gradients torch's autograd gives. The loss is Keras' mse of a masked
+    output, the mean over the steps inside each length."""
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    dirs = 2 if bidirectional else 1
+    rnn = torch.nn.RNN(D, H, batch_first=True, bidirectional=bidirectional)
+    lens = np.array([5, 2, 3])
+    h0 = torch.randn(dirs, B, H)
+    x = x_batch_first()
+    target = np.random.default_rng(3).normal(size=(B, T, dirs * H)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    packed = pack_padded_sequence(xt, torch.from_numpy(lens), batch_first=True,
+                                  enforce_sorted=False)
+    y, _ = rnn(packed, h0)
+    y, _ = pad_packed_sequence(y, batch_first=True, total_length=T)
+    inside = torch.from_numpy(np.arange(T) < lens[:, None]).float()
+    per_step = ((y - torch.from_numpy(target)) ** 2).mean(-1)
+    ((per_step * inside).sum() / inside.sum()).backward()
+    sfx = ["", "_reverse"][:dirs]
+    p = {k: v.detach().numpy() for k, v in rnn.named_parameters()}
+    init = {"W": np.stack([p[f"weight_ih_l0{s}"] for s in sfx]),
+            "R": np.stack([p[f"weight_hh_l0{s}"] for s in sfx]),
+            "B": np.stack([np.concatenate([p[f"bias_ih_l0{s}"], p[f"bias_hh_l0{s}"]])
+                           for s in sfx]),
+            "L": lens.astype(np.int32), "H0": h0.numpy()}
+    node = OnnxNode("RNN", ["X", "W", "R", "B", "L", "H0"], ["Y"],
+                    {"hidden_size": H, "direction": ["forward", "bidirectional"][dirs - 1]})
+    model = rnncli.load_model(_graph(tmp_path, [node], init, [("X", [T, B, D])],
+                                     [("Y", None)]))
+    np.testing.assert_allclose(model.run(x).output, y.detach().numpy(), **TOL)
+    g = model.gradients(x, target=target, loss="mse")
+    np.testing.assert_allclose(g["grad_input"], xt.grad.numpy(), **TOL)
+    name = model.layers[1].name
+    for s, d in zip(sfx, ("/forward", "/backward")[:dirs] if dirs == 2 else ("",)):
+        np.testing.assert_allclose(g[f"grad/{name}{d}/recurrent_kernel"],
+                                   rnn.get_parameter(f"weight_hh_l0{s}").grad.numpy().T, **TOL)
+        np.testing.assert_allclose(g[f"grad/{name}{d}/bias"],
+                                   rnn.get_parameter(f"bias_hh_l0{s}").grad.numpy(), **TOL)

@@ -442,3 +442,23 @@ def test_a_zip_of_an_unknown_version_is_a_one_line_error(tmp_path):
     path = tmp_path / "future.pt"
     path.write_bytes(bytes(data))
     one_line(RnncliError, rnncli.load_model, str(path))
+
+
+def test_gradients_of_a_state_dict_model_are_torch_s(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch_module("RNN", 2, True, head=2, nonlinearity="relu")
+    path = save(module, tmp_path / "relu.safetensors")
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    target = np.random.default_rng(1).normal(size=(2, 5, 2)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    ((module(xt) - torch.from_numpy(target)) ** 2).mean().backward()
+    g = rnncli.load_model(path, {"activation": "relu"}).gradients(x, target=target)
+    np.testing.assert_allclose(g["grad_input"], xt.grad.numpy(), **TOL)
+    rnn = module.rnn
+    np.testing.assert_allclose(g["grad/rnn_l1/backward/recurrent_kernel"],
+                               rnn.weight_hh_l1_reverse.grad.numpy().T, **TOL)
+    np.testing.assert_allclose(g["grad/rnn_l0/forward/kernel"], rnn.weight_ih_l0.grad.numpy().T,
+                               **TOL)
+    np.testing.assert_allclose(g["grad/rnn_l0/forward/bias"], rnn.bias_ih_l0.grad.numpy(), **TOL)
+    np.testing.assert_allclose(g["grad/head/kernel"], module.head.weight.grad.numpy().T, **TOL)

@@ -143,6 +143,11 @@ class RNN(Layer):
             tr = Trace(cell, ordered, mask, order, x)
         return DirectionResult(scan.sequences if scan.sequences else {}, states, tr)
 
+    def stored_initial_state(self, batch) -> tuple | None:
+        """The initial state the file stores (``default_initial_state``) for ``batch``
+        rows, as ``call`` takes it, or None (zeros)."""
+        return None if self.default_initial_state is None else self._default_states(batch)
+
     def _default_states(self, batch) -> tuple:
         out = []
         for s in self.default_initial_state:
@@ -263,6 +268,16 @@ class Bidirectional(Layer):
         else:
             for layer in (self.forward_layer, self.backward_layer):
                 layer.configure(key, value)
+
+    def stored_initial_state(self, batch) -> tuple | None:
+        """Both directions' stored initial states (zeros for one that stores none), or
+        None when neither does."""
+        f, b = self.forward_layer, self.backward_layer
+        states = [d.stored_initial_state(batch) for d in (f, b)]
+        if states == [None, None]:
+            return None
+        return tuple(s for d, st in zip((f, b), states)
+                     for s in (st if st is not None else d.cell.initial_states(batch)))
 
     def initial_state_from(self, value, batch) -> tuple:
         """Forward then backward states; one array of 2·H columns is split in half
