@@ -144,6 +144,8 @@ def _call(node, args, kwargs, init, engine) -> Call:
         mask = np.asarray(mask, bool)
         if mask.ndim != 2:
             raise InputDataError(f"layer {layer.name!r}: mask must be (batch, timesteps)")
+    if h0 is None:  # the state the file stores (ONNX initial_h), else zeros
+        h0 = layer.stored_initial_state(np.shape(xv)[0])
     result = layer.call(xv, mask, h0, trace=True, keep=True, engine=engine)
     return Call(layer, [xv, *[s[0] for s in extra]], [ref, *state_refs], result.outputs,
                 result=result, initial=h0)

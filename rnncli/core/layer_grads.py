@@ -13,7 +13,17 @@ import numpy as np
 from ..errors import UnsupportedLayerError
 from . import activations
 from .engine import matmul_rows
-from .layers import Activation, Dense, Embedding, Flatten, Identity, Masking, Op, TimeDistributed
+from .layers import (
+    Activation,
+    Dense,
+    Embedding,
+    Flatten,
+    Identity,
+    Masking,
+    Op,
+    SequenceLengths,
+    TimeDistributed,
+)
 
 LOGIT_ACTIVATIONS = ("softmax", "sigmoid")  # they hand their input on to a crossentropy
 
@@ -61,7 +71,7 @@ def backward(layer, inputs, outputs, g, g_logits=None, kwargs=None):
         return [g0 * keep[..., None].astype(g0.dtype)], {}
     if isinstance(layer, Flatten):
         return [g0.reshape(np.shape(x))], {}
-    if isinstance(layer, Identity):
+    if isinstance(layer, (Identity, SequenceLengths)):  # (lengths only mask later steps)
         return [g0], {}
     raise UnsupportedLayerError(
         f"layer {layer.name!r}: rnncli cannot compute gradients through a {layer.class_name}")

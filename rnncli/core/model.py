@@ -74,6 +74,23 @@ class Model:
         return cls(name, list(layers), nodes, [Ref("__input__")], [last],
                    input_specs=[input_spec] if input_spec else [], source=source, notes=notes)
 
+    def chain_layers(self) -> list | None:
+        """The layers in order when each takes only the one before's first output (the first
+        takes the input) and the model's output is the last one's: a Sequential model, or a
+        functional one of that shape. None otherwise."""
+        prev = self.inputs[0] if len(self.inputs) == 1 else None
+        for layer in self.layers:
+            node = self.nodes.get((layer.name, 0))
+            if prev is None or node is None or (layer.name, 1) in self.nodes or \
+                    node.args != [Ref(prev.layer, prev.node, 0)] or \
+                    any(v is not None for v in node.kwargs.values()):
+                return None
+            prev = Ref(layer.name)
+        first = self.outputs[0] if self.outputs else None
+        if first is None or first.layer != prev.layer or first.tensor not in (0, ALL_OUTPUTS):
+            return None
+        return list(self.layers)
+
     # -------------------------------------------------------------- lookup
 
     @property
