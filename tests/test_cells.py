@@ -239,3 +239,20 @@ def test_seeded_cells_have_keras_shapes(cell, gates):
         np.testing.assert_array_equal(w["bias"][4:8], 1)  # unit_forget_bias
     if cell == "gru":
         assert w["bias"].shape == (2, 12)  # reset_after, Keras' default
+
+
+def test_export_of_a_pytorch_model_adds_h_n_and_c_n(tmp_path):
+    import os
+
+    from rnncli.io.export import export_results
+
+    case = os.path.join(DATA, "torch_onnx", "torch_lstm_2layer")
+    model = rnncli.load_model(os.path.join(case, "model.pt"))
+    x = np.load(os.path.join(case, "input.npy"))
+    out = tmp_path / "t.npz"
+    export_results(model, x, str(out), "npz")
+    with np.load(out) as z:
+        for name in ("h_n", "c_n"):
+            np.testing.assert_allclose(z[name], np.load(os.path.join(case, f"expected_{name}.npy")),
+                                       atol=1e-5, rtol=1e-5)
+        assert "c/lstm_l0" not in z.files and "cell/lstm_l0" in z.files

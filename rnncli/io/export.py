@@ -27,7 +27,8 @@ RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis", "zarr")
 EXTENSIONS = {".zarr": "zarr", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv",
               ".json": "json",
               ".npy": "npy"}
-STATIC_KINDS = ("bias", "recurrent_bias")  # arrays that do not grow with the batch
+STATIC_KINDS = ("bias", "recurrent_bias",  # arrays written once, as they are: biases,
+                "h_n", "c_n", "Y", "Y_h", "Y_c")  # and frameworks' outputs (one batch)
 RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace
 
 
@@ -88,6 +89,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                               f"{', '.join(names)}")
     batches = model.run_batches(x, initial_state, batch_size, trace=needs_trace(fmt, what))
     total = len(x)
+    whole = (batch_size or model.batch_size_for(x, needs_trace(fmt, what))) >= total
     if fmt in ("npz", "h5", "npy"):
         sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
         with sink:
@@ -95,7 +97,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                 if what and what.split("/")[0] == "output" and result.outputs is None:
                     raise RnncliError(f"the model output can't be computed: "
                                       f"{result.output_error}")
-                sink.add(start, _select(result.arrays(), what, layers))
+                sink.add(start, _select(_arrays(model, result, whole, fmt), what, layers))
         return
     if fmt == "csv":
         from ..present.views import Selection, trace_views
@@ -116,7 +118,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
 
         parts: dict = {}
         for _, result in _with_progress(batches, total, progress):
-            for k, v in _select(result.arrays(), what, layers).items():
+            for k, v in _select(_arrays(model, result, whole, fmt), what, layers).items():
                 parts.setdefault(k, []).append(v)
         arrays = {k: (v[0] if k.split("/")[0] in STATIC_KINDS else np.concatenate(v))
                   for k, v in parts.items()}
@@ -133,6 +135,19 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                 sink.add(start, result.arrays())
         return
     raise RnncliError(f"unknown export format {fmt!r}; expected one of {', '.join(RESULT_FORMATS)}")
+
+
+def _arrays(model, result, whole, fmt):
+    """The export schema's arrays, and the source framework's own outputs (h_n, Y ...) when
+    the input ran in one batch (their batch axis is not the first: they are not joined
+    batch to batch) and the format holds named arrays."""
+    arrays = result.arrays()
+    if whole and fmt in ("npz", "h5", "json"):
+        from ..models import framework_arrays
+
+        arrays.update({k: v for k, v in framework_arrays(model, result).items()
+                       if k not in arrays})
+    return arrays
 
 
 def _with_progress(batches, total, progress):
