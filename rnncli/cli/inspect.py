@@ -66,7 +66,8 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
     m, x, result, samples = _prepare(model, seed, units, input_dim, cell, overrides,
                                      input_path, key, initial_state, strict, sample, fmt,
                                      show_all, trace=False)
-    if result.outputs is None and fmt in ("table", "json"):
+    if result.outputs is None and fmt in ("table", "json") and \
+            not any(la.reason in result.output_error for la in m.unsupported):
         note(f"model output not computed: {result.output_error}")
     sel = selection(result, steps, unit_list)
     keys, message = layers_to_show(m, result, layer_keys, fmt)

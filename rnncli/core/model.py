@@ -158,6 +158,10 @@ class Model:
 
     def check_input(self, x):
         """Validate and convert an input array; returns it as the model consumes it."""
+        if len(self.inputs) > 1:
+            raise UnsupportedLayerError(
+                f"the model has {len(self.inputs)} inputs; rnncli runs models with one input "
+                f"(rnncli summary still describes it)")
         x = np.asarray(x)
         if self.takes_token_ids:
             if x.ndim == 1:
