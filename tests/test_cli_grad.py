@@ -73,6 +73,17 @@ def test_check_and_a_csv_target(tmp_path):
     assert err < 1e-3
 
 
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_and_their_check(cell):
+    """LSTM and GRU layers go through `rnncli grad`; --check agrees (a random LSTM's
+    recurrent kernel is a transpose: the check must perturb its float64 copy in place)."""
+    r = run("--seed", "1", "--units", "4", "--cell", cell, "-i", X, "--of", "output", "--check")
+    assert r.exit_code == 0, r.output
+    err = float(r.output.split("largest relative error ")[1].split()[0])
+    assert err < 1e-3
+
+
 def test_usage_errors():
     r = run(MODEL, "-i", X)
     assert r.exit_code == 2 and "--target PATH" in r.output

@@ -14,6 +14,7 @@ from conftest import DATA
 import rnncli
 from rnncli.core import activations, backprop, bptt, cells, losses
 from rnncli.core.gradients import parse_of
+from rnncli.core.gru import GRUCell
 from rnncli.core.layers import (
     Activation,
     Dense,
@@ -24,8 +25,9 @@ from rnncli.core.layers import (
     Op,
     TimeDistributed,
 )
+from rnncli.core.lstm import LSTMCell
 from rnncli.core.model import ALL_OUTPUTS, Model, Node, Ref
-from rnncli.core.rnn import Bidirectional
+from rnncli.core.rnn import RNN, Bidirectional
 from rnncli.core.simple_rnn import SimpleRNN
 from rnncli.errors import InputDataError, UnsupportedLayerError, UsageError
 
@@ -509,12 +511,20 @@ def test_errors_name_what_was_expected():
 
 
 def test_a_layer_without_a_backward_step_says_so():
-    lstm = next(c for c in MANIFEST["cases"] if c["name"] == "lstm_dense_mse")
-    if has_backward("LSTM"):
-        pytest.skip("LSTM has a backward step: its gradients are tested against TensorFlow")
-    model = rnncli.load_model(os.path.join(REF, lstm["model"]))
-    with pytest.raises(UnsupportedLayerError, match="lstm"):
-        model.gradients(np.load(os.path.join(REF, lstm["input"])), of="output")
+    """Every cell rnncli ships has a backward step; a cell without one is named."""
+    from rnncli.core.cell import Cell
+    from rnncli.core.simple_rnn import SimpleRNNCell
+
+    assert all(has_backward(c) for c in ("SimpleRNN", "LSTM", "GRU"))
+
+    class NoBackward(SimpleRNNCell):
+        backward = Cell.backward
+
+    r = rng(0)
+    cell = NoBackward(r.normal(size=(2, 3)), r.normal(size=(3, 3)), name="odd")
+    model = Model.chain("m", [RNN("odd", cell), dense()])
+    with pytest.raises(UnsupportedLayerError, match="'odd'.*SimpleRNN"):
+        model.gradients(inputs(), of="output")
 
 
 def test_tape_forward_is_model_run():
@@ -549,3 +559,205 @@ def test_rows_in_threads_give_the_same_gradients(monkeypatch):
     split = model.gradients(x, y)
     for k in one:
         np.testing.assert_allclose(split[k], one[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+# ---------------------------------------------------------------- LSTM and GRU
+#
+# TensorFlow's numbers for LSTM are the reference cases above (lstm_dense_mse,
+# embedding_bilstm_tagger_scce). There is no TensorFlow case for GRU: for it, and for
+# every option of both, float64 finite differences are the evidence.
+
+
+def lstm(name="lstm", D=2, H=3, seed=0, scale=0.6, ract="sigmoid", act="tanh",
+         keras_major=3, **kw):
+    r = rng(seed)
+    cell = LSTMCell(r.normal(size=(D, 4 * H)) * scale, r.normal(size=(H, 4 * H)) * scale * 0.7,
+                    r.normal(size=4 * H) * 0.2, activation=act, recurrent_activation=ract,
+                    keras_major=keras_major, name=name)
+    return RNN(name, cell, **kw)
+
+
+def gru(name="gru", D=2, H=3, seed=0, scale=0.6, reset_after=True, ract="sigmoid",
+        keras_major=3, bias=True, **kw):
+    r = rng(seed)
+    b = r.normal(size=(2, 3 * H) if reset_after else 3 * H) * 0.2 if bias else None
+    cell = GRUCell(r.normal(size=(D, 3 * H)) * scale, r.normal(size=(H, 3 * H)) * scale * 0.7,
+                   b, recurrent_activation=ract, reset_after=reset_after,
+                   keras_major=keras_major, name=name)
+    return RNN(name, cell, **kw)
+
+
+GATED = {"lstm": lstm, "gru": gru,
+         "gru_reset_before": lambda name="gru", **kw: gru(name, reset_after=False, **kw)}
+
+
+def cell_of(kind):
+    return GATED[kind]
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+@pytest.mark.parametrize("seqs", [True, False])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_gated_cells(kind, seqs, backwards):
+    model = Model.chain("m", [cell_of(kind)(return_sequences=seqs, go_backwards=backwards),
+                              dense(act="tanh")])
+    x = inputs(T=6)
+    check(model, x, targets_like(model, x))
+
+
+def test_gru_without_bias():
+    for reset_after in (True, False):
+        model = Model.chain("m", [gru(reset_after=reset_after, bias=False,
+                                      return_sequences=True)])
+        x = inputs()
+        g = check(model, x, targets_like(model, x))
+        assert "grad/gru/bias" not in g
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+@pytest.mark.parametrize("seqs", [True, False])
+def test_gated_masked_steps(kind, seqs):
+    model = Model.chain("m", [Masking("mask", 0.0),
+                              cell_of(kind)(return_sequences=seqs, go_backwards=True),
+                              dense(act="sigmoid")])
+    x = inputs(pad=True)
+    g = check(model, x, targets_like(model, x), skip_x=(x == 0))
+    assert np.all(g["grad_input"][np.all(x == 0, axis=-1)] == 0)
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("seqs", [True, False])
+def test_bidirectional_lstm_merge_modes(mode, seqs):
+    f = lstm("f", seed=3, return_sequences=seqs)
+    b = lstm("b", seed=4, return_sequences=seqs, go_backwards=True)
+    model = Model.chain("m", [Masking("mask", 0.0), Bidirectional("bidi", f, b, mode)])
+    x = inputs(pad=True)
+    g = check(model, x, targets_like(model, x), skip_x=(x == 0))
+    assert {"grad_hidden/bidi/forward", "grad_hidden/bidi/backward",
+            "grad/bidi/forward/recurrent_kernel", "grad/bidi/backward/bias"} <= set(g)
+
+
+def test_bidirectional_gru_return_state():
+    f = gru("f", seed=3, return_state=True)
+    b = gru("b", seed=4, reset_after=False, return_state=True, go_backwards=True)
+    model = Model.chain("m", [Bidirectional("bidi", f, b, "concat")])
+    x = inputs()
+    y = targets_like(model, x)
+    assert len(y) == 3
+    check(model, x, y)
+
+
+@pytest.mark.parametrize("seqs", [True, False])
+def test_lstm_return_state(seqs):
+    model = Model.chain("m", [lstm(return_sequences=seqs, return_state=True)])
+    x = inputs()
+    y = targets_like(model, x)
+    assert isinstance(y, list) and len(y) == 3  # the output, h, c
+    check(model, x, y)
+    # c alone: the gradient reaches everything through the cell state only
+    check(model, x, of="output_2")
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+def test_keras2_hard_sigmoid_gates(kind):
+    """Keras 2's hard_sigmoid, clip(0.2x + 0.5, 0, 1), as the gates' activation: larger
+    weights put some gates in the flat parts (slope 0) and some on the slope (0.2)."""
+    model = Model.chain("m", [cell_of(kind)(ract="hard_sigmoid", keras_major=2, scale=2.0,
+                                            return_sequences=True), dense()])
+    x = inputs(T=6)
+    tr = model.run(x).layers[model.layers[0].name].directions[""].trace
+    z = np.asarray(tr["z"])[..., :model.layers[0].units]
+    assert np.any(np.abs(z) > 2.5) and np.any(np.abs(z) < 2.5)  # both parts are used
+    check(model, x, targets_like(model, x))
+
+
+def test_lstm_initial_state_h_and_c():
+    model = Model.chain("m", [Masking("mask", 0.0), lstm(return_sequences=True), dense()])
+    x = inputs(pad=True)
+    h0, c0 = rng(9).normal(size=(2, 3)), rng(10).normal(size=(2, 3))
+    y = targets_like(model, x, initial_state=[h0, c0])
+    check(model, x, y, initial_state=[h0, c0], skip_x=(x == 0))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gated_initial_state_from_another_layer(kind):
+    """An encoder's final states start the decoder: dL/d(initial h, c) flows back into the
+    encoder's weights (only through c for the ``c`` state)."""
+    make = cell_of(kind)
+    enc = make("enc", seed=1, return_state=True)
+    dec = make("dec", seed=2, return_sequences=True)
+    head = dense()
+    n = len(enc.state_names)
+    refs = [Ref("enc", 0, 1 + i) for i in range(n)]
+    nodes = {("enc", 0): Node(enc, [Ref("x")]),
+             ("dec", 0): Node(dec, [Ref("x")], {"initial_state": refs}),
+             ("head", 0): Node(head, [Ref("dec")])}
+    model = Model("encdec", [enc, dec, head], nodes, [Ref("x")], [Ref("head", 0, ALL_OUTPUTS)])
+    x = inputs()
+    g = check(model, x, targets_like(model, x))
+    assert np.abs(g["grad/enc/recurrent_kernel"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+@pytest.mark.parametrize("backwards", [False, True])
+def test_gated_jacobian_norm_is_the_spectral_norm_of_the_product(kind, backwards):
+    """||dh_{T-1}/dh_t||_2 from a finite-difference Jacobian of h_{T-1} as a function of
+    h_t, stepping the cell from (h_t, c_t) with c_t held (LSTM: TensorFlow's reference
+    computes it so, lstm_dense_mse); masked steps carry the states."""
+    layer = cell_of(kind)(H=4, return_sequences=True, go_backwards=backwards)
+    model = Model.chain("m", [Masking("mask", 0.0), layer])
+    x = inputs(B=2, T=6, pad=True)
+    g = model.gradients(x, of="output")
+    d = model.run(x).layers[layer.name].directions[""]
+    tr = d.trace
+    zeros = tuple(np.zeros((2, 4)) for _ in layer.state_names)
+    states = bptt._state_sequences(layer.cell, d, bptt.time_major(tr.h),
+                                   np.asarray(tr.mask).T, zeros)
+    xs, m = tr.x, np.asarray(tr.mask)
+    T = 6
+    for b in range(2):
+        for t in range(T):
+            held = tuple(s[t, b] for s in states[1:])
+
+            def last(h, b=b, t=t, held=held):
+                st = (h, *held)
+                for s in range(t + 1, T):
+                    if m[b, s]:
+                        out = layer.cell.step(xs[b:b + 1, s], *(v[None] for v in st))
+                        st = tuple(v[0] for v in out) if isinstance(out, tuple) else (out[0],)
+                return st[0]
+
+            h_t = states[0][t, b]
+            J = np.stack([(last(h_t + e) - last(h_t - e)) / (2 * EPS)
+                          for e in np.eye(4) * EPS], axis=1)
+            np.testing.assert_allclose(g[f"jacobian_norm/{layer.name}"][b, t],
+                                       np.linalg.norm(J, 2), rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+def test_gated_full_state_jacobian(kind):
+    """Each step's Jacobian d(states)/d(previous states), every block (LSTM: h and c), from
+    central differences of the cell's step."""
+    layer = cell_of(kind)(H=3, return_sequences=True)
+    cell = layer.cell
+    x = inputs(B=2, T=4)
+    d = layer.run(x, trace=True)
+    tr = d.trace
+    terms = {k: bptt.time_major(tr[k]) for k in tr if np.ndim(tr[k]) == 3}
+    zeros = cell.initial_states(2)
+    states = bptt._state_sequences(cell, d, terms["h"], None, zeros)
+    back = cell.backward(terms, states, zeros)
+    S, H = len(cell.state_names), 3
+    for k in range(1, 4):
+        J = back.jacobian(k)
+        for b in range(2):
+            prev = np.concatenate([s[k - 1, b] for s in states])
+
+            def step(v, b=b, k=k):
+                out = cell.step(x[b:b + 1, k], *(v[None, i * H:(i + 1) * H] for i in range(S)))
+                out = out if isinstance(out, tuple) else (out,)
+                return np.concatenate([o[0] for o in out])
+
+            fd = np.stack([(step(prev + e) - step(prev - e)) / (2 * EPS)
+                           for e in np.eye(S * H) * EPS], axis=1)
+            np.testing.assert_allclose(J[b], fd, rtol=1e-6, atol=1e-9)

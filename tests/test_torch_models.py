@@ -462,3 +462,40 @@ def test_gradients_of_a_state_dict_model_are_torch_s(tmp_path):
                                **TOL)
     np.testing.assert_allclose(g["grad/rnn_l0/forward/bias"], rnn.bias_ih_l0.grad.numpy(), **TOL)
     np.testing.assert_allclose(g["grad/head/kernel"], module.head.weight.grad.numpy().T, **TOL)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_gradients_of_gated_state_dict_models_are_torch_s(tmp_path, kind):
+    """An independent reference for the gated cells' backward steps (GRU has no
+    TensorFlow case): torch autograd through a two-layer bidirectional nn.LSTM / nn.GRU.
+    Every weight gradient is compared (GRU's gate blocks reordered from torch's)."""
+    torch = pytest.importorskip("torch")
+    module = torch_module(kind, 2, True, head=2)
+    path = save(module, tmp_path / "m.safetensors")
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    target = np.random.default_rng(1).normal(size=(2, 5, 2)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    ((module(xt) - torch.from_numpy(target)) ** 2).mean().backward()
+    g = rnncli.load_model(path).gradients(x, target=target)
+    np.testing.assert_allclose(g["grad_input"], xt.grad.numpy(), **TOL)
+    np.testing.assert_allclose(g["grad/head/kernel"], module.head.weight.grad.numpy().T, **TOL)
+    rnn = module.rnn
+    for layer in (0, 1):
+        for d, suffix in (("forward", ""), ("backward", "_reverse")):
+            ours = f"grad/rnn_l{layer}/{d}/"
+            w_ih = getattr(rnn, f"weight_ih_l{layer}{suffix}").grad.numpy().T
+            w_hh = getattr(rnn, f"weight_hh_l{layer}{suffix}").grad.numpy().T
+            b_ih = getattr(rnn, f"bias_ih_l{layer}{suffix}").grad.numpy()
+            b_hh = getattr(rnn, f"bias_hh_l{layer}{suffix}").grad.numpy()
+            if kind == "LSTM":
+                np.testing.assert_allclose(g[ours + "kernel"], w_ih, **TOL)
+                np.testing.assert_allclose(g[ours + "recurrent_kernel"], w_hh, **TOL)
+                np.testing.assert_allclose(g[ours + "bias"], b_ih, **TOL)  # = b_hh's
+                np.testing.assert_allclose(b_hh, b_ih, **TOL)
+            else:  # torch's gates r, z, n are Keras' columns z, r, h
+                order = np.concatenate([np.arange(4, 8), np.arange(4), np.arange(8, 12)])
+                np.testing.assert_allclose(g[ours + "kernel"], w_ih[:, order], **TOL)
+                np.testing.assert_allclose(g[ours + "recurrent_kernel"], w_hh[:, order],
+                                           **TOL)
+                np.testing.assert_allclose(g[ours + "bias"], np.stack([b_ih, b_hh])[:, order],
+                                           **TOL)

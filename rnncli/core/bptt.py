@@ -73,7 +73,7 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
-    weights = cell.weight_gradients(x, job.dxp, states, initial)
+    weights = cell.weight_gradients(x, job.dxp, states, initial, terms)
     gx = (job.dxp.reshape(T * B, -1) @ cell.kernel.T).reshape(T, B, -1)
     norms = jacobian_norms(cell.backward(terms, states, initial), T, B, H,
                            len(cell.state_names), dtype, mask) if jacobian else None

@@ -207,11 +207,12 @@ class Cell:
             f"layer {self.name!r}: rnncli cannot yet compute gradients through a "
             f"{self.class_name}; expected a layer whose cell has a backward step")
 
-    def weight_gradients(self, x, dxp, states, initial) -> dict:
+    def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
         """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``
         (T, B, P) dL/d(x·kernel + bias) as the backward steps wrote it, ``states`` and
-        ``initial`` as for :meth:`backward`. This gives ``kernel`` and ``bias``; a cell
-        adds its recurrent weights."""
+        ``initial`` as for :meth:`backward`, ``terms`` the trace as :meth:`backward` takes
+        it (for cells whose recurrent part needs more than dxp: GRU's reset gate). This
+        gives ``kernel`` and ``bias``; a cell adds its recurrent weights."""
         flat = dxp.reshape(-1, dxp.shape[-1])
         grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ flat}
         if self.bias is not None:

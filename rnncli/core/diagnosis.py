@@ -5,6 +5,11 @@ For a SimpleRNN, dh_t/dh_{t-1} = diag(f'(z_t))·Uᵀ, so
 ``||dh_{T-1}/dh_t||_2 <= (γ·σ_max(U))^(T-1-t)`` with γ the activation's largest slope:
 below 1 the gradient must vanish geometrically; above 1 it may explode (nothing forces
 it). Masked steps carry the state (a Jacobian of 1), so they do not count.
+
+Gated cells (LSTM, GRU) get no bound: their step Jacobian mixes gates, the cell state's
+forget path (diag(f), which alone can keep a norm near 1) and products of slopes, so no
+γ·σ_max(U) form holds; :func:`contraction` and :func:`jacobian_bound` return None, and the
+measured Jacobian norms are what `rnncli grad` shows.
 """
 
 from __future__ import annotations

@@ -157,7 +157,9 @@ def in_float64(model):
             for attr in ("kernel", "recurrent_kernel", "bias", "embeddings"):
                 v = getattr(obj, attr, None)
                 if isinstance(v, np.ndarray) and v.dtype.kind == "f":
-                    setattr(obj, attr, v.astype(np.float64))
+                    # C order: check perturbs entries through reshape(-1), which must be
+                    # a view (a random LSTM's orthogonal recurrent_kernel is a transpose)
+                    setattr(obj, attr, v.astype(np.float64, order="C"))
     return model
 
 

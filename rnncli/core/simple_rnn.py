@@ -60,8 +60,8 @@ class SimpleRNNCell(Cell):
     def backward(self, terms, states, initial):
         return SimpleRNNBackward(self, terms, states, initial)
 
-    def weight_gradients(self, x, dxp, states, initial):
-        grads = super().weight_gradients(x, dxp, states, initial)
+    def weight_gradients(self, x, dxp, states, initial, terms=None):
+        grads = super().weight_gradients(x, dxp, states, initial, terms)
         H = self.units
         (h,), (h0,) = states, initial
         # dL/dU = sum over steps of h_{k-1}ᵀ·dz_k, the first step from the initial state
