@@ -356,7 +356,8 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
                      f"--all shows every one)")
     if view.mask is not None and not view.mask[b].all() and view.value == "h":
         notes.append("at masked steps h is what Keras outputs there (the previous output, "
-                     "or 0 inside Bidirectional), not f(z)")
+                     "or 0 inside Bidirectional) and the states carry over; the other "
+                     "columns show what the cell computed")
     if view.dominant() is not None and dominant is None:
         notes.append("'largest' left out to fit (--width, or -f csv)")
     if p is not None and precision is None:
