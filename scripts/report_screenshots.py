@@ -9,16 +9,21 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 LSTM = os.path.join(ROOT, "tests", "data", "lstm_gru_reference", "embedding_bilstm_tagger")
 REPORTS = {
     "report-seed002": ["sample_weights/seed002_batch_state.keras", "-i",
                        "sample_weights/seed002_input.npy", "--sample", "3"],
+    "report-vanishing": ["sample_weights/long_rnn_vanishing.keras", "-i",
+                         "sample_weights/long_rnn_vanishing_input.npy", "--target",
+                         "sample_weights/long_rnn_vanishing_target.npy", "--loss", "mse"],
     "report-lstm-tagger": [os.path.join(LSTM, "model.keras"), "-i",
                            os.path.join(LSTM, "input.npy"), "--sample", "1"],
 }
+CROPS = {"report-vanishing": 1350}  # rows to cut from the top, where the page's top is not the point
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--hide-scrollbars", "--window-size=1100,1500"]
+            "--disable-sync", "--hide-scrollbars"]
 
 
 def main():
@@ -28,9 +33,18 @@ def main():
             subprocess.run([sys.executable, "-m", "rnncli", "report", *args, "-o", html],
                            cwd=ROOT, check=True)
             png = os.path.join(ROOT, "docs", "img", name + ".png")
-            subprocess.run([*CHROMIUM, f"--user-data-dir={tmp}/profile-{name}",
+            cut = CROPS.get(name, 0)
+            size = f"--window-size=1100,{1500 + cut}"
+            subprocess.run([*CHROMIUM, size, f"--user-data-dir={tmp}/profile-{name}",
                             f"--screenshot={png}", "file://" + html], check=True,
                            stderr=subprocess.DEVNULL)
+            if cut:
+                from rnncli.report.png import decode_png, encode_png
+
+                with open(png, "rb") as f:
+                    pixels = decode_png(f.read())
+                with open(png, "wb") as f:
+                    f.write(encode_png(pixels[cut:]))
             print(png)
 
 

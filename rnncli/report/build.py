@@ -28,10 +28,10 @@ def report(model, result, sample=0, sample_label=None, gradients=None, summary=N
     for name, r in result.layers.items():
         for direction, d in r.directions.items():
             _layer(page, name, direction, d, sample, steps or slice(None), units)
+    if gradients is not None:
+        _gradients(page, gradients, model, sample)
     for layer in model.layers:
         _weights(page, layer)
-    if gradients is not None:
-        _gradients(page, gradients, result, sample)
     return page.render()
 
 
@@ -122,13 +122,16 @@ def _weights(page, layer):
         cols = [f"{gates[j // H]}{j % H}" if gates and H and w.shape[1] == len(gates) * H
                 else str(j) for j in range(w.shape[1])]
         page.section(f"{layer.name}: {wname}", heatmap(
-            w, col_labels=cols, title=f"{layer.name} {wname} {tuple(np.shape(w))}"),
-            caption=None)
-        page.section(f"{layer.name}: {wname}, histogram", histogram(
-            w.ravel(), title=f"{layer.name} {wname}: {w.size} values"))
+            w, row_labels=[f"row {i}" for i in range(w.shape[0])], col_labels=cols,
+            title=f"{layer.name} {wname} {tuple(np.shape(w))}"), caption=None)
+        if w.size >= 8:  # (a histogram of a few values says less than the heatmap)
+            page.section(f"{layer.name}: {wname}, histogram", histogram(
+                w.ravel(), title=f"{layer.name} {wname}: {w.size} values"))
 
 
-def _gradients(page, grads, result, b):
+def _gradients(page, grads, model, b):
+    from ..core.diagnosis import jacobian_bound
+
     for key, norms in grads.items():
         if not key.startswith("jacobian_norm/"):
             continue
@@ -137,12 +140,15 @@ def _gradients(page, grads, result, b):
         gh = grads.get(f"grad_hidden/{layer}")
         if gh is not None:
             series["‖dL/dh_t‖"] = np.linalg.norm(gh[b], axis=-1)
-        bound = grads.get(f"jacobian_bound/{layer}")
+        name, _, direction = layer.partition("/")
+        found = model.get_layer(name)
+        cell = found.directions.get(direction or "", found).cell if found.recurrent else None
+        bound = None if cell is None else jacobian_bound(cell, norms.shape[-1])
         if bound is not None:
             series["bound (γ·σ)^(T-1-t)"] = bound[b] if np.ndim(bound) > 1 else bound
         page.section(f"{layer}: gradients through time", line_plot(
             series, log_y=True, title=f"{layer}: how the gradient travels back",
-            x_label="step t", y_label="norm"))
+            x_label="step t", y_label="norm", dashed=("bound (γ·σ)^(T-1-t)",)))
     gi = grads.get("grad_input")
     if gi is not None and np.ndim(gi) == 3:
         page.section("input saliency", heatmap(
