@@ -37,7 +37,7 @@ def summary(model, seed, units, input_dim, cell, overrides, fmt, color, width):
 
         click.echo(json.dumps(info, indent=2))
         return
-    from ..present.render import summary_tables
+    from ..present.summary_tables import summary_tables
 
     console = console_for(None, color, width)
     src = m.source
