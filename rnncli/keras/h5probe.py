@@ -15,6 +15,7 @@ everywhere an alarm ends it soon after the time limit.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import select
@@ -52,6 +53,7 @@ def _visit(f):
     walk(f)
 
 
+@functools.lru_cache(maxsize=1)
 def _linux_prctl():
     """libc's prctl on Linux (looked up in the parent: the child should not import), else None."""
     if not sys.platform.startswith("linux"):
