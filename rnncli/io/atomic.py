@@ -141,8 +141,8 @@ def _move_into_place(tmp, target, path, force):
     except FileNotFoundError:
         st = None
     if st is not None and stat.S_ISREG(st.st_mode):
-        if not force:
-            raise OutputError(f"{path}: already exists; use --force to overwrite it")
+        if not force:  # (check_target passed when the write began)
+            raise _made_meanwhile(path)
         _keep_owner_and_mode(tmp, st)
         os.replace(tmp, target)
         return
@@ -153,14 +153,18 @@ def _move_into_place(tmp, target, path, force):
         os.link(tmp, target)  # fails if the name exists: two writers can't both win
     except FileExistsError:
         if not force:
-            raise OutputError(f"{path}: already exists (made while rnncli was writing); "
-                              f"use --force to overwrite it") from None
+            raise _made_meanwhile(path) from None
         os.replace(tmp, target)
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK,
                            errno.ENOSYS, errno.EXDEV):
             raise
         _create_exclusively_then_replace(tmp, target, path, force)
+
+
+def _made_meanwhile(path):
+    return OutputError(f"{path}: already exists (made while rnncli was writing); use --force "
+                       f"to overwrite it")
 
 
 def _create_exclusively_then_replace(tmp, target, path, force):
@@ -171,8 +175,7 @@ def _create_exclusively_then_replace(tmp, target, path, force):
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             if not force:
-                raise OutputError(f"{path}: already exists (made while rnncli was writing); "
-                                  f"use --force to overwrite it") from None
+                raise _made_meanwhile(path) from None
         os.replace(tmp, target)
 
 
