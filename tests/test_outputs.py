@@ -7,12 +7,15 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import ROOT, sample
 
+from rnncli.cli import cli
 from rnncli.errors import OutputError
 from rnncli.io.atomic import atomic_path, check_target, open_output, stream_fd
 
@@ -26,8 +29,21 @@ def rnncli(*args, tmp_path, stdout=subprocess.PIPE):
                           stderr=subprocess.PIPE, env=env, cwd=tmp_path, timeout=120)
 
 
+class Ran:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
 def export(out, tmp_path, *extra):
-    return rnncli("export", S0, "-i", S0_IN, "-o", str(out), *extra, tmp_path=tmp_path)
+    """``rnncli export`` in-process (CliRunner: its stdout is a buffer, as a real one would
+    be), the temporary folder inside ``tmp_path``."""
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path)
+    try:
+        r = CliRunner().invoke(cli, ["export", S0, "-i", S0_IN, "-o", str(out), *extra])
+    finally:
+        tempfile.tempdir = old
+    return Ran(r.exit_code, r.stdout_bytes, r.stderr_bytes)
 
 
 def is_npz(data: bytes):

@@ -51,8 +51,8 @@ def test_piped_tables_have_no_colour_codes():
 
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     x = tmp_path / "big.npy"
-    np.save(x, np.zeros((1, 3_000_000, 5), np.float32))
-    # the numpy loop, so that 3 million steps take seconds, not milliseconds
+    np.save(x, np.zeros((1, 1_000_000, 5), np.float32))
+    # the numpy loop, so that a million steps take seconds, not milliseconds
     env = dict(os.environ, RNNCLI_ENGINE="numpy", RNNCLI_CHECKPOINTS="1", TMPDIR=str(tmp_path))
     proc = subprocess.Popen(RNNCLI + ["export", S0, "-i", str(x), "-o", str(tmp_path / "out.npz")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

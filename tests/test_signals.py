@@ -84,7 +84,6 @@ EXPORTS = {
     (signal.SIGTERM, "probing", "npz"),  # the HDF5 probe's child is running
     (signal.SIGHUP, "probing", "h5"),
     (signal.SIGINT, "spill", "npz"),  # the .rnncli-* spill folder exists
-    (signal.SIGTERM, "spill", "npz"),
     (signal.SIGINT, "part", "npz"),  # the spill folder and the .part file both exist
     (signal.SIGHUP, "part", "h5"),
     (signal.SIGTERM, "part", "csv"),
