@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import sample
+from conftest import read_until, rest_of, sample
 
 RNNCLI = [sys.executable, "-m", "rnncli"]
 S0 = sample("seed000_two_units.keras")
@@ -55,14 +55,12 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     # the numpy loop, so that a million steps take seconds, not milliseconds
     env = dict(os.environ, RNNCLI_ENGINE="numpy", RNNCLI_CHECKPOINTS="1", TMPDIR=str(tmp_path))
     proc = subprocess.Popen(RNNCLI + ["export", S0, "-i", str(x), "-o", str(tmp_path / "out.npz")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     # Interrupt once the export is under way: its spill folder exists and the run follows.
     # rnncli says so on stderr (rnncli/signals.py: checkpoint); no folder watching, no sleep.
-    for line in proc.stderr:
-        if line == "rnncli: checkpoint spill\n":
-            break
+    read_until(proc, "rnncli: checkpoint spill")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    code, err = rest_of(proc)
     err = "".join(ln for ln in err.splitlines(True) if not ln.startswith("rnncli: checkpoint"))
-    assert (proc.returncode, err) == (130, "rnncli: interrupted\n")
+    assert (code, err) == (130, "rnncli: interrupted\n")
     assert os.listdir(tmp_path) == ["big.npy"]

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, sample
+from conftest import ROOT, read_until, rest_of, sample
 
 from rnncli import signals
 
@@ -40,24 +40,15 @@ def start(argv, tmp_path, stop_at=None, python=None, env=None, **popen):
 
 def wait_for(proc, name):
     """Read stderr up to the line of checkpoint ``name``; fail if rnncli ends first."""
-    seen = []
-    while True:
-        line = proc.stderr.readline().decode()
-        if not line:
-            proc.wait(timeout=60)
-            pytest.fail(f"rnncli ended (exit {proc.returncode}) before checkpoint {name}: "
-                        f"{''.join(seen)}")
-        seen.append(line)
-        if line == f"rnncli: checkpoint {name}\n":
-            return
+    read_until(proc, f"rnncli: checkpoint {name}")
 
 
 def finish(proc):
     """(exit code, stderr without checkpoint lines)."""
-    _, err = proc.communicate(timeout=60)
-    lines = [ln for ln in err.decode().splitlines(keepends=True)
+    code, err = rest_of(proc)
+    lines = [ln for ln in err.splitlines(keepends=True)
              if not ln.startswith("rnncli: checkpoint ")]
-    return proc.returncode, "".join(lines)
+    return code, "".join(lines)
 
 
 def leftovers(tmp_path, keep=()):
