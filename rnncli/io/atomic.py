@@ -111,8 +111,8 @@ def atomic_path(path: str, force: bool = False):
     tmp = None
     try:
         with signals.deferred():  # no moment in which the file exists but is not tracked
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
-                                       dir=folder)
+            prefix = "rnncli-" if stream else f".{os.path.basename(target)}."
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=folder)
             signals.track(tmp)
         os.close(fd)
         umask = os.umask(0)
