@@ -45,7 +45,7 @@ def _is_torch_zip(head, path):
     try:
         with zipfile.ZipFile(path) as z:
             return any(n.endswith("data.pkl") for n in z.namelist()[:64])
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         return False
 
 
@@ -146,3 +146,15 @@ def write_weights(model, path, fmt=None, force=False):
     with atomic_path(path, force) as tmp:
         module.write(model, tmp, w.name)
     return w
+
+
+FRAMEWORK_MODULES = {"pytorch": "rnncli.torch.model", "onnx": "rnncli.onnx.model"}
+
+
+def framework_arrays(model, result) -> dict:
+    """The outputs of the framework a model came from, in its own layout (PyTorch's
+    ``h_n``, ``c_n``; ONNX's ``Y``, ``Y_h``, ``Y_c``), or {} for Keras models."""
+    name = FRAMEWORK_MODULES.get(model.source.get("framework"))
+    if name is None:
+        return {}
+    return import_module(name).framework_arrays(model, result)

@@ -8,6 +8,12 @@ environment. Writes model files, inputs and what Keras computed into
     python scripts/make_reference.py [OUT_DIR]
 
 Each case is small; every number in it comes from ``model.predict``.
+
+    python scripts/make_reference.py --gradients [OUT_DIR]
+
+writes gradient cases instead (default ``tests/data/gradient_generated/``), in the schema
+of ``tests/data/gradient_reference/manifest.json``: the loss ``model.compile(loss=...)``
+trains on and every gradient, from ``tf.GradientTape``.
 """
 
 import json
@@ -20,8 +26,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    os.path.dirname(__file__), "..", "tests", "data", "generated")
+GRADIENTS = "--gradients" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--gradients"]
+OUT = ARGS[0] if ARGS else os.path.join(
+    os.path.dirname(__file__), "..", "tests", "data",
+    "gradient_generated" if GRADIENTS else "generated")
 
 ACTIVATIONS = ["tanh", "relu", "sigmoid", "hard_sigmoid", "linear", "elu", "selu", "softplus",
                "softsign", "swish", "silu", "gelu", "exponential", "leaky_relu", "relu6", "mish",
@@ -257,4 +266,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if GRADIENTS:
+        from gradient_reference import main as main_gradients
+
+        main_gradients(OUT)
+    else:
+        main()

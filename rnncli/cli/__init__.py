@@ -6,7 +6,7 @@ Heavy imports (numpy, h5py, rich) happen inside the commands so that ``rnncli --
 starts fast.
 """
 
-from . import describe, files, inspect  # noqa: F401  (they register their commands)
+from . import describe, files, grad, inspect, report  # noqa: F401  (they register commands)
 from .app import cli, main
 
 __all__ = ["cli", "main"]

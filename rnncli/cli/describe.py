@@ -44,7 +44,7 @@ def summary(model, seed, units, input_dim, cell, overrides, fmt, color, width):
     where = src.get("path") or f"seed {src.get('seed')}"
     version = f", written by Keras {src['keras_version']}" if src.get("keras_version") else ""
     console.print(f"{where}: {src.get('title', '')}{version}")
-    for t in summary_tables(info):
+    for t in summary_tables(info, console.width):
         console.print(t)
     for w in info["warnings"]:
         if w not in m.notes:

@@ -42,10 +42,13 @@ def _prepare(model, seed, units, input_dim, cell, overrides, input_path, key, in
 @view_options
 @click.option("--with-input", is_flag=True,
               help="Tables: show each step's input features (or token id) beside the states.")
+@click.option("--heatmap", is_flag=True,
+              help="Show the states as a units × steps heatmap (steps pooled to fit) instead "
+              "of a table.")
 @output_options(FORMATS)
 def forward(model, seed, units, input_dim, cell, overrides, input_path, key, initial_state,
-            strict, layer_keys, sample, steps, unit_list, precision, show_all, with_input, fmt,
-            output, force, color, width):
+            strict, layer_keys, sample, steps, unit_list, precision, show_all, with_input,
+            heatmap, fmt, output, force, color, width):
     """Run the forward pass and show the hidden state at every timestep.
 
     \b
@@ -63,7 +66,8 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
     m, x, result, samples = _prepare(model, seed, units, input_dim, cell, overrides,
                                      input_path, key, initial_state, strict, sample, fmt,
                                      show_all, trace=False)
-    if result.outputs is None and fmt in ("table", "json"):
+    if result.outputs is None and fmt in ("table", "json") and \
+            not any(la.reason in result.output_error for la in m.unsupported):
         note(f"model output not computed: {result.output_error}")
     sel = selection(result, steps, unit_list)
     keys, message = layers_to_show(m, result, layer_keys, fmt)
@@ -81,11 +85,12 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
         from ..io import formats
 
         if fmt == "table":
-            from ..present.render import output_tables, states_tables
+            from ..present.render import heatmaps, output_tables, states_tables
 
             console = console_for(fh, color, width)
-            for item in states_tables(views, m, precision, show_all, console.width,
-                                      shown_input):
+            items = heatmaps(views, m, console) if heatmap else \
+                states_tables(views, m, precision, show_all, console.width, shown_input)
+            for item in items:
                 console.print(item)
             if result.outputs is not None:
                 shown = {n: result.layers[n].hidden for n in names
@@ -116,10 +121,13 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
               help="LSTM/GRU: the gates to show (i f c o; z r h) and/or state (default: "
               "all).")
 @click.option("--terms", is_flag=True, help="Also show each input feature's share x_i·W_ij.")
+@click.option("--heatmap", "heatmap_term", metavar="COLUMN",
+              help="Show one column of the trace (e.g. z, hu, or gate with --gate f) as a "
+              "units × steps heatmap instead of tables.")
 @output_options(FORMATS)
 def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initial_state,
-          strict, layer_keys, sample, steps, unit_list, precision, show_all, gates, terms, fmt,
-          output, force, color, width):
+          strict, layer_keys, sample, steps, unit_list, precision, show_all, gates, terms,
+          heatmap_term, fmt, output, force, color, width):
     """Show the arithmetic of every step, per unit: z = x·W + h·U + b and h = f(z) for a
     SimpleRNN; each gate's x·W, h·U, b, z and value, then the state update, for LSTM
     and GRU.
@@ -159,9 +167,13 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
         from ..io import formats
 
         if fmt == "table":
-            from ..present.render import trace_table
+            from ..present.render import heatmaps, trace_table
 
             console = console_for(fh, color, width)
+            if heatmap_term:
+                for item in heatmaps(views, m, console, heatmap_term):
+                    console.print(item)
+                return
             for v in views:
                 layer = m.get_layer(v.layer)
                 for i in range(len(v.samples)):

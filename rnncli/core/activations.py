@@ -196,9 +196,91 @@ def writer(fn):
     return write
 
 
-def slope_bound(name) -> float | None:
+def slope_bound(name, keras_major: int = 3) -> float | None:
     """The largest slope of an activation (gamma in ||dh_t/dh_{t-1}|| <= gamma * ||U||),
     or None where it is unbounded."""
+    if name == "hard_sigmoid" and keras_major < 3:
+        return 0.2
     return {"tanh": 1.0, "sigmoid": 0.25, "hard_sigmoid": 1 / 6, "linear": 1.0, "relu": 1.0,
             "relu6": 1.0, "softsign": 1.0, "hard_tanh": 1.0, "leaky_relu": 1.0,
             "elu": 1.0}.get(name)
+
+
+# ---------------------------------------------------------------- derivatives
+#
+# f'(z) as TensorFlow's gradients compute it, from z (the input) and y = f(z) (the output,
+# where it is cheaper). At a kink the slope is TensorFlow's: relu'(0) = 0 (ReluGrad passes
+# the gradient where z > 0), relu6 and hard_sigmoid (a relu6 in Keras 3) only strictly
+# inside, leaky_relu'(0) = 0.2 and elu'(0) = 1, clip_by_value (hard_tanh, Keras 2's
+# hard_sigmoid) inclusive of its ends.
+
+
+def _sig(z):
+    return sigmoid(z)
+
+
+def _gelu_slope(z, y):
+    phi = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    return 0.5 * (1 + _erf(z / np.sqrt(2).astype(z.dtype))) + z * phi
+
+
+def _mish_slope(z, y):
+    t = np.tanh(softplus(z))
+    return t + z * (1 - t * t) * _sig(z)
+
+
+def _step(cond, dtype, inside=1.0, outside=0.0):
+    return np.where(cond, dtype.type(inside), dtype.type(outside))
+
+
+DERIVATIVES = {
+    "linear": lambda z, y: np.ones_like(z),
+    "tanh": lambda z, y: 1 - y * y,
+    "relu": lambda z, y: _step(z > 0, z.dtype),
+    "sigmoid": lambda z, y: y * (1 - y),
+    "hard_sigmoid": lambda z, y: _step((z > -3) & (z < 3), z.dtype, 1 / 6),
+    "softplus": lambda z, y: _sig(z),
+    "softsign": lambda z, y: 1 / np.square(1 + np.abs(z)),
+    "elu": lambda z, y: np.where(z < 0, y + 1, z.dtype.type(1)),
+    "selu": lambda z, y: np.where(z < 0, y + _SELU_SCALE * _SELU_ALPHA,
+                                  z.dtype.type(_SELU_SCALE)),
+    "swish": lambda z, y: _sig(z) * (1 + z * (1 - _sig(z))),
+    "gelu": _gelu_slope,
+    "exponential": lambda z, y: y,
+    "leaky_relu": lambda z, y: _step(z > 0, z.dtype, 1.0, 0.2),
+    "relu6": lambda z, y: _step((z > 0) & (z < 6), z.dtype),
+    "hard_silu": lambda z, y: hard_sigmoid(z) + z * _step((z > -3) & (z < 3), z.dtype, 1 / 6),
+    "mish": _mish_slope,
+    "log_sigmoid": lambda z, y: _sig(-z),
+    "tanh_shrink": lambda z, y: np.square(np.tanh(z)),
+    "hard_tanh": lambda z, y: _step((z >= -1) & (z <= 1), z.dtype),
+    "celu": lambda z, y: np.where(z > 0, z.dtype.type(1), np.exp(np.minimum(z, 0))),
+}
+DERIVATIVES["silu"] = DERIVATIVES["swish"]
+DERIVATIVES["hard_swish"] = DERIVATIVES["hard_silu"]
+VECTOR = ("softmax", "log_softmax")  # not elementwise: see backward()
+
+
+def derivative(name, z, y, keras_major: int = 3):
+    """f'(z), elementwise, of an elementwise activation (as :func:`get` computes it) at z,
+    given y = f(z). softmax and log_softmax are not elementwise: use :func:`backward`."""
+    key = normalize(name)
+    if key in VECTOR:
+        raise UnsupportedLayerError(
+            f"activation {key!r} is not elementwise; expected one whose slope is per value")
+    if key == "hard_sigmoid" and keras_major < 3:
+        return _step((z >= -2.5) & (z <= 2.5), z.dtype, 0.2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return DERIVATIVES[key](z, y).astype(z.dtype, copy=False)
+
+
+def backward(name, g, z, y, keras_major: int = 3):
+    """dL/dz from dL/dy = ``g`` through y = f(z) (the last axis for softmax)."""
+    key = normalize(name)
+    if key == "linear":
+        return g
+    if key == "softmax":
+        return y * (g - np.sum(g * y, axis=-1, keepdims=True))
+    if key == "log_softmax":
+        return g - np.exp(y) * np.sum(g, axis=-1, keepdims=True)
+    return g * derivative(key, z, y, keras_major)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, UnsupportedLayerError
 from . import activations
 
 ENGINE_TERMS = ("xw", "bias")  # written by the engine for every cell
@@ -195,9 +195,57 @@ class Cell:
         """An optional compiled loop for long sequences (rnncli/core/fast.py), or None."""
         return None
 
+    # ------------------------------------------------------------ gradients
+
+    def backward(self, terms: dict, states: tuple, initial: tuple) -> CellBackward:
+        """The reverse of ``stepper`` for a block of rows of a traced sequence
+        (rnncli/core/bptt.py runs it). ``terms``: the trace, time-major (T, rows, width)
+        by name, ``h`` included (the output: at masked steps not the cell's own, but those
+        steps get no gradient); ``states``: each state after every step, (T, rows, H) in
+        ``state_names`` order; ``initial``: the states before the first, (rows, H)."""
+        raise UnsupportedLayerError(
+            f"layer {self.name!r}: rnncli cannot yet compute gradients through a "
+            f"{self.class_name}; expected a layer whose cell has a backward step")
+
+    def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
+        """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``
+        (T, B, P) dL/d(x·kernel + bias) as the backward steps wrote it, ``states`` and
+        ``initial`` as for :meth:`backward`, ``terms`` the trace as :meth:`backward` takes
+        it (for cells whose recurrent part needs more than dxp: GRU's reset gate). This
+        gives ``kernel`` and ``bias``; a cell adds its recurrent weights."""
+        flat = dxp.reshape(-1, dxp.shape[-1])
+        grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ flat}
+        if self.bias is not None:
+            grads["bias"] = flat.sum(axis=0)
+        return grads
+
     def initial_states(self, rows: int) -> tuple:
         return tuple(np.zeros((rows, self.units), self.dtype) for _ in self.state_names)
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.units} units>"
 
+
+class CellBackward:
+    """A cell's steps backwards over a block of rows: what ``Cell.backward`` returns.
+
+    Made once per block, so a cell can compute what every step needs (its activations'
+    slopes) in one vectorised pass before the time loop."""
+
+    def __init__(self, cell, terms: dict, states: tuple, initial: tuple):
+        self.cell, self.terms, self.states, self.initial = cell, terms, states, initial
+
+    def prev(self, i: int, k: int):
+        """State ``i`` as step ``k`` found it."""
+        return self.states[i][k - 1] if k else self.initial[i]
+
+    def step(self, k: int, g: tuple, dxp) -> tuple:
+        """Step ``k`` backwards: ``g`` is dL/d(the states step k made) (rows, H) each, to
+        be read, not changed; writes dL/d(x·kernel + bias) at step k into ``dxp``
+        (rows, P) and returns dL/d(the states step k started from)."""
+        raise NotImplementedError
+
+    def jacobian(self, k: int):
+        """d(the states step k made)/d(the states it started from): (rows, S·H, S·H),
+        states in ``state_names`` order, row = output, column = input."""
+        raise NotImplementedError

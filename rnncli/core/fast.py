@@ -63,3 +63,23 @@ def simple_rnn_recurrence(cell, xwb, states, out, terms=None):
                np.array(states[0], dtype=dtype), out["h"], ACTIVATIONS.index(cell.activation),
                hu, z)
     return (h,)
+
+
+def simple_rnn_backward(job):
+    """A SimpleRNN's backward time loop, compiled (``job``: rnncli.core.bptt._Steps over
+    every row, no mask): fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in
+    ``job.g``."""
+    import numpy as np
+
+    from ._numba_kernels import backward
+
+    cell = job.cell
+    dtype = cell.dtype
+    has_out = job.g_out is not None
+    g_out = np.ascontiguousarray(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
+    g = np.ascontiguousarray(job.g[0])
+    backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
+             np.ascontiguousarray(job.terms["h"]),
+             np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
+             ACTIVATIONS.index(cell.activation), dtype.type(1))
+    job.g[0][...] = g

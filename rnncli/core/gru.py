@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations
-from .cell import Cell
+from .cell import Cell, CellBackward
 from .gated import GatedCell
 
 
@@ -164,3 +164,103 @@ class GRUCell(GatedCell):
 
     def config(self):
         return {**super().config(), "reset_after": self.reset_after}
+
+    # ------------------------------------------------------------ gradients
+
+    def backward(self, terms, states, initial):
+        return GRUBackward(self, terms, states, initial)
+
+    def weight_gradients(self, x, dxp, states, initial, terms=None):
+        """dxp is dL/d(x·W + b_x); the recurrent side differs in the candidate's block:
+        reset_after, dL/d(h·U_h + b_hh) = dz_h ⊙ r; before it, U_h multiplies r⊙h₋₁."""
+        grads = super().weight_gradients(x, dxp, states, initial, terms)
+        H = self.units
+        h = states[0]
+        h_prev = np.concatenate([initial[0][None], h[:-1]]).reshape(-1, H)
+        r = terms["gate"][..., H:2 * H].reshape(-1, H)
+        flat = dxp.reshape(-1, 3 * H)
+        if self.reset_after:
+            d_inner = flat.copy()
+            d_inner[:, 2 * H:] *= r
+            grads["recurrent_kernel"] = h_prev.T @ d_inner
+            if self.bias is not None:
+                grads["bias"] = np.stack([flat.sum(axis=0), d_inner.sum(axis=0)])
+        else:
+            grads["recurrent_kernel"] = np.concatenate(
+                [h_prev.T @ flat[:, :2 * H], (r * h_prev).T @ flat[:, 2 * H:]], axis=1)
+        return {k: grads[k] for k in self.weights()}
+
+
+class GRUBackward(CellBackward):
+    """The steps of a GRU backwards, from g = dL/dh_k (z, r, h̃ the gates' values, s_*
+    their slopes at z_*):
+
+        dz_z = g ⊙ (h_{k-1} - h̃) ⊙ s_z        dz_h = g ⊙ (1 - z) ⊙ s_h
+        reset_after:  dz_r = dz_h ⊙ (h_{k-1}·U_h + b_hh) ⊙ s_r
+                      dL/dh_{k-1} = g ⊙ z + [dz_z, dz_r, dz_h ⊙ r]·Uᵀ
+        before:       d(r⊙h) = dz_h·U_hᵀ,  dz_r = d(r⊙h) ⊙ h_{k-1} ⊙ s_r
+                      dL/dh_{k-1} = g ⊙ z + d(r⊙h) ⊙ r + [dz_z, dz_r]·U_zrᵀ
+        dL/d(x·W + b_x) = [dz_z, dz_r, dz_h]"""
+
+    def __init__(self, cell, terms, states, initial):
+        super().__init__(cell, terms, states, initial)
+        H, ract, km = cell.units, cell.recurrent_activation, cell.keras_major
+        z, gate = terms["z"], terms["gate"]
+        self.slope = np.empty_like(z)
+        for b, name in enumerate((ract, ract, cell.activation)):
+            s = slice(b * H, (b + 1) * H)
+            self.slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], km)
+        U = cell.recurrent_kernel
+        self.UT = np.ascontiguousarray(U.T)  # (3H, H)
+        self.U_h = np.ascontiguousarray(U[:, 2 * H:])
+        if cell.reset_after:  # h·U_h + b_hh, what r multiplies
+            inner = terms["hu"][..., 2 * H:]
+            rb = cell.recurrent_bias
+            self.inner_h = inner if rb is None else inner + rb[2 * H:]
+        self.buf = np.empty((z.shape[1], 3 * H), cell.dtype)
+
+    def _gates(self, k):
+        H, g = self.cell.units, self.terms["gate"][k]
+        return g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+
+    def step(self, k, g, dxp):
+        H = self.cell.units
+        (dh,) = g
+        zg, r, hh = self._gates(k)
+        s, h_prev = self.slope[k], self.prev(0, k)
+        np.multiply(dh * (h_prev - hh), s[:, :H], out=dxp[:, :H])
+        dz_h = np.multiply(dh * (1 - zg), s[:, 2 * H:], out=dxp[:, 2 * H:])
+        back = dh * zg
+        if self.cell.reset_after:
+            np.multiply(dz_h * self.inner_h[k], s[:, H:2 * H], out=dxp[:, H:2 * H])
+            d_inner = self.buf
+            d_inner[:, :2 * H] = dxp[:, :2 * H]
+            np.multiply(dz_h, r, out=d_inner[:, 2 * H:])
+            back += d_inner @ self.UT
+        else:
+            d_rh = dz_h @ self.UT[2 * H:]
+            np.multiply(d_rh * h_prev, s[:, H:2 * H], out=dxp[:, H:2 * H])
+            back += d_rh * r + dxp[:, :2 * H] @ self.UT[:2 * H]
+        return (back,)
+
+    def jacobian(self, k):
+        """dh_k/dh_{k-1} (rows, H, H), row = output, column = input."""
+        H = self.cell.units
+        zg, r, hh = self._gates(k)
+        s, h_prev = self.slope[k], self.prev(0, k)
+        UT = self.UT  # dz_a/dh_{k-1,j} = U[j, a]
+        dz_dh = s[:, :H, None] * UT[None, :H]
+        if self.cell.reset_after:
+            dr_dh = s[:, H:2 * H, None] * UT[None, H:2 * H]
+            dhh = s[:, 2 * H:, None] * (self.inner_h[k][:, :, None] * dr_dh
+                                        + r[:, :, None] * UT[None, 2 * H:])
+        else:
+            # d(r⊙h)_l/dh_j = r_l δ_lj + h_l s_r[l] U_r[j, l]
+            A = (h_prev * s[:, H:2 * H])[:, :, None] * UT[None, H:2 * H]
+            diag = np.arange(H)
+            A[:, diag, diag] += r
+            dhh = s[:, 2 * H:, None] * np.matmul(self.U_h.T[None], A)
+        J = (h_prev - hh)[:, :, None] * dz_dh + (1 - zg)[:, :, None] * dhh
+        diag = np.arange(H)
+        J[:, diag, diag] += zg
+        return J

@@ -136,6 +136,32 @@ class Masking(Layer):
         return x * keep[..., None].astype(x.dtype), keep
 
 
+class SequenceLengths(Layer):
+    """Each sequence's length, stored in the file (ONNX ``sequence_lens``): the steps past
+    it are masked, so recurrent layers carry their state there and output zeros (as ONNX
+    does; the layers after it need ``zero_output_for_mask``)."""
+
+    class_name = "SequenceLengths"
+
+    def __init__(self, name, lengths, config=None):
+        super().__init__(name, config)
+        self.lengths = np.asarray(lengths, np.int64).reshape(-1)
+
+    def call(self, x, mask=None):
+        x = np.asarray(x)
+        B, T = x.shape[:2]
+        if B != len(self.lengths):
+            raise InputDataError(
+                f"layer {self.name!r}: the file stores the lengths of {len(self.lengths)} "
+                f"sequences; expected a batch of {len(self.lengths)}, got {B}")
+        if self.lengths.min(initial=1) < 1 or self.lengths.max(initial=0) > T:
+            raise InputDataError(
+                f"layer {self.name!r}: stored sequence lengths {self.lengths.tolist()} must "
+                f"be 1 to {T} (the input's timesteps)")
+        keep = np.arange(T) < self.lengths[:, None]
+        return x, keep if mask is None else (np.asarray(mask, bool) & keep)
+
+
 class Identity(Layer):
     """Dropout, SpatialDropout1D, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization
     at inference: the input unchanged."""

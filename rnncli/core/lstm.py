@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations
-from .cell import Cell
+from .cell import Cell, CellBackward
 from .gated import GatedCell
 
 
@@ -100,3 +100,81 @@ class LSTMCell(GatedCell):
 
     def config(self):
         return {**super().config(), "unit_forget_bias": self.unit_forget_bias}
+
+    # ------------------------------------------------------------ gradients
+
+    def backward(self, terms, states, initial):
+        return LSTMBackward(self, terms, states, initial)
+
+    def weight_gradients(self, x, dxp, states, initial, terms=None):
+        grads = super().weight_gradients(x, dxp, states, initial, terms)
+        P = dxp.shape[-1]
+        h, h0 = states[0], initial[0]
+        # z = x·W + h_{k-1}·U + b: dL/dU = Σ_k h_{k-1}ᵀ·dz_k, dz being dL/d(x·W + b) too
+        grads["recurrent_kernel"] = h0.T @ dxp[0] + \
+            h[:-1].reshape(-1, self.units).T @ dxp[1:].reshape(-1, P)
+        return {k: grads[k] for k in self.weights()}
+
+
+class LSTMBackward(CellBackward):
+    """The steps of an LSTM backwards, from g = (dL/dh_k, dL/dc_k):
+
+        dc = dL/dc_k + dL/dh_k ⊙ o ⊙ act'(c_k)            (the total derivative of c_k)
+        dz_i = dc ⊙ g ⊙ σ'(z_i)     dz_f = dc ⊙ c_{k-1} ⊙ σ'(z_f)
+        dz_c = dc ⊙ i ⊙ act'(z_c)   dz_o = dL/dh_k ⊙ act(c_k) ⊙ σ'(z_o)
+        dL/dc_{k-1} = dc ⊙ f        dL/dh_{k-1} = dz·Uᵀ      dL/d(x·W + b) = dz
+
+    σ' and act' are TensorFlow's slopes (activations.derivative: Keras 2's hard_sigmoid
+    where the file is Keras 2's)."""
+
+    def __init__(self, cell, terms, states, initial):
+        super().__init__(cell, terms, states, initial)
+        H, ract, act, km = cell.units, cell.recurrent_activation, cell.activation, \
+            cell.keras_major
+        z, gate = terms["z"], terms["gate"]
+        self.slope = np.empty_like(z)  # each gate's slope at z, every step at once
+        for b, name in enumerate((ract, ract, act, ract)):
+            s = slice(b * H, (b + 1) * H)
+            self.slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], km)
+        c = states[1]
+        self.tc = cell.act(c)  # act(c_k)
+        self.dtc = activations.derivative(act, c, self.tc, km)  # act'(c_k)
+        self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
+        self.buf = np.empty(c.shape[1:], cell.dtype)
+
+    def _gates(self, k):
+        H, g = self.cell.units, self.terms["gate"][k]
+        return g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+
+    def step(self, k, g, dxp):
+        H = self.cell.units
+        dh, dc_next = g
+        i, f, cand, o = self._gates(k)
+        s, c_prev = self.slope[k], self.terms["c_prev"][k]
+        dc = dc_next + dh * o * self.dtc[k]
+        np.multiply(dc * cand, s[:, :H], out=dxp[:, :H])
+        np.multiply(dc * c_prev, s[:, H:2 * H], out=dxp[:, H:2 * H])
+        np.multiply(dc * i, s[:, 2 * H:3 * H], out=dxp[:, 2 * H:3 * H])
+        np.multiply(dh * self.tc[k], s[:, 3 * H:], out=dxp[:, 3 * H:])
+        return np.matmul(dxp, self.UT, out=self.buf), dc * f
+
+    def jacobian(self, k):
+        """d(h_k, c_k)/d(h_{k-1}, c_{k-1}) (rows, 2H, 2H)."""
+        H = self.cell.units
+        i, f, cand, o = self._gates(k)
+        s, c_prev = self.slope[k], self.terms["c_prev"][k]
+        UT = self.UT  # (4H, H): dz_a/dh_{k-1,j} = U[j, a]
+        # dc_k/dh_{k-1}[m, j] = Σ over i, f, c of (dc_k/dgate ⊙ slope)[m] · U[j, m]
+        dc_dh = ((cand * s[:, :H])[:, :, None] * UT[None, :H]
+                 + (c_prev * s[:, H:2 * H])[:, :, None] * UT[None, H:2 * H]
+                 + (i * s[:, 2 * H:3 * H])[:, :, None] * UT[None, 2 * H:3 * H])
+        slope_c = o * self.dtc[k]  # dh_k/dc_k, elementwise
+        dh_dh = (self.tc[k] * s[:, 3 * H:])[:, :, None] * UT[None, 3 * H:] + \
+            slope_c[:, :, None] * dc_dh
+        J = np.zeros((len(f), 2 * H, 2 * H), self.cell.dtype)
+        J[:, :H, :H] = dh_dh
+        J[:, H:, :H] = dc_dh
+        diag = np.arange(H)
+        J[:, diag, H + diag] = slope_c * f
+        J[:, H + diag, H + diag] = f
+        return J

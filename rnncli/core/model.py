@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputDataError, RnncliError
+from ..errors import InputDataError, RnncliError, UnsupportedLayerError
 from .engine import Engine
 from .graph import ALL_OUTPUTS, Node, Ref  # noqa: F401  (Node: rnncli.core.model.Node, as before)
 from .graph import GraphRun as _GraphRun
@@ -60,6 +60,23 @@ class Model:
         last = Ref(prev.layer, 0, ALL_OUTPUTS) if layers else prev
         return cls(name, list(layers), nodes, [Ref("__input__")], [last],
                    input_specs=[input_spec] if input_spec else [], source=source, notes=notes)
+
+    def chain_layers(self) -> list | None:
+        """The layers in order when each takes only the one before's first output (the first
+        takes the input) and the model's output is the last one's: a Sequential model, or a
+        functional one of that shape. None otherwise."""
+        prev = self.inputs[0] if len(self.inputs) == 1 else None
+        for layer in self.layers:
+            node = self.nodes.get((layer.name, 0))
+            if prev is None or node is None or (layer.name, 1) in self.nodes or \
+                    node.args != [Ref(prev.layer, prev.node, 0)] or \
+                    any(v is not None for v in node.kwargs.values()):
+                return None
+            prev = Ref(layer.name)
+        first = self.outputs[0] if self.outputs else None
+        if first is None or first.layer != prev.layer or first.tensor not in (0, ALL_OUTPUTS):
+            return None
+        return list(self.layers)
 
     # -------------------------------------------------------------- lookup
 
@@ -132,6 +149,10 @@ class Model:
 
     def check_input(self, x):
         """Validate and convert an input array; returns it as the model consumes it."""
+        if len(self.inputs) > 1:
+            raise UnsupportedLayerError(
+                f"the model has {len(self.inputs)} inputs; rnncli runs models with one input "
+                f"(rnncli summary still describes it)")
         x = np.asarray(x)
         if self.takes_token_ids:
             if x.ndim == 1:
@@ -181,6 +202,12 @@ class Model:
             x = x[samples]
         with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN show in the results
             return self._run(x, initial_state, trace, sequences, engine)
+
+    def gradients(self, x, target=None, loss="mse", of=None, initial_state=None, **options):
+        """The exact backward pass, by name (rnncli/core/gradients.py has the details)."""
+        from .gradients import gradients
+
+        return gradients(self, x, target, loss, of, initial_state, **options)
 
     def run_batches(self, x, initial_state=None, batch_size=None, trace=True, engine=None):
         """Yield ``(start, Result)`` for consecutive batches of ``x``'s samples, each batch
@@ -279,6 +306,13 @@ class Model:
         return {k: tuple(s[rows] for s in v) for k, v in states.items()}
 
     # -------------------------------------------------------------- summary
+
+    def summary(self) -> dict:
+        """What ``rnncli summary`` shows, as data: layers (shapes, parameters, settings),
+        weight statistics, recurrent-kernel spectra, warnings."""
+        from ..present.summary import describe
+
+        return describe(self)
 
     def count_params(self) -> int:
         return sum(la.count_params() for la in self.layers)

@@ -200,7 +200,7 @@ class Result:
                     continue
                 where = f"{name}/{d}" if d else name
                 for term in dr.trace:
-                    if term == "h":
+                    if term in dr.trace.cell.state_names:  # exported above (hidden, cell)
                         continue
                     kind = "gate" if term == "gate" else term
                     for g, a in dr.trace.per_gate(term).items():

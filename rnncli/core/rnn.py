@@ -34,6 +34,9 @@ class RNN(Layer):
         self.go_backwards = bool(go_backwards)
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.stateful = bool(stateful)
+        # The states a file stores for this layer (ONNX initial_h/initial_c), used when the
+        # caller gives none: a tuple of (batch or 1, H) arrays in state_names order.
+        self.default_initial_state = None
 
     @property
     def class_name(self):
@@ -121,6 +124,8 @@ class RNN(Layer):
             mask = None if mask is None else mask[:, ::-1]
         if mask is not None and mask.all():
             mask = None
+        if initial_state is None and self.default_initial_state is not None:
+            initial_state = self._default_states(B)
         if initial_state is not None:
             for s in initial_state:
                 if np.shape(s) != (B, self.units):
@@ -137,6 +142,23 @@ class RNN(Layer):
             ordered = {k: terms[k] for k in cell.trace_order() if k in terms}
             tr = Trace(cell, ordered, mask, order, x)
         return DirectionResult(scan.sequences if scan.sequences else {}, states, tr)
+
+    def stored_initial_state(self, batch) -> tuple | None:
+        """The initial state the file stores (``default_initial_state``) for ``batch``
+        rows, as ``call`` takes it, or None (zeros)."""
+        return None if self.default_initial_state is None else self._default_states(batch)
+
+    def _default_states(self, batch) -> tuple:
+        out = []
+        for s in self.default_initial_state:
+            if s.shape[0] not in (1, batch):
+                raise InputDataError(
+                    f"layer {self.name!r} starts from the initial state its file stores, "
+                    f"for a batch of {s.shape[0]}; expected that batch size, got {batch} "
+                    f"(or give an initial state)")
+            out.append(np.broadcast_to(s.astype(self.dtype, copy=False),
+                                       (batch, self.units)).copy())
+        return tuple(out)
 
     def call(self, x, mask=None, initial_state=None, trace=False, keep=True, engine=None):
         d = self.run(x, mask, initial_state, trace, keep or self.return_sequences, engine)
@@ -246,6 +268,16 @@ class Bidirectional(Layer):
         else:
             for layer in (self.forward_layer, self.backward_layer):
                 layer.configure(key, value)
+
+    def stored_initial_state(self, batch) -> tuple | None:
+        """Both directions' stored initial states (zeros for one that stores none), or
+        None when neither does."""
+        f, b = self.forward_layer, self.backward_layer
+        states = [d.stored_initial_state(batch) for d in (f, b)]
+        if states == [None, None]:
+            return None
+        return tuple(s for d, st in zip((f, b), states)
+                     for s in (st if st is not None else d.cell.initial_states(batch)))
 
     def initial_state_from(self, value, batch) -> tuple:
         """Forward then backward states; one array of 2·H columns is split in half

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations
-from .cell import Cell
+from .cell import Cell, CellBackward
 from .rnn import RNN
 
 
@@ -55,6 +55,45 @@ class SimpleRNNCell(Cell):
         from . import fast
 
         return fast.simple_rnn_recurrence if self.activation in fast.ACTIVATIONS else None
+
+
+    def backward(self, terms, states, initial):
+        return SimpleRNNBackward(self, terms, states, initial)
+
+    def weight_gradients(self, x, dxp, states, initial, terms=None):
+        grads = super().weight_gradients(x, dxp, states, initial, terms)
+        H = self.units
+        (h,), (h0,) = states, initial
+        # dL/dU = sum over steps of h_{k-1}ᵀ·dz_k, the first step from the initial state
+        grads["recurrent_kernel"] = h0.T @ dxp[0] + \
+            h[:-1].reshape(-1, H).T @ dxp[1:].reshape(-1, H)
+        return {k: grads[k] for k in self.weights()}
+
+    def compiled_backward(self):
+        """The compiled backward loop (rnncli/core/fast.py), or None."""
+        from . import fast
+
+        return fast.simple_rnn_backward if self.activation in fast.ACTIVATIONS else None
+
+
+class SimpleRNNBackward(CellBackward):
+    """The steps of a SimpleRNN backwards: with g = dL/dh_k,
+    ``dz = g * f'(z_k)``, ``dL/dh_{k-1} = dz·Uᵀ``, ``dL/d(x·W + b) = dz``."""
+
+    def __init__(self, cell, terms, states, initial):
+        super().__init__(cell, terms, states, initial)
+        self.slope = activations.derivative(cell.activation, terms["z"], terms["h"],
+                                            cell.keras_major)  # f'(z), every step at once
+        self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
+        self.buf = np.empty(terms["z"].shape[1:], cell.dtype)
+
+    def step(self, k, g, dxp):
+        dz = np.multiply(g[0], self.slope[k], out=dxp)
+        return (np.matmul(dz, self.UT, out=self.buf),)
+
+    def jacobian(self, k):
+        # dh_k/dh_{k-1}[b, i, j] = f'(z_k[b, i]) · U[j, i]
+        return self.slope[k][:, :, None] * self.UT[None]
 
 
 class SimpleRNN(RNN):

@@ -22,14 +22,15 @@ import zipfile
 import numpy as np
 
 from .. import signals
-from ..errors import OutputError, RnncliError
+from ..errors import OutputError, RnncliError, UsageError
 from .atomic import atomic_path, open_output, spill_folder
 
 RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis", "zarr")
 EXTENSIONS = {".zarr": "zarr", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv",
               ".json": "json",
               ".npy": "npy"}
-STATIC_KINDS = ("bias", "recurrent_bias")  # arrays that do not grow with the batch
+STATIC_KINDS = ("bias", "recurrent_bias",  # arrays written once, as they are: biases,
+                "h_n", "c_n", "Y", "Y_h", "Y_c")  # and frameworks' outputs (one batch)
 RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace
 
 
@@ -55,11 +56,14 @@ def _select(arrays, what, layers):
                   if k.startswith("output") or k.split("/")[1] in layers}
     if what is None:
         return arrays
-    wanted = [w.strip() for w in what.split(",")]
+    wanted = [w.strip() for w in what.split(",") if w.strip()]
     keys = [k for k in arrays if any(k == w or k.startswith(w + "/") for w in wanted)]
-    if not keys:
-        raise RnncliError(f"--what {what!r} matches no array; available: "
-                          f"{', '.join(list(arrays)[:12])}")
+    unmatched = [w for w in wanted if not any(k == w or k.startswith(w + "/") for k in arrays)]
+    if unmatched or not keys:
+        kinds = sorted({k.split("/")[0] for k in arrays})
+        raise UsageError(f"--what {unmatched[0] if unmatched else what!r}: no such array; "
+                         f"expected a kind ({', '.join(kinds)}) or a full name such as "
+                         f"{next(iter(arrays), 'hidden/<layer>')}")
     return {k: arrays[k] for k in keys}
 
 
@@ -76,6 +80,9 @@ def needs_trace(fmt, what):
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
                    force=False, batch_size=None, progress=None, precision=None):
     """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout)."""
+    if fmt == "csv" and what:
+        raise UsageError("--what picks arrays for npz, h5, json and npy; -f csv writes the "
+                         "trace's rows (every term of every step and unit): use --layers")
     if layers:
         names = [la.name for la in model.recurrent_layers]
         unknown = [n for n in layers if n not in names]
@@ -84,6 +91,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                               f"{', '.join(names)}")
     batches = model.run_batches(x, initial_state, batch_size, trace=needs_trace(fmt, what))
     total = len(x)
+    whole = (batch_size or model.batch_size_for(x, needs_trace(fmt, what))) >= total
     if fmt in ("npz", "h5", "npy"):
         sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
         with sink:
@@ -91,7 +99,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                 if what and what.split("/")[0] == "output" and result.outputs is None:
                     raise RnncliError(f"the model output can't be computed: "
                                       f"{result.output_error}")
-                sink.add(start, _select(result.arrays(), what, layers))
+                sink.add(start, _select(_arrays(model, result, whole, fmt), what, layers))
         return
     if fmt == "csv":
         from ..present.views import Selection, trace_views
@@ -112,7 +120,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
 
         parts: dict = {}
         for _, result in _with_progress(batches, total, progress):
-            for k, v in _select(result.arrays(), what, layers).items():
+            for k, v in _select(_arrays(model, result, whole, fmt), what, layers).items():
                 parts.setdefault(k, []).append(v)
         arrays = {k: (v[0] if k.split("/")[0] in STATIC_KINDS else np.concatenate(v))
                   for k, v in parts.items()}
@@ -129,6 +137,19 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                 sink.add(start, result.arrays())
         return
     raise RnncliError(f"unknown export format {fmt!r}; expected one of {', '.join(RESULT_FORMATS)}")
+
+
+def _arrays(model, result, whole, fmt):
+    """The export schema's arrays, and the source framework's own outputs (h_n, Y ...) when
+    the input ran in one batch (their batch axis is not the first: they are not joined
+    batch to batch) and the format holds named arrays."""
+    arrays = result.arrays()
+    if whole and fmt in ("npz", "h5", "json"):
+        from ..models import framework_arrays
+
+        arrays.update({k: v for k, v in framework_arrays(model, result).items()
+                       if k not in arrays})
+    return arrays
 
 
 def _with_progress(batches, total, progress):

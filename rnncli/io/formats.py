@@ -144,6 +144,7 @@ def write_trace(views, fmt_name, out, precision=None, header=True):
                 w.writerow(row)
     elif fmt_name == "ndjson":
         for v in views:
+            dominant, flags = v.dominant(), v.flags()
             for bi, b in enumerate(v.samples):
                 for si, (step, t) in enumerate(zip(v.steps, v.t)):
                     rec = {"layer": v.layer, "direction": v.direction or None, "sample": int(b),
@@ -151,6 +152,8 @@ def write_trace(views, fmt_name, out, precision=None, header=True):
                     if v.section:
                         rec["section"] = v.section
                     rec.update({k: _list(v.arrays[k][bi, si], precision) for k in v.columns})
+                    rec["largest"] = None if dominant is None else DOMINANT[dominant[bi, si]].tolist()
+                    rec["note"] = flags[bi, si].tolist()
                     out.write(json.dumps(rec) + "\n")
     else:
         raise ValueError(fmt_name)
@@ -165,6 +168,9 @@ def trace_document(views, precision=None, source=None):
         if v.section:
             entry["section"] = v.section
         entry.update({k: _list(v.arrays[k], precision) for k in v.columns})
+        dominant = v.dominant()
+        entry["largest"] = None if dominant is None else DOMINANT[dominant].tolist()
+        entry["note"] = v.flags().tolist()
         if v.terms is not None:
             entry["terms"] = _list(v.terms, precision)
         doc["traces"].append(entry)

@@ -13,7 +13,7 @@ from .. import limits
 from ..core import layers as L
 from ..core.model import InputSpec, Model, Node, Ref
 from ..core.settings import apply_settings
-from ..errors import ModelFileError, UnsupportedLayerError
+from ..errors import ModelFileError
 from .build import build_layer
 
 # ---------------------------------------------------------------- whole models
@@ -181,7 +181,7 @@ def _functional(name, cfg, entries, built, source, notes):
     if not inputs or not outputs:
         raise ModelFileError("the functional model config names no input_layers or output_layers")
     if len(inputs) > 1:
-        raise UnsupportedLayerError(
-            f"the model has {len(inputs)} inputs; rnncli runs models with one input")
+        notes.append(f"the model has {len(inputs)} inputs; rnncli runs models with one input, "
+                     f"so only `summary` describes it")
     return Model(name, layers, nodes, inputs, outputs, input_specs=specs, source=source,
                  notes=notes)

@@ -312,7 +312,7 @@ def _interleavings(groups):
 def _load_zip(path, settings):
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise ModelFileError(f"{path}: not a readable zip archive ({short(e)})") from None
     with zf:
         names = set(zf.namelist())

@@ -28,6 +28,21 @@ def _notes(notes):
     return [Text("; ".join(notes), style="dim")] if notes else []
 
 
+class _Console(Console):
+    """A closed pipe (``| head``) ends the program quietly, with exit 0 (rich exits 1)."""
+
+    def on_broken_pipe(self):
+        self.quiet = True
+        try:
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(0)
+
+
 def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
     """A console for tables: colour on a terminal (``color="auto"``), or ``always``
     (FORCE_COLOR) or ``never`` (NO_COLOR); as wide as the terminal, else ``width``, else
@@ -44,7 +59,7 @@ def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) >= 40 else 120
     colored = color == "always" or (color == "auto" and terminal)
-    return Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, width=width,
+    return _Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, width=width,
                    force_terminal=True if color == "always" else None,
                    no_color=not colored, color_system="truecolor" if color == "always" else
                    ("auto" if colored else None))
@@ -105,7 +120,10 @@ def _cell(text, v, scale, colour):
 def layer_title(layer) -> str:
     act = getattr(layer, "activation", None) or getattr(getattr(layer, "forward_layer", None),
                                                         "activation", "")
-    bits = [layer.class_name, act, f"{layer.units} units"]
+    kind = layer.class_name
+    if kind == "Bidirectional":
+        kind = f"Bidirectional({layer.forward_layer.class_name})"
+    bits = [kind, act, f"{layer.units} units"]
     if getattr(layer, "go_backwards", False):
         bits.append("go_backwards")
     if layer.class_name == "Bidirectional":
@@ -156,17 +174,27 @@ def states_table(view, layer, precision=None, show_all=False, colour=True, width
                  inputs=None):
     """One sample's hidden states: a row per step, a column per unit; ``inputs`` (T, D), the
     model's input for that sample in input time, adds its features in front."""
-    caption = None
-    if len(view.t) < view.total_steps or len(view.units) < view.total_units:
-        caption = (f"steps {len(view.t)} of {view.total_steps}, "
-                   f"units {len(view.units)} of {view.total_units}")
+    picked = []
+    if len(view.t) < view.total_steps:
+        picked.append(f"steps {len(view.t)} of {view.total_steps}")
+    if len(view.units) < view.total_units:
+        picked.append(f"units {len(view.units)} of {view.total_units} picked")
     return matrix_table(f"{layer_title(layer)}  sample {view.samples[0]}", view.t,
-                        [f"h{u}" for u in view.units], view.values[0], precision=precision,
+                        unit_labels(layer, view.units), view.values[0], precision=precision,
                         show_all=show_all, colour=colour,
                         scale=_scale(view.values, getattr(layer, "activation", None)),
-                        width=width, caption=caption,
+                        width=width, caption=", ".join(picked) or None,
                         masked=None if view.mask is None else ~view.mask[0],
                         inputs=None if inputs is None else inputs[view.t])
+
+
+def unit_labels(layer, units) -> list:
+    """Column names of a layer's states: h0, h1 ...; a Bidirectional layer's concatenated
+    units are named by direction (f0 ... forward, b0 ... backward)."""
+    if getattr(layer, "merge_mode", "") == "concat":
+        H = layer.forward_layer.units
+        return [f"f{u}" if u < H else f"b{u - H}" for u in units]
+    return [f"h{u}" for u in units]
 
 
 def states_tables(views, model, precision=None, show_all=False, width=100, inputs=None):
@@ -183,12 +211,36 @@ def states_tables(views, model, precision=None, show_all=False, width=100, input
     return out
 
 
+def heatmaps(views, model, console, column=None):
+    """Units × steps heatmaps, a sample a map: states views, or one ``column`` of trace
+    views (rnncli/present/heatmap.py pools steps to the console's width)."""
+    from ..errors import UsageError
+    from .heatmap import color_system_of, heatmap_renderable
+
+    out = []
+    for v in views:
+        values = v.values if column is None else v.arrays.get(column)
+        if values is None:
+            raise UsageError(f"--heatmap {column}: the {v.section or 'trace'} section of layer "
+                             f"{v.layer!r} has columns {', '.join(v.columns)}")
+        what = "h" if column is None else v.title(column)
+        where = " ".join(p for p in (v.layer, getattr(v, "direction", ""),
+                                     getattr(v, "section", "")) if p)
+        for i, b in enumerate(v.samples):
+            masked = None if v.mask is None else ~np.asarray(v.mask[i], bool)
+            out.append(heatmap_renderable(
+                np.asarray(values[i]).T, row_labels=[f"{what}{u}" for u in v.units],
+                title=f"{where}  sample {b}: {what} (units × steps)", width=console.width,
+                color_system=color_system_of(console), masked_steps=masked))
+    return out
+
+
 def output_tables(outputs, samples, shown, precision=None, show_all=False, colour=True,
                   width=100):
     """What model.predict returns, per sample: ``outputs`` hold the shown samples, in
     order, numbered ``samples``. Outputs equal to a hidden sequence already shown
     (``shown``: name -> array) are named, not repeated; sequences get a table."""
-    out = []
+    out, rounded = [], False
     rows = Table(header_style="bold")
     for c in ("output", "sample", "values"):
         rows.add_column(c, justify="right" if c == "sample" else "left",
@@ -209,14 +261,25 @@ def output_tables(outputs, samples, shown, precision=None, show_all=False, colou
                                         precision=precision, show_all=show_all, colour=colour,
                                         width=width))
             else:
-                flat = v.ravel()
-                text = " ".join(fmt(flat, precision)) if flat.size <= 32 else \
-                    " ".join(fmt(flat[:16], precision)) + " … " + " ".join(fmt(flat[-16:],
-                                                                              precision))
+                text = _vector(v.ravel(), precision, width - 30)
+                rounded = rounded or (precision is None and text != _vector(v.ravel(), None,
+                                                                             10**6))
                 rows.add_row(name, str(b), f"[{text}]")
     if rows.row_count:
-        out.append(Group(Text("model output (what model.predict returns)", style="bold"), rows))
+        out.append(Group(Text("model output (what model.predict returns)", style="bold"), rows,
+                         *_notes([ROUNDED] if rounded else [])))
     return out
+
+
+def _vector(flat, precision, room):
+    """A vector's values on as few lines as they need: all digits if they fit ``room``
+    characters a line over up to 2 lines, else 4 decimals; the middle of a long one elided."""
+    for p in ([precision] if precision is not None else [None, 4]):
+        text = " ".join(fmt(flat, p)) if flat.size <= 32 else \
+            " ".join(fmt(flat[:16], p)) + " … " + " ".join(fmt(flat[-16:], p))
+        if len(text) <= 2 * room:
+            break
+    return text
 
 
 def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colour=True,
@@ -236,7 +299,9 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     for p in choices:  # all digits if they fit (with a few feature terms), else 4 decimals
         text = {k: fmt(view.arrays[k][b], p) for k in columns}
         cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in columns) + 3
-        core = 4 + 7 + len(columns) * cell + 10 + 12 + 1  # t, unit, terms, largest, note
+        core = 5 + 7 + sum(max(cell, len(view.title(k)) + 3) for k in columns) + 14 + 1
+        largest = view.dominant() is not None and core + 10 <= width
+        core += 10 if largest else 0
         terms = None if view.terms is None else fmt(view.terms[b], p)
         tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
         fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
@@ -251,13 +316,15 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     table.add_column("t", justify="right", style="dim")
     table.add_column("unit", justify="right", style="dim")
     for k in columns:
-        table.add_column(view.title(k), justify="right", min_width=len(view.title(k)))
+        table.add_column(view.title(k), justify="right", no_wrap=True,
+                         min_width=max(len(view.title(k)), cell - 3))
     for c in term_cols:
         table.add_column("…" if c is None else f"x{c}·W{c}j", justify="right", style="dim")
-    dominant = view.dominant()
+    dominant = view.dominant() if largest else None
     if dominant is not None:
-        table.add_column("largest", style="dim")
-    table.add_column("note")
+        table.add_column("largest", style="dim", no_wrap=True)
+    table.add_column("note", no_wrap=True, min_width=max(
+        (len(f) for f in view.flags()[b].ravel()), default=4))
     dom = np.array(list(PART_TITLES.values()))[dominant[b]] if dominant is not None else None
     flags = view.flags()[b]
     hscale = _scale(view.arrays[view.value][b], view.activation)
@@ -284,39 +351,89 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     notes = []
     if len(view.t) < view.total_steps:
         notes.append(f"steps {len(view.t)} of {view.total_steps}")
+    if None in units:
+        notes.append(f"{len(units) - 1} of {len(view.units)} units shown (-u picks them, "
+                     f"--all shows every one)")
+    if view.mask is not None and not view.mask[b].all() and view.value == "h":
+        notes.append("at masked steps h is what Keras outputs there (the previous output, "
+                     "or 0 inside Bidirectional) and the states carry over; the other "
+                     "columns show what the cell computed")
+    if view.dominant() is not None and dominant is None:
+        notes.append("'largest' left out to fit (--width, or -f csv)")
     if p is not None and precision is None:
         notes.append(ROUNDED)
     if terms is not None and len([c for c in term_cols if c is not None]) < nterms:
-        notes.append(f"{len([c for c in term_cols if c is not None])} of {nterms} feature terms "
+        shown = len([c for c in term_cols if c is not None])
+        notes.append("the feature terms x_i·W_ij don't fit (--width, or -f csv --terms)"
+                     if not shown else f"{shown} of {nterms} feature terms "
                      f"shown (x_i·W_ij); --all or -f csv --terms for every one")
     return Group(heading, table, *_notes(notes))
 
 
-def summary_tables(info) -> list:
-    """Tables for `rnncli summary` from the dict built by rnncli.summary."""
-    out = []
+def _fitted(columns, rows, width, optional=(), wrap=None):
+    """A table whose cells are never cut: every column as wide as its widest cell but
+    ``wrap`` (free text, which wraps); columns in ``optional`` are left out, in order,
+    until it fits ``width``. Returns (table, the columns left out)."""
+    keep = list(columns)
+    dropped = []
+
+    def needed():
+        cols = [c for c in keep if c != wrap]
+        return sum(max([len(c)] + [len(str(r[columns.index(c)])) for r in rows]) + 3
+                   for c in cols) + (24 if wrap in keep else 0) + 1
+
+    for c in optional:
+        if needed() <= width:
+            break
+        keep.remove(c)
+        dropped.append(c)
     t = Table(header_style="bold")
-    for c in ("Layer (type)", "Output shape", "Param #", "Config"):
-        t.add_column(c, justify="right" if c == "Param #" else "left")
-    for la in info["layers"]:
-        t.add_row(f"{la['name']} ({la['class_name']})", la["output_shape"], f"{la['params']:,}",
-                  la["config"])
+    for c in keep:
+        cells = [str(r[columns.index(c)]) for r in rows]
+        numeric = all(_is_number_text(v) for v in cells) and cells
+        if c == wrap:
+            t.add_column(c, ratio=1)
+        else:
+            t.add_column(c, justify="right" if numeric else "left", no_wrap=True,
+                         min_width=max([len(c)] + [len(v) for v in cells]))
+    for r in rows:
+        t.add_row(*(str(r[columns.index(c)]) for c in keep))
+    return t, dropped
+
+
+def _is_number_text(v):
+    try:
+        float(v.replace(",", ""))
+        return True
+    except ValueError:
+        return False
+
+
+def summary_tables(info, width=120) -> list:
+    """Tables for `rnncli summary` from the dict built by rnncli/present/summary.py. At
+    any width no number or name is cut: free text wraps, and optional columns give way
+    (the caption says which)."""
+    out = []
+    rows = [(f"{la['name']} ({la['class_name']})", la["output_shape"], f"{la['params']:,}",
+             la["config"]) for la in info["layers"]]
+    t, _ = _fitted(("Layer (type)", "Output shape", "Param #", "Config"), rows, width,
+                   wrap="Config")
     out.append(Group(Text(f"Model: {info['name']}", style="bold"), t,
                      Text(f"Total params: {info['total_params']:,} "
                           f"({info['total_bytes']:,} bytes of weights)")))
-    w = Table(header_style="bold")
-    for c in ("layer", "weight", "shape", "dtype", "min", "max", "mean", "std", "norm"):
-        w.add_column(c, justify="left" if c in ("layer", "weight", "shape", "dtype") else "right")
-    for row in info["weights"]:
-        w.add_row(row["layer"], row["weight"], str(tuple(row["shape"])), row["dtype"],
-                  *(f"{row[k]:.4g}" for k in ("min", "max", "mean", "std", "norm")))
-    out.append(Group(Text("Weights", style="bold"), w))
+    cols = ("layer", "weight", "shape", "dtype", "min", "max", "mean", "std", "norm")
+    rows = [(r["layer"], r["weight"], str(tuple(r["shape"])), r["dtype"],
+             *(f"{r[k]:.4g}" for k in ("min", "max", "mean", "std", "norm")))
+            for r in info["weights"]]
+    w, dropped = _fitted(cols, rows, width, optional=("dtype", "mean", "std", "min", "max"))
+    out.append(Group(Text("Weights", style="bold"), w, *_notes(
+        [f"left out to fit: {', '.join(dropped)} (--width, or -f json for every column)"]
+        if dropped else [])))
     if info["recurrence"]:
-        r = Table(header_style="bold")
-        for c in ("layer", "spectral radius", "largest singular value", "reading"):
-            r.add_column(c, justify="right" if c not in ("layer", "reading") else "left")
-        for row in info["recurrence"]:
-            r.add_row(row["name"], f"{row['spectral_radius']:.4f}",
-                      f"{row['max_singular_value']:.4f}", row["reading"])
-        out.append(Group(Text("Recurrent kernels (what h·U does to the state)", style="bold"), r))
+        rows = [(r["name"], f"{r['spectral_radius']:.4f}", f"{r['max_singular_value']:.4f}",
+                 r["reading"]) for r in info["recurrence"]]
+        r, _ = _fitted(("layer", "radius ρ", "norm σ", "reading"), rows, width, wrap="reading")
+        out.append(Group(Text("Recurrent kernels (what h·U does to the state)", style="bold"), r,
+                         *_notes(["ρ: spectral radius (growth over many steps); σ: largest "
+                                  "singular value (growth in one step)"])))
     return out

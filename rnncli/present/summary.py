@@ -17,6 +17,36 @@ def _shape(s, time_len):
     return "(" + ", ".join(dims) + ")"
 
 
+def _dims(s, time_len):
+    """A shape as a list, None for the batch (and an unknown time) axis."""
+    dims = [None] + [int(d) for d in s[1:]]
+    if len(s) == 3 and time_len is None:
+        dims[1] = None
+    return dims
+
+
+def layer_settings(layer) -> dict:
+    """What shapes a layer's numbers, as data (Keras' config keys)."""
+    if isinstance(layer, Unsupported):
+        return {"computed": False, "reason": layer.reason}
+    if isinstance(layer, Bidirectional):
+        return {"merge_mode": layer.merge_mode, "layer": layer.forward_layer.class_name,
+                **layer_settings(layer.forward_layer)}
+    if isinstance(layer, RNN):
+        return {**layer.cell.config(), **{k: getattr(layer, k) for k in layer.options},
+                **({"stateful": True} if layer.stateful else {})}
+    out = {}
+    for key in ("units", "activation", "mask_zero", "mask_value"):
+        if hasattr(layer, key):
+            out[key] = getattr(layer, key)
+    if hasattr(layer, "inner"):
+        out.update(layer_settings(layer.inner))
+    if hasattr(layer, "embeddings"):
+        out.update(input_dim=int(layer.embeddings.shape[0]),
+                   output_dim=int(layer.embeddings.shape[1]))
+    return out
+
+
 def layer_config(layer) -> str:
     """The settings that shape what the layer computes, compactly: values that differ
     from Keras' defaults are named, the activation always."""
@@ -59,12 +89,12 @@ def recurrence_reading(rho, sigma):
     if not (np.isfinite(rho) and np.isfinite(sigma)):
         return "not computed: the kernel holds NaN or Inf"
     if abs(sigma - 1) <= ONE and abs(rho - 1) <= ONE:
-        return "norm-preserving (orthogonal): h·U rotates the state without shrinking it"
+        return "norm-preserving (orthogonal): rotates, never shrinks"
     if sigma < 1:
-        return "contracting: h·U can only shrink the state (memory fades)"
+        return "contracting: only shrinks (memory fades)"
     if rho < 1 - ONE:
-        return "can amplify some states transiently, but repeated steps fade (radius < 1)"
-    return "can amplify: repeated steps may grow until the activation saturates"
+        return "may amplify a few steps, then fades"
+    return "can amplify until the activation saturates"
 
 
 EXACT_UNITS = 256  # up to here eigenvalues and singular values are computed exactly
@@ -195,7 +225,9 @@ def describe(model) -> dict:
         outs = shapes.get(la.name)
         shape = ", ".join(_shape(s, time_len) for s in outs) if outs else "?"
         layers.append({"name": la.name, "class_name": la.class_name, "output_shape": shape,
-                       "params": la.count_params(), "config": layer_config(la)})
+                       "output_shapes": [_dims(s, time_len) for s in outs] if outs else None,
+                       "params": la.count_params(), "config": layer_config(la),
+                       "settings": layer_settings(la)})
         for wname, w in la.weights().items():
             w64 = np.asarray(w, np.float64)
             total_bytes += w.nbytes

@@ -167,7 +167,7 @@ class _Archive:
                                  "(a zip holding data.pkl)")
         try:
             self.zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
             raise ModelFileError(f"{where}: damaged zip file ({e}); expected a torch.save "
                                  "file") from None
         self.entries = {i.filename: i for i in self.zip.infolist()}

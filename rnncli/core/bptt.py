@@ -1,0 +1,271 @@
+"""Back-propagation through time: the reverse of rnncli/core/rnn.py, for every cell.
+
+The layer's part is written once here: the time order (``go_backwards``), masks, what the
+layer returned (the sequence or its last output, the final states) and Bidirectional's
+merge. Each step's arithmetic backwards is the cell's own (``Cell.backward``, in the
+cell's module). The forward pass is the traced run (``RNN.run(..., trace=True)``): its
+terms (``z``, gates ...) are what the backward steps need, so nothing is computed twice.
+
+Masks follow Keras: at a masked step every state is carried, so its gradient passes
+straight back, and the step's own computation gets none; the step's output is the
+previous output (zeros inside Bidirectional), so the output's gradient goes to the last
+unmasked step before it (nowhere with zeros).
+
+Memory: the trace and a few arrays of its size, O(B·T·H) per direction.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import engine as _engine
+
+
+@dataclass
+class DirectionGrads:
+    """What one direction's backward pass gives, arrays batch-major in processing order
+    (reversed time for go_backwards, as ``DirectionResult`` holds its sequences)."""
+
+    x: np.ndarray  # dL/dx (B, T, D) in the layer's input order
+    initial: tuple  # dL/d(initial states), (B, H) each
+    weights: dict  # dL/dw by Keras name
+    hidden: np.ndarray  # dL/dh_t (B, T, H): the total derivative, later steps included
+    jacobian: np.ndarray | None = field(default=None)  # ||dh_{T-1}/dh_t||_2 (B, T)
+    x_in: np.ndarray | None = field(default=None)  # dL/dx in input time order
+
+
+def time_major(a):
+    return None if a is None else np.asarray(a).transpose(1, 0, *range(2, np.ndim(a)))
+
+
+def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=False,
+                       engine=None):
+    """Back-propagate through one direction of a recurrent layer.
+
+    ``layer``: the RNN; ``d``: its DirectionResult from a traced run; ``initial``: the
+    states it started from (a tuple of (B, H), or None for zeros); ``g_out``: dL/d(its
+    output at every step) (B, T, H) in processing order, or None; ``g_final``:
+    dL/d(final states), a tuple with None for none. ``jacobian``: also the spectral norms
+    of dh_{T-1}/dh_t. Rows of a big batch run in threads, as the forward pass does; a
+    long sequence with a small batch runs the cell's compiled loop where it has one."""
+    cell, tr = layer.cell, d.trace
+    H, dtype = cell.units, cell.dtype
+    x = time_major(tr.x)
+    T, B, _ = x.shape
+    initial = cell.initial_states(B) if initial is None else \
+        tuple(np.asarray(s, dtype) for s in initial)
+    mask = None if tr.mask is None else np.ascontiguousarray(np.asarray(tr.mask, bool).T)
+    terms = {k: time_major(tr[k]) for k in tr if np.ndim(tr[k]) == 3}
+    states = _state_sequences(cell, d, terms["h"], mask, initial)
+    g = [np.zeros((B, H), dtype) for _ in cell.state_names]
+    for i, gi in enumerate(g_final or ()):
+        if gi is not None:
+            g[i] += gi
+    job = _Steps(cell, terms, states, initial, mask, time_major(g_out), g,
+                 np.empty((T, B, cell.kernel.shape[1]), dtype), np.empty((T, B, H), dtype),
+                 layer.zero_output_for_mask)
+    compiled = _compiled(cell, T, B, mask, engine)
+    if compiled is not None:
+        compiled(job)
+    else:
+        parts = _engine.split_parts(B, H)
+        job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
+    weights = cell.weight_gradients(x, job.dxp, states, initial, terms)
+    gx = (job.dxp.reshape(T * B, -1) @ cell.kernel.T).reshape(T, B, -1)
+    norms = jacobian_norms(cell.backward(terms, states, initial), T, B, H,
+                           len(cell.state_names), dtype, mask) if jacobian else None
+    return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
+                          None if norms is None else time_major(norms))
+
+
+def _compiled(cell, T, B, mask, engine):
+    from . import fast
+
+    loop = getattr(cell, "compiled_backward", lambda: None)()
+    if loop is None or mask is not None or not fast.worth_it(T, B, cell.units,
+                                                              cell.dtype.itemsize, engine):
+        return None
+    return loop
+
+
+class _Steps(_engine._Rows):
+    """The time loop backwards over blocks of rows (the forward loop's blocks and threads,
+    rnncli/core/engine.py). Writes, time-major: ``hidden`` dL/dh_k (the total derivative
+    of the state h after step k), ``dxp`` dL/d(x·kernel + bias); leaves in ``g``
+    dL/d(initial states)."""
+
+    def __init__(self, cell, terms, states, initial, mask, g_out, g, dxp, hidden, zero_out):
+        self.cell, self.terms, self.states, self.initial = cell, terms, states, initial
+        self.mask, self.g_out, self.g, self.dxp, self.hidden = mask, g_out, g, dxp, hidden
+        self.zero_out = zero_out
+        self.stop = threading.Event()
+
+    def run(self, b0, b1):
+        r = slice(b0, b1)
+        back = self.cell.backward({k: v[:, r] for k, v in self.terms.items()},
+                                  tuple(s[:, r] for s in self.states),
+                                  tuple(s[r] for s in self.initial))
+        g = [gi[r].copy() for gi in self.g]
+        g_out = None if self.g_out is None else self.g_out[:, r]
+        hidden, dxp, mask = self.hidden[:, r], self.dxp[:, r], self.mask
+        carry = np.zeros_like(g[0])  # an output's gradient waiting for its unmasked step
+        for k in range(len(hidden) - 1, -1, -1):
+            if self.stop.is_set():
+                return
+            if mask is None:
+                if g_out is None:
+                    hidden[k] = g[0]
+                else:
+                    np.add(g[0], g_out[k], out=hidden[k])
+                g = back.step(k, (hidden[k], *g[1:]), dxp[k])
+                continue
+            m = mask[k, r][:, None]
+            hidden[k] = g[0]
+            fresh = [np.where(m, gi, 0) for gi in g]
+            if g_out is not None:
+                out = g_out[k] + carry
+                fresh[0] += np.where(m, out, 0)
+                hidden[k] += np.where(m, out, 0)
+                carry = np.zeros_like(carry) if self.zero_out else np.where(m, 0, out)
+            before = back.step(k, tuple(fresh), dxp[k])
+            g = [np.where(m, b, gi) for b, gi in zip(before, g)]
+        for i, gi in enumerate(g):
+            self.g[i][r] = gi
+
+
+def _state_sequences(cell, d, h_out, mask, initial):
+    """Each state after every step, time-major. The output sequence is the ``h`` state
+    except at masked steps, where the state is carried (and the output may be zeros)."""
+    seqs = []
+    for i, name in enumerate(cell.state_names):
+        s = h_out if i == 0 else time_major(d.sequences[name])
+        if i == 0 and mask is not None:
+            s = np.array(s)
+            last = initial[0]
+            for k in range(len(s)):
+                last = np.where(mask[k][:, None], s[k], last)
+                s[k] = last
+        seqs.append(s)
+    return seqs
+
+
+def jacobian_norms(back, T, B, H, S, dtype, mask=None):
+    """||dh_{T-1}/dh_k||_2 (T, B) for every k, from the product of the steps' Jacobians
+    taken backwards: Q_{T-1} = [I 0], Q_{k-1} = Q_k·J_k (the h rows only: (B, H, S·H));
+    a masked step's Jacobian is the identity. O(B·T·H³)."""
+    q = np.zeros((B, H, S * H), dtype)
+    q[:, np.arange(H), np.arange(H)] = 1
+    norms = np.empty((T, B), dtype)
+    for k in range(T - 1, -1, -1):
+        norms[k] = spectral_norms(q[:, :, :H])
+        if k:
+            stepped = np.matmul(q, back.jacobian(k))
+            q = stepped if mask is None else np.where(mask[k][:, None, None], stepped, q)
+    return norms
+
+
+def spectral_norms(q):
+    """The largest singular value of each matrix of ``q`` (B, M, N), from the largest
+    eigenvalue of q·qᵀ in float64 (no underflow for values above 1e-150)."""
+    q = q.astype(np.float64)
+    gram = np.matmul(q, q.transpose(0, 2, 1))
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0))
+
+
+# ---------------------------------------------------------------- layers
+
+
+@dataclass
+class LayerGrads:
+    """A recurrent layer's backward pass: dL/dx (B, T, D), dL/d(initial states) (a flat
+    tuple, forward then backward for Bidirectional), and per direction ("" or
+    "forward"/"backward") its DirectionGrads."""
+
+    x: np.ndarray
+    initial: tuple
+    directions: dict
+
+
+def rnn_backward(layer, result, initial, g_outputs, jacobian=False, engine=None) -> LayerGrads:
+    """A one-way RNN layer: ``result`` its LayerResult; ``g_outputs`` dL/d(each of
+    ``result.outputs``) or None, in order (the output, then the final states)."""
+    g_y, *g_states = _padded(g_outputs, len(result.outputs))
+    dg = _direction(layer, result.directions[""], initial, g_y, g_states,
+                    layer.return_sequences, jacobian, engine, last_output=True)
+    return LayerGrads(dg.x_in, dg.initial, {"": dg})
+
+
+def bidirectional_backward(layer, result, initial, g_outputs, jacobian=False,
+                           engine=None) -> LayerGrads:
+    """Keras' Bidirectional: the merged output's gradient split per direction (rnn.py:
+    the forward layer's sequence as it comes, the backward one's flipped to input time;
+    without return_sequences, each direction's final state)."""
+    n = len(layer.state_names)
+    df, db = result.directions["forward"], result.directions["backward"]
+    g = _padded(g_outputs, len(result.outputs))
+    if layer.merge_mode is None:
+        (gf, gb), g_states = g[:2], g[2:]
+    else:
+        gf, gb = _unmerge(g[0], df, db, layer)
+        g_states = g[1:]
+    seqs = layer.return_sequences
+    if gb is not None and seqs:
+        gb = gb[:, ::-1]  # back to the backward layer's processing order
+    init_f = init_b = None
+    if initial is not None:
+        init_f, init_b = tuple(initial[:n]), tuple(initial[n:])
+    parts = {"forward": _direction(layer.forward_layer, df, init_f, gf, g_states[:n], seqs,
+                                   jacobian, engine),
+             "backward": _direction(layer.backward_layer, db, init_b, gb, g_states[n:], seqs,
+                                    jacobian, engine)}
+    gx = parts["forward"].x_in + parts["backward"].x_in
+    return LayerGrads(gx, parts["forward"].initial + parts["backward"].initial, parts)
+
+
+def _padded(g, n):
+    g = list(g)
+    return g + [None] * (n - len(g))
+
+
+def _direction(lay, d, initial, g_y, g_states, sequences, jacobian, engine=None,
+               last_output=False):
+    """One direction from the gradients of what it returned: ``g_y`` its output (the
+    sequence in processing order, or its last step: the last output of a one-way layer,
+    ``last_output``, or the final ``h`` state inside Bidirectional), ``g_states`` its final
+    states. Adds ``x_in``: dL/dx in input time order."""
+    T = d.trace.x.shape[1]
+    g_final = list(g_states) + [None] * (len(lay.state_names) - len(g_states))
+    g_seq = None
+    if g_y is not None:
+        if sequences:
+            g_seq = g_y
+        elif last_output:
+            g_seq = np.zeros((g_y.shape[0], T, g_y.shape[-1]), g_y.dtype)
+            g_seq[:, -1] = g_y
+        else:
+            g_final[0] = g_y if g_final[0] is None else g_final[0] + g_y
+    dg = direction_backward(lay, d, initial, g_seq, tuple(g_final), jacobian, engine)
+    dg.x_in = dg.x[:, ::-1] if lay.go_backwards else dg.x
+    return dg
+
+
+def _unmerge(g, df, db, layer):
+    """dL/d(each direction's output) from dL/d(their merge), both in input time order."""
+    if g is None:
+        return None, None
+    if layer.return_sequences:
+        yf, yb = df.sequence, db.sequence[:, ::-1]
+    else:
+        yf, yb = df.states["h"], db.states["h"]
+    mode = layer.merge_mode
+    if mode == "concat":
+        H = yf.shape[-1]
+        return g[..., :H], g[..., H:]
+    if mode == "mul":
+        return g * yb, g * yf
+    if mode == "ave":
+        return g / 2, g / 2
+    return g, g  # sum

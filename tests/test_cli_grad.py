@@ -1,0 +1,95 @@
+"""`rnncli grad` (rnncli/cli_grad.py), run through a group like rnncli's own."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import DATA
+
+import rnncli
+from rnncli.cli import cli
+
+CASE = os.path.join(DATA, "gradient_reference", "seed001_mse")
+MODEL, X, Y = (os.path.join(CASE, f) for f in ("model.keras", "input.npy", "target.npy"))
+def run(*args):
+    return CliRunner().invoke(cli, ["grad", *args])
+
+
+def test_table_shows_loss_steps_reading_and_weights():
+    r = run(MODEL, "-i", X, "--target", Y, "--clip", "1")
+    assert r.exit_code == 0, r.output
+    assert "mse loss = 0.15525" in r.output
+    assert "‖dL/dh_t‖" in r.output and "input saliency" in r.output
+    assert "healthy: 0.0919x its last-step size 9 steps back" in r.output
+    assert "simple_rnn/recurrent_kernel" in r.output
+    with np.load(os.path.join(CASE, "expected_grad_weights.npz")) as w:  # TensorFlow's
+        total = np.sqrt(sum(np.sum(w[k].astype(np.float64) ** 2) for k in w.files))
+    assert f"global_clipnorm 1: every gradient x{1 / total:.3g}" in r.output
+
+
+def test_npz_has_the_issues_names_and_the_apis_numbers(tmp_path):
+    out = tmp_path / "grads.npz"
+    r = run(MODEL, "-i", X, "--target", Y, "-o", str(out))
+    assert r.exit_code == 0, r.output
+    g = rnncli.load_model(MODEL).gradients(np.load(X), np.load(Y))
+    with np.load(out) as z:
+        assert sorted(z.files) == sorted(g)
+        assert {"loss", "grad_input", "grad/simple_rnn/kernel", "grad/dense/bias",
+                "grad_hidden/simple_rnn", "jacobian_norm/simple_rnn"} <= set(z.files)
+        for k in g:
+            np.testing.assert_array_equal(z[k], g[k])
+        assert z["loss"].shape == ()
+
+
+def test_data_formats_on_stdout():
+    r = run(MODEL, "-i", X, "--of", "output:1", "-f", "csv")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "name,sample,step,t,value"
+    assert lines[1].startswith("grad_hidden_norm/simple_rnn,0,0,0,")
+    assert any(line.startswith("grad_input_norm,0,9,9,") for line in lines)
+    doc = json.loads(run(MODEL, "-i", X, "--target", Y, "-f", "json").output)
+    assert doc["loss"] == pytest.approx(0.1552516520023346, rel=1e-6)
+    assert doc["readings"]["simple_rnn"][0].startswith("healthy")
+
+
+def test_npy_writes_one_named_array(tmp_path):
+    out = tmp_path / "gi.npy"
+    r = run(MODEL, "-i", X, "--target", Y, "-o", str(out), "--what", "grad_input")
+    assert r.exit_code == 0, r.output
+    expected = np.load(os.path.join(CASE, "expected_grad_input.npy"))
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_check_and_a_csv_target(tmp_path):
+    target = tmp_path / "y.csv"
+    target.write_text("0.5,-0.25\n")  # one row per sample for an output without steps
+    r = run(MODEL, "-i", X, "--target", str(target), "--loss", "mae", "--check")
+    assert r.exit_code == 0, r.output
+    assert "mae loss = " in r.output
+    err = float(r.output.split("largest relative error ")[1].split()[0])
+    assert err < 1e-3
+
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_and_their_check(cell):
+    """LSTM and GRU layers go through `rnncli grad`; --check agrees (a random LSTM's
+    recurrent kernel is a transpose: the check must perturb its float64 copy in place)."""
+    r = run("--seed", "1", "--units", "4", "--cell", cell, "-i", X, "--of", "output", "--check")
+    assert r.exit_code == 0, r.output
+    err = float(r.output.split("largest relative error ")[1].split()[0])
+    assert err < 1e-3
+
+
+def test_usage_errors():
+    r = run(MODEL, "-i", X)
+    assert r.exit_code == 2 and "--target PATH" in r.output
+    r = run(MODEL, "-i", X, "--target", Y, "--of", "output")
+    assert r.exit_code == 2
+    r = run(MODEL, "-i", X, "--of", "output:7")
+    assert r.exit_code == 2 and "unit 7 is outside" in r.output
+    r = run(MODEL, "-i", X, "--of", "output", "-f", "npy")
+    assert r.exit_code == 2 and "--what" in r.output
