@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 
 import numpy as np
 import pytest
@@ -124,3 +125,30 @@ def seed000():
 @pytest.fixture
 def ones_twos_threes():
     return np.array([[[1.0] * 5, [2.0] * 5, [3.0] * 5]], np.float32)
+
+
+def read_until(proc, line: str, timeout=120):
+    """Read ``proc``'s stderr (a binary pipe) up to and including ``line``; return what was
+    read. Waits for the line, not for a time: ``timeout`` only ends a test whose program
+    hangs. Bytes read past the line are kept in ``proc.stderr_rest`` for later."""
+    fd, data = proc.stderr.fileno(), getattr(proc, "stderr_rest", b"")
+    want = b"\n" + line.encode() + b"\n"
+    while want not in b"\n" + data:
+        if not select.select([fd], [], [], timeout)[0]:
+            proc.kill()
+            pytest.fail(f"no {line!r} on stderr in {timeout} s: {data.decode()}")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            proc.wait(timeout=60)
+            pytest.fail(f"the program ended (exit {proc.returncode}) before {line!r}: "
+                        f"{data.decode()}")
+        data += chunk
+    end = (b"\n" + data).index(want) + len(want) - 1
+    proc.stderr_rest = data[end:]
+    return data[:end].decode()
+
+
+def rest_of(proc, timeout=60):
+    """(exit code, the rest of stderr) once ``proc`` ends."""
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, (getattr(proc, "stderr_rest", b"") + err).decode()

@@ -1,5 +1,5 @@
-"""The ``rnncli`` group: errors become one line on stderr, Ctrl-C exit 130, a closed pipe a
-quiet exit 0."""
+"""The ``rnncli`` group: errors become one line on stderr, a signal (Ctrl-C, ``kill``, a
+closed terminal) exit 128 + its number with one line, a closed pipe a quiet exit 0."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import sys
 
 import click
 
-EXIT_INTERRUPTED = 130
+from .. import signals
+
+EXIT_INTERRUPTED = 130  # Ctrl-C; kill (SIGTERM) 143, a closed terminal (SIGHUP) 129
 
 
 def note(message: str):
@@ -30,8 +32,9 @@ class UsageFailure(Failure):
 
 
 class RnncliGroup(click.Group):
-    """Turns rnncli's own errors into one line on stderr (exit 1, 2 for usage), Ctrl-C into
-    exit 130, and a closed pipe into a quiet exit 0."""
+    """Turns rnncli's own errors into one line on stderr (exit 1, 2 for usage), a signal into
+    exit 128 + its number, and a closed pipe into a quiet exit 0. Signals act only while the
+    command runs; one during parsing or teardown is held back until then (main)."""
 
     def invoke(self, ctx):
         from ..errors import RnncliError, UsageError
@@ -40,7 +43,8 @@ class RnncliGroup(click.Group):
             return bool(ctx.obj and ctx.obj.get("traceback"))
 
         try:
-            return super().invoke(ctx)
+            with signals.interruptible():
+                return super().invoke(ctx)
         except UsageError as e:
             if traceback():
                 raise
@@ -49,9 +53,10 @@ class RnncliGroup(click.Group):
             if traceback():
                 raise
             raise Failure(str(e)) from None
-        except KeyboardInterrupt:
-            note("interrupted")
-            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:  # Ctrl-C, kill or hangup (rnncli/signals.py)
+            signals.remove_tracked()
+            say(signals.describe(e))
+            ctx.exit(signals.exit_code(e))
         except BrokenPipeError:
             quiet_stdout()
             ctx.exit(0)
@@ -63,6 +68,14 @@ class RnncliGroup(click.Group):
             raise Failure(
                 f"unexpected error: {type(e).__name__}: {e} (run with --traceback or "
                 f"RNNCLI_TRACEBACK=1 for details, and please report it)") from None
+
+
+def say(message: str):
+    """note(), for when stderr may be gone (a closed terminal)."""
+    try:
+        note(message)
+    except (OSError, ValueError):
+        pass
 
 
 def quiet_stdout():
@@ -92,8 +105,12 @@ def cli(ctx, traceback):
 
 
 def main():
+    signals.install()  # (done already when started as rnncli or python -m rnncli)
     try:
-        cli.main(prog_name="rnncli")
+        with signals.deferred():  # click would turn a signal while parsing into "Aborted!"
+            cli.main(prog_name="rnncli")
+    except KeyboardInterrupt as e:
+        signals.stop(e)
     except BrokenPipeError:
         quiet_stdout()
         sys.exit(0)

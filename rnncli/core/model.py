@@ -6,34 +6,21 @@ of a layer (a *node*) names the tensors it takes, as Keras' config records them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputDataError, ModelFileError, RnncliError, UnsupportedLayerError
+from ..errors import InputDataError, RnncliError, UnsupportedLayerError
 from .engine import Engine
+from .graph import ALL_OUTPUTS, Node, Ref  # noqa: F401  (Node: rnncli.core.model.Node, as before)
+from .graph import GraphRun as _GraphRun
+from .graph import Missing as _Missing
+from .graph import flatten as _flatten
 from .layer import Layer
 from .layers import IDENTITY_CLASSES, Op
 from .result import Result
 
-ALL_OUTPUTS = -1  # Ref.tensor meaning "every output of that call"
 BATCH_BYTES = 64 * 2**20  # roughly how much one batch's results may take (run_batches)
-
-
-@dataclass(frozen=True)
-class Ref:
-    """Output ``tensor`` of call ``node`` of layer ``layer`` (Keras' keras_history)."""
-
-    layer: str
-    node: int = 0
-    tensor: int = 0
-
-
-@dataclass
-class Node:
-    layer: Layer
-    args: list  # nested lists of Ref and constants
-    kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -128,11 +115,15 @@ class Model:
 
     def _first_consumer(self):
         """The first layer that computes on the input, past Masking and pass-through layers."""
-        name = self.inputs[0].layer if self.inputs else None
-        while name is not None:
-            node = next((n for n in self.nodes.values()
-                         if any(isinstance(a, Ref) and a.layer == name
-                                for a in _flatten(n.args))), None)
+        consumers = {}  # layer name -> the first node (in the graph's order) that takes it
+        for node in self.nodes.values():
+            for a in _flatten(node.args):
+                if isinstance(a, Ref):
+                    consumers.setdefault(a.layer, node)
+        name, seen = (self.inputs[0].layer if self.inputs else None), set()
+        while name is not None and name not in seen:
+            seen.add(name)
+            node = consumers.get(name)
             if node is None or node.layer.class_name not in IDENTITY_CLASSES | {"Masking"}:
                 return node.layer if node else None
             name = node.layer.name
@@ -243,85 +234,23 @@ class Model:
 
     def _run(self, x, initial_state, trace, sequences, engine):
         x = self.check_input(x)
-        B = x.shape[0]
-        init = self.initial_states(initial_state, B)
-        values: dict = {}
-        records: dict = {}
-        shapes = self.last_shapes = {}  # layer name -> output shapes, for summaries
-
-        def tensor(ref):
-            key = (ref.layer, ref.node)
-            if key not in values:
-                values[key] = evaluate(key)
-            outs = values[key]
-            if isinstance(outs, _Missing):
-                return outs
-            if ref.tensor >= len(outs):
-                raise RnncliError(f"layer {ref.layer!r} has no output {ref.tensor}")
-            return outs[ref.tensor]
-
-        def resolve(obj):
-            if isinstance(obj, Ref):
-                return tensor(obj)
-            if isinstance(obj, list):
-                return [resolve(o) for o in obj]
-            if isinstance(obj, dict):
-                return {k: resolve(v) for k, v in obj.items()}
-            return obj
-
-        input_names = {r.layer for r in self.inputs}
-
-        def evaluate(key):
-            if key[0] in input_names:
-                return [(x, None)]
-            node = self.nodes.get(key)
-            if node is None:
-                return _Missing(f"the model's graph names layer {key[0]!r}, which is not in it")
-            args = resolve(node.args)
-            kwargs = resolve(node.kwargs)
-            missing = [a for a in _flatten([args, list(kwargs.values())]) if isinstance(a, _Missing)]
-            if missing:
-                return missing[0]
-            layer = node.layer
-            takes_input = any(isinstance(a, Ref) and a.layer in input_names
-                              for a in _flatten(node.args))
-            try:
-                outs = self._call(layer, args, kwargs, init, trace, records, sequences, engine)
-            except UnsupportedLayerError as e:
-                return _Missing(str(e))
-            except InputDataError as e:
-                if takes_input:
-                    raise
-                if layer.recurrent:
-                    raise ModelFileError(
-                        f"layer {layer.name!r} can't take what the layer before it gives ({e}); "
-                        f"for a weights-only file, the config rnncli assumed is not the "
-                        f"model's: see the notes above") from None
-                # Past the first layer a shape mismatch means the model's structure is not
-                # what rnncli inferred (weights-only files): recurrent results still stand.
-                return _Missing(f"layer {layer.name!r} can't be computed: {e}")
-            shapes.setdefault(layer.name, [np.shape(o[0]) for o in outs])
-            return outs
-
+        init = self.initial_states(initial_state, x.shape[0])
+        run = _GraphRun(self, x, init, trace, sequences, engine)
         outputs = []
         for r in self.outputs:
             if r.tensor == ALL_OUTPUTS:
-                first = tensor(Ref(r.layer, r.node, 0))
-                outs = values[(r.layer, r.node)]
+                first = run.tensor(Ref(r.layer, r.node, 0))
+                outs = run.values[(r.layer, r.node)]
                 outputs += [first] if isinstance(first, _Missing) else list(outs)
             else:
-                outputs.append(tensor(r))
+                outputs.append(run.tensor(r))
         # Recurrent layers off the output path (or behind an unsupported one) still run.
         for key in self.nodes:
-            if self.nodes[key].layer.recurrent and key not in values:
-                values[key] = evaluate(key)
+            if self.nodes[key].layer.recurrent:
+                run.compute(key)
         missing = [o for o in outputs if isinstance(o, _Missing)]
         flat = None if missing else [o[0] for o in outputs]
-        ordered = {la.name: records[la.name] for la in self.layers if la.name in records}
-        # The nested functions above refer to each other through their closure cells, a
-        # reference cycle that holds every array of this run until the cyclic GC happens
-        # to run: a batch-by-batch export grew by a batch per batch. Cut the cycle.
-        tensor = resolve = evaluate = None  # noqa: F811, F841
+        ordered = {la.name: run.records[la.name] for la in self.layers if la.name in run.records}
         return Result(flat, missing[0].reason if missing else None, ordered)
 
     def _call(self, layer, args, kwargs, init, trace, records, sequences, engine):
@@ -390,20 +319,6 @@ class Model:
 
     def __repr__(self):
         return f"<Model {self.name!r}: {', '.join(repr(la) for la in self.layers)}>"
-
-
-@dataclass
-class _Missing:
-    reason: str
-
-
-def _flatten(obj):
-    if isinstance(obj, (list, tuple)) and not (isinstance(obj, tuple) and len(obj) == 2
-                                                and isinstance(obj[0], np.ndarray)):
-        for o in obj:
-            yield from _flatten(o)
-    else:
-        yield obj
 
 
 def _strip_masks(obj):

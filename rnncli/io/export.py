@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
 
 import numpy as np
 
+from .. import signals
 from ..errors import OutputError, RnncliError, UsageError
-from .atomic import atomic_path, open_output
+from .atomic import atomic_path, open_output, spill_folder
 
 RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis", "zarr")
 EXTENSIONS = {".zarr": "zarr", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv",
@@ -179,10 +181,11 @@ class NpzSink(_Sink):
     zip is assembled from those at the end (np.load reads it as usual)."""
 
     def __enter__(self):
-        target = self.path if self.path != "-" else None
-        folder = os.path.dirname(os.path.abspath(target)) if target else None
-        self.tmpdir = tempfile.mkdtemp(prefix=".rnncli-", dir=folder)
         self.files, self.meta = {}, {}
+        with signals.deferred():  # made and tracked at once (a signal can't come between)
+            self.tmpdir = tempfile.mkdtemp(prefix=".rnncli-", dir=spill_folder(self.path))
+            signals.track(self.tmpdir)
+        signals.checkpoint("spill")
         return self
 
     def add(self, start, arrays):
@@ -222,6 +225,7 @@ class NpzSink(_Sink):
             for f in self.files.values():
                 f.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+            signals.untrack(self.tmpdir)
         return False
 
     def _check(self):
@@ -252,17 +256,25 @@ class H5Sink(_Sink):
     def __enter__(self):
         import h5py
 
-        self._atomic = atomic_path(self.path, self.force)
-        tmp = self._atomic.__enter__()
-        self.f = h5py.File(tmp, "w")
-        self.f.attrs["rnncli_version"] = _version()
-        self.f.attrs["source"] = json.dumps(self.model.source)
         if self.lstmvis is not False:
             rec = [la.name for la in self.model.recurrent_layers]
             self.lstm_layer = self.lstmvis or (rec[-1] if rec else None)
             if self.lstm_layer not in rec:
                 raise RnncliError(f"no recurrent layer {self.lstm_layer!r} for LSTMVis")
-            self.f.attrs["layer"] = self.lstm_layer
+        self._atomic = atomic_path(self.path, self.force)
+        tmp = self._atomic.__enter__()
+        self.f = None
+        try:  # (__exit__ runs only once __enter__ has returned)
+            self.f = h5py.File(tmp, "w")
+            self.f.attrs["rnncli_version"] = _version()
+            self.f.attrs["source"] = json.dumps(self.model.source)
+            if self.lstmvis is not False:
+                self.f.attrs["layer"] = self.lstm_layer
+        except BaseException:
+            if self.f is not None:
+                self.f.close()
+            if not self._atomic.__exit__(*sys.exc_info()):
+                raise
         return self
 
     def add(self, start, arrays):
@@ -299,8 +311,13 @@ class H5Sink(_Sink):
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if exc_type is None:
-                self._describe()
-        finally:
-            self.f.close()
+            try:
+                if exc_type is None:
+                    self._describe()
+            finally:
+                self.f.close()
+        except BaseException:
+            if not self._atomic.__exit__(*sys.exc_info()):
+                raise
+            return False
         return self._atomic.__exit__(exc_type, exc, tb)

@@ -8,9 +8,11 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 
+from .. import signals
 from ..errors import ModelFileError
 from .hdf5 import short
 
@@ -39,8 +41,12 @@ def member_file(zf, path, member, limit):
     if info.file_size > limit:
         raise ModelFileError(f"{path}: member {member} is {info.file_size} bytes, over the "
                              f"{limit}-byte limit; refused")
-    with tempfile.TemporaryDirectory(prefix="rnncli-") as tmp:
+    with signals.deferred():  # made and tracked at once: Ctrl-C or kill can't leak it
+        tmp = tempfile.mkdtemp(prefix="rnncli-")
+        signals.track(tmp)
+    try:
         target = os.path.join(tmp, "model.weights.h5")
+        signals.checkpoint("unzip")
         try:
             with zf.open(info) as src, open(target, "wb") as dst:
                 copied = 0
@@ -55,6 +61,9 @@ def member_file(zf, path, member, limit):
                 raise
             raise ModelFileError(f"{path}: member {member} is damaged ({short(e)})") from None
         yield target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        signals.untrack(tmp)
 
 
 def read_member(zf, path, member, limit):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import limits
 from ..core import layers as L
 from ..core.model import InputSpec, Model, Node, Ref
 from ..core.settings import apply_settings
@@ -16,6 +17,31 @@ from ..errors import ModelFileError
 from .build import build_layer
 
 # ---------------------------------------------------------------- whole models
+
+SIZE_KEYS = ("units", "input_dim", "output_dim")  # what a layer config declares, counted
+
+
+def check_config_size(config, where: str):
+    """Refuse a config over the max_layers or max_units limits (rnncli/limits.py) before
+    anything is built or read for it; ``where`` names it in the message."""
+    cfg = config.get("config") if isinstance(config, dict) else None
+    entries = cfg.get("layers") if isinstance(cfg, dict) else None
+    if not isinstance(entries, list):
+        entries = [config]
+    limits.check("max_layers", len(entries), f"{where} lists {{}} layers", ModelFileError)
+    for entry in entries:
+        ecfg = entry.get("config") if isinstance(entry, dict) else None
+        if not isinstance(ecfg, dict):
+            continue
+        inner = ecfg.get("layer")
+        inner = inner.get("config") if isinstance(inner, dict) else None
+        for c in (ecfg, inner if isinstance(inner, dict) else {}):
+            for key in SIZE_KEYS:
+                n = c.get(key)
+                if isinstance(n, int) and not isinstance(n, bool):
+                    limits.check("max_units", n, f"{where}: layer {ecfg.get('name')!r} "
+                                 f"declares {key}={{}}", ModelFileError)
+
 
 
 def model_from_config(config: dict, weights_for, keras_major: int = 3, settings=None,
@@ -29,6 +55,7 @@ def model_from_config(config: dict, weights_for, keras_major: int = 3, settings=
     notes = notes if notes is not None else []
     if not isinstance(config, dict) or "class_name" not in config:
         raise ModelFileError("the model config is not a Keras model config (no class_name)")
+    check_config_size(config, (source or {}).get("path") or "the model config")
     cls = config["class_name"]
     cfg = config.get("config") or {}
     entries = cfg.get("layers")

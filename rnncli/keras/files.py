@@ -17,7 +17,7 @@ from ..errors import ModelFileError, RnncliError, UsageError, file_error
 from . import archive, inferred
 from .archive import member_file, read_json, read_member
 from .build import snake_case
-from .config import model_from_config
+from .config import check_config_size, model_from_config
 from .hdf5 import (
     check_links,
     k3_group_arrays,
@@ -330,6 +330,7 @@ def _load_zip(path, settings):
                                      f"config.json, metadata.json and model.weights.h5")
         config = read_json(read_member(zf, path, "config.json", archive.MAX_CONFIG_BYTES),
                            f"{path}: config.json")
+        check_config_size(config, f"{path}: config.json")  # before the weights are opened
         meta = {}
         if "metadata.json" in names:
             meta = read_json(read_member(zf, path, "metadata.json", archive.MAX_CONFIG_BYTES),

@@ -86,6 +86,8 @@ ONE = 1e-3  # radius and norm this close to 1 are 1: float32 rounding must not d
 
 
 def recurrence_reading(rho, sigma):
+    if not (np.isfinite(rho) and np.isfinite(sigma)):
+        return "not computed: the kernel holds NaN or Inf"
     if abs(sigma - 1) <= ONE and abs(rho - 1) <= ONE:
         return "norm-preserving (orthogonal): rotates, never shrinks"
     if sigma < 1:
@@ -93,6 +95,103 @@ def recurrence_reading(rho, sigma):
     if rho < 1 - ONE:
         return "may amplify a few steps, then fades"
     return "can amplify until the activation saturates"
+
+
+EXACT_UNITS = 256  # up to here eigenvalues and singular values are computed exactly
+KRYLOV_STEPS = 30  # above, estimated from this many products with U (and twice as many
+GROWTH_STEPS = 60  # steps of h·U): O(steps·units²) time, Ctrl-C acts between products
+
+
+def spectrum(u) -> tuple[float, float, bool]:
+    """(spectral radius, largest singular value, exact) of the square matrix ``u``.
+
+    Exact values cost O(units³) (4000 units: a minute, deaf to Ctrl-C); above EXACT_UNITS
+    they are estimated in O(units²) steps: the largest singular value by Lanczos on UᵀU
+    (converges fast, accurate to many digits), the radius as the larger of the largest Ritz
+    value of an Arnoldi run and the growth rate ||h·Uᵏ||^(1/k) of a random state (exact for
+    orthogonal kernels, Keras' default; within a few percent otherwise)."""
+    if not u.size:
+        return 0.0, 0.0, True
+    if not np.isfinite(u).all():
+        return float("nan"), float("nan"), True
+    if u.shape[0] <= EXACT_UNITS:
+        u = np.asarray(u, np.float64)
+        return float(np.max(np.abs(np.linalg.eigvals(u)))), float(np.linalg.norm(u, 2)), True
+    scale = float(np.max(np.abs(u)))  # (squares of float32 weights overflow from 1e19)
+    if not scale:
+        return 0.0, 0.0, False
+    u = np.ascontiguousarray(u / scale, np.float64 if u.dtype == np.float64 else np.float32)
+    rng = np.random.default_rng(0)
+    sigma = _lanczos_largest_singular_value(u, rng, KRYLOV_STEPS)
+    rho = max(_arnoldi_radius(u, rng, KRYLOV_STEPS), _growth_rate(u, rng, GROWTH_STEPS))
+    return scale * min(rho, sigma), scale * sigma, False
+
+
+def _start(n, rng):
+    v = rng.standard_normal(n)
+    return v / np.linalg.norm(v)
+
+
+def _times(v, u):
+    """``v·u`` in u's own dtype (no copy of u), as float64."""
+    return np.asarray(v.astype(u.dtype, copy=False) @ u, np.float64)
+
+
+def _orthogonalize(w, basis):
+    """``w`` minus its part in the span of ``basis``'s (orthonormal) rows, twice over as
+    float rounding needs, and the coefficients taken out."""
+    h = basis @ w
+    w = w - basis.T @ h
+    h2 = basis @ w
+    return w - basis.T @ h2, h + h2
+
+
+BREAKDOWN = 1e-4  # a new direction this small (relative) is rounding: the basis is invariant
+
+
+def _krylov(u, rng, steps, product):
+    """An orthonormal Krylov basis of ``product`` from a random start, and the projection
+    of ``product`` on it (Hessenberg; tridiagonal for a symmetric product). When the basis
+    spans an invariant subspace (the new direction is rounding only), it goes on from a
+    fresh random direction, uncoupled: the projection's eigenvalues are then those of both
+    parts, each as valid (an error of at most BREAKDOWN relative)."""
+    n = u.shape[0]
+    k = min(steps, n)
+    basis = np.zeros((k + 1, n))
+    basis[0] = _start(n, rng)
+    hess = np.zeros((k + 1, k))
+    for j in range(k):
+        p = product(basis[j])
+        w, h = _orthogonalize(p, basis[:j + 1])
+        hess[:j + 1, j] = h
+        beta = np.linalg.norm(w)
+        if beta <= BREAKDOWN * np.linalg.norm(p):
+            beta = 0.0
+            w, _ = _orthogonalize(_start(n, rng), basis[:j + 1])
+        hess[j + 1, j] = beta
+        basis[j + 1] = w / np.linalg.norm(w)
+    return hess[:k, :k]
+
+
+def _lanczos_largest_singular_value(u, rng, steps):
+    t = _krylov(u, rng, steps, lambda v: _times(_times(v, u), u.T))  # UUᵀ: UᵀU's eigenvalues
+    return float(np.sqrt(max(np.linalg.eigvalsh((t + t.T) / 2).max(), 0.0)))
+
+
+def _arnoldi_radius(u, rng, steps):
+    return float(np.max(np.abs(np.linalg.eigvals(_krylov(u, rng, steps, lambda v: _times(v, u))))))
+
+
+def _growth_rate(u, rng, steps):
+    v, logs = _start(u.shape[0], rng), 0.0
+    for _ in range(steps):
+        v = _times(v, u)
+        norm = float(np.linalg.norm(v))
+        if not norm or not np.isfinite(norm):
+            return 0.0 if not norm else float("inf")
+        logs += np.log(norm)
+        v /= norm
+    return float(np.exp(logs / steps))
 
 
 def recurrent_blocks(cell) -> dict:
@@ -120,6 +219,7 @@ def describe(model) -> dict:
     except Exception:  # noqa: BLE001 - a summary still lists what it can
         shapes = getattr(model, "last_shapes", {})
     layers, weights, rec = [], [], []
+    estimated: set = set()
     total_bytes = 0
     for la in model.layers:
         outs = shapes.get(la.name)
@@ -140,14 +240,18 @@ def describe(model) -> dict:
         directions = la.directions if isinstance(la, (RNN, Bidirectional)) else {}
         for d, inner in directions.items():
             for gate, u in recurrent_blocks(inner.cell).items():
-                u = np.asarray(u, np.float64)
-                rho = float(np.max(np.abs(np.linalg.eigvals(u)))) if u.size else 0.0
-                sigma = float(np.linalg.norm(u, 2)) if u.size else 0.0
+                rho, sigma, exact = spectrum(u)
                 where = " ".join(p for p in (la.name, d, gate and f"gate {gate}") if p)
                 rec.append({"layer": la.name, "direction": d, "gate": gate, "name": where,
                             "spectral_radius": rho, "max_singular_value": sigma,
-                            "reading": recurrence_reading(rho, sigma)})
+                            "exact": exact, "reading": recurrence_reading(rho, sigma)})
+                if not exact:
+                    estimated.add(f"{la.name!r} ({inner.cell.units} units)")
     warnings = list(model.notes)
+    if estimated:
+        warnings.append(f"the spectral radius and largest singular value of "
+                        f"{', '.join(sorted(estimated))} are estimates: exact values take time "
+                        f"growing as units³ (about a minute for 4000 units)")
     for la in model.layers:
         if isinstance(la, Unsupported):
             warnings.append(f"layer {la.name!r} ({la.class_name}) can't be computed: {la.reason}")
