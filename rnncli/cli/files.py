@@ -94,7 +94,7 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
         note(f"wrote {output} ({fmt}, {len(x)} sample{'s' if len(x) != 1 else ''})")
 
 
-@cli.command()
+@cli.command(short_help="Write the weights as Keras 3, .npz, PyTorch .safetensors or ONNX.")
 @model_options
 @click.option("-o", "--output", required=True, metavar="PATH",
               help="File to write (- for stdout): .keras, .weights.h5, .h5, .npz, "
