@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import click
 
-from ..present.select import TABLE_SAMPLES
 from .app import cli, note
 from .options import emit, get_model, input_options, load_inputs, model_input, model_options
+
+def _table_samples():
+    from ..present.select import TABLE_SAMPLES  # (numpy: not at --help time)
+
+    return TABLE_SAMPLES
+
 
 GRAD_FORMATS = ("table", "csv", "json", "npz", "npy")
 LOSS_NAMES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
@@ -220,8 +225,8 @@ def _write_tables(fh, model, g, rows, x, loss, of, sample, features, clip, check
     console = make_console(file=fh)
     B = x.shape[0]
     samples = parse_index_list(sample, "sample", B) if sample else list(range(min(B, 3)))
-    if not sample and B > TABLE_SAMPLES:
-        note(f"showing samples 0 to {TABLE_SAMPLES - 1} of {B}; pick others with --sample")
+    if not sample and B > _table_samples():
+        note(f"showing samples 0 to {_table_samples() - 1} of {B}; pick others with --sample")
     what = f"{loss} loss" if loss else f"sum of {of}"
     console.print(f"[bold]{what}[/bold] = {_fmt(g['loss'], p)}")
     for name, d, index, norms, jac, bound, readings in rows:
