@@ -13,6 +13,7 @@ import click
 from .app import cli, note
 from .options import emit, get_model, input_options, load_inputs, model_input, model_options
 
+
 def _table_samples():
     from ..present.select import TABLE_SAMPLES  # (numpy: not at --help time)
 
