@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ CHUNK_BYTES = 2**20
 SPLIT_MIN_VALUES = 2**15
 MIN_ROWS = 32
 BLOCKS_PER_THREAD = 4
+# The compiled loop has no per-call cost: its blocks can be as small as this.
+COMPILED_MIN_ROWS = 1
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,12 @@ class Engine:
     """Which loop runs: ``auto`` (the compiled loop where it wins), ``numpy`` or ``numba``.
 
     ``one_shot``: the process runs one input and exits (the CLI), so the compiled loop
-    must also pay for importing numba (about 0.3 s)."""
+    must also pay for importing numba (about 0.3 s). ``threads``: run row blocks in this
+    many threads, where the batch allows, instead of the engine's choice (benchmarks)."""
 
     name: str = ""
     one_shot: bool = False
+    threads: int | None = None
 
     @property
     def kind(self) -> str:
@@ -101,6 +106,26 @@ class _Projection:
         return res.reshape(c, n, -1)
 
 
+def writer(fn):
+    """``fn`` as ``write(z, out)`` for a step loop: numpy ufuncs write in place, sigmoid
+    as four in-place ufuncs (the same numbers as 1 / (1 + exp(-z)), no temporaries; exp's
+    overflow to inf is harmless, 1 / inf is 0: the step loops ignore overflow), other
+    activations copy."""
+    from . import activations
+
+    if fn is activations.sigmoid:
+        negative, exp, add, reciprocal = np.negative, np.exp, np.add, np.reciprocal
+
+        def sigmoid(z, out):
+            negative(z, out=out)
+            exp(out, out=out)
+            add(out, 1, out=out)
+            return reciprocal(out, out=out)
+
+        return sigmoid
+    return activations.writer(fn)
+
+
 def matmul_rows(x, w):
     """``x @ w``, where a single row takes BLAS's matrix-matrix path like every row of a
     batch (the matrix-vector one sums in another order)."""
@@ -129,19 +154,126 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+class _Load:
+    """How many cores' worth of CPU time other processes used lately, from the machine's
+    busy time (/proc/stat) less this process's own (os.times), over the time since the
+    previous reading (at least WINDOW seconds, so a reading spans many scheduler ticks).
+    Before there is one, the run queue now (/proc/loadavg's runnable count, less this
+    thread) stands in. 0 where /proc is not there."""
+
+    WINDOW = 0.1
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.last = None  # (time, machine busy seconds, own cpu seconds)
+        self.others = None
+
+    @staticmethod
+    def sample():
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        t = os.times()
+        return time.monotonic(), busy / _HZ, t.user + t.system
+
+    @staticmethod
+    def run_queue():
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        return max(0, running - 1)
+
+    def others_busy(self) -> float:
+        with self.lock:
+            try:
+                now = self.sample()
+            except (OSError, ValueError, IndexError):
+                return 0.0
+            if self.last is None:
+                self.last = now
+                try:
+                    self.others = float(self.run_queue())
+                except (OSError, ValueError, IndexError):
+                    self.others = 0.0
+            elif now[0] - self.last[0] >= self.WINDOW:
+                dt = now[0] - self.last[0]
+                others = ((now[1] - self.last[1]) - (now[2] - self.last[2])) / dt
+                self.others = max(0.0, others)
+                self.last = now
+            return self.others
+
+
+try:
+    _HZ = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _HZ = 100
+LOAD = _Load()
+
+
+def free_cores() -> int:
+    """Cores this process may use that other processes leave free: available_cores(),
+    less the cores' worth of time others used lately (a core counts as free when others
+    leave it at least half). At least 1. A row block on a core that something else keeps
+    busy makes the whole scan wait for it; one thread per free core doesn't."""
+    cores = available_cores()
+    machine = os.cpu_count() or cores
+    free = machine - LOAD.others_busy()
+    return max(1, min(cores, int(free + 0.5)))
+
+
 def split_parts(B, H):
-    """How many threads to run row blocks in (1: don't split)."""
+    """How many threads to run numpy row blocks in (1: don't split)."""
     if B * H < SPLIT_MIN_VALUES:
         return 1
+    return max(1, min(threads(), B // MIN_ROWS))
+
+
+def threads() -> int:
+    """Threads rnncli may run row blocks in: the cores it may use, never more than BLAS
+    would use (1 when BLAS's own threads can't be set: splitting would oversubscribe)."""
     from . import blas
 
-    return max(1, min(blas.threads(), available_cores(), B // MIN_ROWS))
+    return max(1, min(blas.threads(), free_cores()))
 
 
-def block_edges(B, parts):
-    """Row blocks for ``parts`` threads: up to BLOCKS_PER_THREAD each, MIN_ROWS rows or more."""
-    blocks = max(parts, min(parts * BLOCKS_PER_THREAD, B // MIN_ROWS))
+def block_edges(B, parts, min_rows=None):
+    """Row blocks for ``parts`` threads: up to BLOCKS_PER_THREAD each, ``min_rows`` rows
+    (MIN_ROWS) or more."""
+    min_rows = MIN_ROWS if min_rows is None else min_rows
+    blocks = max(parts, min(parts * BLOCKS_PER_THREAD, B // min_rows))
     return [B * i // blocks for i in range(blocks + 1)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a scan runs: the cell's compiled loop or None (numpy), in ``threads`` threads
+    over the row blocks ``edges``."""
+
+    compiled: object
+    threads: int
+    edges: list
+
+
+def plan(cell, B, T, mask, engine) -> Plan:
+    """The loop, threads and row blocks for a scan of B rows and T steps."""
+    engine = as_engine(engine)
+    loop = _compiled_loop(cell, T, B, mask, engine)
+    if loop is not None:
+        parts = engine.threads or (threads() if split_compiled(cell, B) else 1)
+        parts = max(1, min(parts, B // COMPILED_MIN_ROWS))
+        if parts == 1:
+            return Plan(loop, 1, [0, B])
+        return Plan(loop, parts, block_edges(B, parts, COMPILED_MIN_ROWS))
+    rows = 2 if B == 1 else B
+    width = cell.term_width("z") if cell.gates else cell.units
+    parts = split_parts(rows, width) if engine.threads is None else \
+        max(1, min(engine.threads, rows // MIN_ROWS))
+    return Plan(None, parts, block_edges(rows, parts) if parts > 1 else [0, rows])
+
+
+def split_compiled(cell, B) -> bool:
+    """Whether the compiled loop's rows are worth running in several threads."""
+    return B >= 2
 
 
 def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=False,
@@ -158,8 +290,8 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     states = cell.initial_states(B) if states is None else \
         tuple(np.array(s, dtype=dtype, copy=True) for s in states)
     rows = B
-    compiled = _compiled_loop(cell, T, B, mask, as_engine(engine))
-    if B == 1 and T > 0 and compiled is None:
+    how = plan(cell, B, T, mask, engine)
+    if B == 1 and T > 0 and how.compiled is None:
         # BLAS may take one row through its matrix-vector product, which sums in another
         # order than a batch's matrix-matrix product: two copies keep a sample's numbers
         # what they are in a batch (at a few percent of a step's time).
@@ -180,14 +312,11 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         offset += T * rows * w
     terms = dict(zip(names, views[:len(names)])) if trace else None
     seqs = dict(zip(kept, views[len(names):]))
-    if T and compiled is not None:
-        states = _run_compiled(compiled, cell, x, states, seqs, terms)
-    elif T:
+    if T:
         mask_t = None if mask is None else \
             np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
-        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms)
-        parts = split_parts(rows, H)
-        job.run_blocks(block_edges(rows, parts) if parts > 1 else [0, rows], parts)
+        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled)
+        job.run_blocks(how.edges, how.threads)
         states = job.states
 
     def batch_major(a):
@@ -204,29 +333,51 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
 def _compiled_loop(cell, T, B, mask, engine):
     from . import fast
 
+    if T == 0 or not fast.available(engine):
+        return None
     loop = cell.compiled()
-    if loop is None or T == 0 or mask is not None:
+    if loop is None:
         return None
-    if not fast.worth_it(T, B, cell.units, cell.dtype.itemsize, engine):
+    if engine.kind == "numba":
+        return loop
+    if engine.one_shot and T < fast.ONE_SHOT_MIN_STEPS:
         return None
-    return loop
+    return loop if fast.worth_it(B, cell.units, len(cell.gates) or 1,
+                                 cell.dtype.itemsize) else None
 
 
 class _Rows:
     """The numpy loop over row blocks; writes the shared time-major arrays' rows of each
     block and the final states ``self.states[i][b0:b1]``."""
 
-    def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms):
+    def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms,
+                 compiled=None):
         self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
+        self.compiled = compiled
         self.stop = threading.Event()
+        # the caller's floating-point error handling, in every thread (overflow ignored:
+        # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
+        self.fp_errors = {**np.geterr(), "over": "ignore"}
 
     def run_blocks(self, edges, threads):
-        if threads == 1 or len(edges) == 2:
-            for b0, b1 in zip(edges, edges[1:]):
-                self.run(b0, b1)
-            return
+        """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.
+        BLAS runs single-threaded throughout: a multi-threaded product every step makes
+        every step wait for its slowest thread, which on a busy machine is one whose core
+        was taken (measured: benchmarks/forward.py --grid --loaded)."""
         from . import blas
+
+        step_loop = self.run if self.compiled is None else self.run_compiled
+
+        def run(b0, b1):
+            with np.errstate(**self.fp_errors):
+                step_loop(b0, b1)
+
+        if threads == 1 or len(edges) == 2:
+            with blas.single_threaded():
+                for b0, b1 in zip(edges, edges[1:]):
+                    run(b0, b1)
+            return
 
         claims = itertools.count()  # next() on it is atomic: each block runs once
         errors = []
@@ -237,7 +388,7 @@ class _Rows:
                     i = next(claims)
                     if i >= len(edges) - 1:
                         return
-                    self.run(edges[i], edges[i + 1])
+                    run(edges[i], edges[i + 1])
             except BaseException as e:  # re-raised in the calling thread
                 errors.append(e)
                 self.stop.set()
@@ -317,24 +468,37 @@ class _Rows:
         for i in range(S):
             self.states[i][b0:b1] = states[i]
 
-
-def _run_compiled(loop, cell, x, states, seqs, terms):
-    """The cell's compiled loop (rnncli/core/fast.py), a few MiB of x·W + b at a time."""
-    B, T, _ = x.shape
-    kernel, bias = cell.input_projection()
-    P = kernel.shape[1]
-    C = chunk_steps(B, P, kernel.dtype.itemsize, T, chunk_bytes=4 * CHUNK_BYTES)
-    project = _Projection(B, C, kernel, None if terms is not None else bias)
-    scratch = {} if seqs else \
-        {n: np.empty((C, B, cell.units), cell.dtype) for n in cell.state_names}
-    for t0 in range(0, T, C):
-        t1 = min(T, t0 + C)
-        xp = project(x[:, t0:t1])
-        if terms is not None:
-            terms["xw"][t0:t1] = xp
-            if bias is not None:
-                xp = xp + bias
-        out = {n: (seqs[n][t0:t1] if seqs else scratch[n][:t1 - t0]) for n in cell.state_names}
-        part = None if terms is None else {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
-        states = loop(cell, xp, states, out, part)
-    return states
+    def run_compiled(self, b0, b1):
+        """The cell's compiled loop (rnncli/core/fast.py) over rows b0..b1, a few MiB of
+        x·W + b at a time; it writes the shared arrays' rows itself."""
+        cell, x, terms = self.cell, self.x[b0:b1], self.terms
+        n, T, _ = x.shape
+        kernel, bias = cell.input_projection()
+        P = kernel.shape[1]
+        C = chunk_steps(n, P, kernel.dtype.itemsize, T, chunk_bytes=4 * CHUNK_BYTES)
+        project = _Projection(n, C, kernel, None if terms is not None else bias)
+        seqs = self.seqs
+        scratch = {} if seqs else \
+            {s: np.empty((C, n, cell.units), cell.dtype) for s in cell.state_names}
+        row0 = b0 if seqs else 0
+        states = tuple(s[b0:b1] for s in self.states)
+        mask_t = self.mask_t
+        prev = None if mask_t is None else np.zeros((n, cell.units), cell.dtype)
+        for t0 in range(0, T, C):
+            if self.stop.is_set():
+                return
+            t1 = min(T, t0 + C)
+            xp = project(x[:, t0:t1])
+            if terms is not None:
+                terms["xw"][t0:t1, b0:b1] = xp
+                if bias is not None:
+                    xp = xp + bias
+            out = {s: (seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0])
+                   for s in cell.state_names}
+            part = None if terms is None else \
+                {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
+            mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
+            states = self.compiled(cell, xp, states, out, part, row0, mask, self.zero_out,
+                                   prev)
+        for i, s in enumerate(states):
+            self.states[i][b0:b1] = s

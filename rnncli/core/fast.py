@@ -1,15 +1,17 @@
-"""A compiled recurrence loop (numba), for long sequences with small batches.
+"""Compiled recurrence loops (numba) for SimpleRNN, LSTM and GRU.
 
-With numpy, each timestep costs a few microseconds of call overhead whatever its size,
-which dominates when batch x units is small and the sequence long. This loop runs
-the same arithmetic, ``z = (x·W + b) + h·U`` then ``h = f(z)``, in machine code
-(rnncli/core/_numba_kernels.py, cached on disk after the first compilation).
+With numpy, each timestep costs a few microseconds of call overhead per call whatever its
+size (an LSTM step is a dozen calls), which dominates when batch x units is small. These
+loops run the same arithmetic, row by row, in machine code (rnncli/core/_numba_kernels.py,
+cached on disk after the first compilation); they release the GIL, so the engine runs
+them in row blocks on several threads as it does the numpy loop.
 
 Two things differ from the numpy path by a few float32 ulps, never more: the dot
 product sums in a fixed order (BLAS may block it differently), and float32 ``tanh``
-is the rational approximation TensorFlow itself uses on CPUs (Eigen's, max error
-4e-7) because libm's scalar tanhf would cost more than the rest of the step. Tests
-check both paths agree to 1e-6 and both match Keras' numbers to 1e-5.
+(and ``sigmoid``, as tanh(z/2)/2 + 1/2) is the rational approximation TensorFlow itself
+uses on CPUs (Eigen's, max error 4e-7), because libm's scalar tanhf/expf would cost more
+than the rest of the step. Tests check both paths agree to about 1e-6 and both match
+Keras' numbers to 1e-5.
 
 numba is optional (``pip install 'rnncli[fast]'``); without it, or with
 ``RNNCLI_ENGINE=numpy`` (or ``Model.run(engine="numpy")``), the numpy path runs;
@@ -20,7 +22,12 @@ from __future__ import annotations
 
 import importlib.util
 
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+import numpy as np
+
+# Activations the kernels compute (their codes in _numba_kernels).
+CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
+ACTIVATIONS = tuple(CODES)
+HARD_SIGMOID_K2 = 5
 # In a one-shot process (the CLI) importing numba and loading its cached code costs about
 # 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
 ONE_SHOT_MIN_STEPS = 100_000
@@ -30,36 +37,68 @@ def available(engine) -> bool:
     return engine.kind != "numpy" and importlib.util.find_spec("numba") is not None
 
 
-def worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
-    """The compiled loop wins when steps are many and each step's product is small (the
-    per-call overhead of numpy and BLAS dominates); big batches go to BLAS. Measured on
-    2 cores (docs/performance.md): the crossover is near batch x units = 256 in float32
-    (1.3x faster at (8, 32), 0.65x at (16, 32)) and 64 in float64 (where libm's tanh is
-    the slow part: 0.8x at 128). ``engine``: an rnncli.core.engine.Engine."""
-    from .engine import as_engine
+def code(name, keras_major=3):
+    """The kernels' code for an activation, or None if they don't compute it."""
+    if name == "hard_sigmoid" and keras_major < 3:
+        return HARD_SIGMOID_K2
+    return CODES.get(name)
 
-    engine = as_engine(engine)
-    if not available(engine):
-        return False
-    if engine.kind == "numba":
+
+TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
+         "gru": ("hu", "z", "gate", "reset_term", "keep", "update")}
+
+
+def _recurrence(kind):
+    def loop(cell, xwb, states, out, terms=None, row0=0, mask=None, zero_out=False,
+             prev=None):
+        """A cell's steps over a chunk for a block of n rows: ``xwb`` (T, n, P) holds
+        x·W + b; fills rows row0 .. row0 + n of ``out[state]`` (T, N, H) for each state
+        and, when given, of the cell's ``terms``; ``mask`` (T, n) bool with ``prev``
+        (n, H), the previous outputs (updated). Returns the final states (n, H)."""
+        from ._numba_kernels import KERNELS
+
+        dtype = xwb.dtype
+        H = cell.units
+        traced = terms is not None
+        empty = np.empty((0, 0, 0), dtype)
+        t = tuple(terms[n] for n in TERMS[kind]) if traced else ()
+        t = t + (empty,) * (6 - len(t))
+        states = tuple(np.array(s, dtype=dtype) for s in states)
+        outs = tuple(out[n] for n in cell.state_names)
+        rb = getattr(cell, "recurrent_bias", None) if kind == "gru" else None
+        rb = np.zeros(xwb.shape[2], dtype) if rb is None else np.ascontiguousarray(rb, dtype)
+        if mask is None:
+            mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
+        ract = getattr(cell, "recurrent_activation", "linear")
+        KERNELS[kind, dtype == np.float32, traced](
+            xwb, np.ascontiguousarray(cell.recurrent_kernel, dtype), rb, states, outs, row0,
+            code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
+            np.ascontiguousarray(mask), bool(zero_out), prev)
+        return states
+
+    loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"
+    return loop
+
+
+simple_rnn_recurrence = _recurrence("simple")
+lstm_recurrence = _recurrence("lstm")
+gru_recurrence = _recurrence("gru")  # reset_after=True only
+
+
+def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
+    """Whether the compiled loop beats numpy's for B rows of H units (``gates`` blocks in
+    the kernel: LSTM 4, GRU 3). Measured with benchmarks/choices.py on the grid of
+    benchmarks/forward.py --grid (docs/performance.md): it wins wherever numpy's fixed cost
+    per call, a few us, outweighs what BLAS saves over its plain loops: one or two rows
+    always (numpy's one-row product even costs BLAS a copy of U every step); up to 4 rows
+    while U is at most 2^18 values; beyond, up to B x gates x H^2 multiply-adds a step of
+    2^15 (SimpleRNN: 3 numpy calls a step) or 2^18 (LSTM, GRU: about 15) in float32, 2^11
+    and 2^15 in float64, whose libm tanh and exp don't vectorize as float32's do."""
+    if B <= 2:
         return True
-    return T >= (ONE_SHOT_MIN_STEPS if engine.one_shot else 512) and \
-        B * H <= (256 if itemsize <= 4 else 64)
-
-
-def simple_rnn_recurrence(cell, xwb, states, out, terms=None):
-    """A SimpleRNN cell's steps over a chunk: ``xwb`` (T, B, H) holds x·W + b; fills
-    ``out["h"]`` (T, B, H) and, when given, ``terms["hu"]``, ``terms["z"]``. Returns the
-    final states."""
-    import numpy as np
-
-    from ._numba_kernels import KERNELS
-
-    dtype = xwb.dtype
-    traced = terms is not None
-    kernel = KERNELS[dtype == np.float32, traced]
-    hu, z = (terms["hu"], terms["z"]) if traced else (np.empty((0, 0, 0), dtype),) * 2
-    h = kernel(np.ascontiguousarray(xwb), np.ascontiguousarray(cell.recurrent_kernel, dtype),
-               np.array(states[0], dtype=dtype), out["h"], ACTIVATIONS.index(cell.activation),
-               hu, z)
-    return (h,)
+    per_step = gates * H * H
+    if B <= 4 and per_step <= 2**18:
+        return True
+    limit = (2**15 if gates == 1 else 2**18) if itemsize <= 4 else \
+        (2**11 if gates == 1 else 2**15)
+    return B * per_step <= limit
