@@ -290,46 +290,36 @@ def bench_point(cell, shape, dtype, peers, rounds, with_sgemm=False, timing=None
 # ---------------------------------------------------------------- the grid
 
 GRID_TIMING = {"warmup_seconds": 0.04, "block_seconds": 0.1, "max_block": 20}
-TARGET_SECONDS = 0.04  # the slowest contender's call, roughly
-MIN_STEPS, MAX_STEPS = 8, 100_000
+TARGET_SECONDS = 0.04  # a call of the slowest contender, roughly
+STEP_SECONDS, PEER_FLOPS = 30e-6, 30e9  # the slowest peer's cost per step and its rate
+MIN_STEPS, MAX_STEPS = 2, 100_000
 
 
 def nice(n):
     """n rounded down to 1, 2 or 5 x a power of ten (reruns land on the same lengths)."""
+    if n < 1:
+        return 0
     p = 10 ** int(math.floor(math.log10(n)))
     return max(d * p for d in (1, 2, 5) if d * p <= n)
 
 
-def calibrate(makers, notes, B, D, dtype, steps=64):
-    """Timesteps for which the slowest contender takes about TARGET_SECONDS: each one timed
-    at ``steps`` (best of two, after a warm-up call) and scaled."""
-    x = make_input(B, steps, D, dtype)
-    worst = 0.0
-    for name, prepare in makers.items():
-        if name in notes:
-            continue
-        fns = prepare(x)
-        for fn in fns[:2] if name == "rnncli" else fns[:1]:
-            fn()
-            best = min(_timed(fn) for _ in range(2))
-            worst = max(worst, best / steps)
-    return int(min(MAX_STEPS, max(MIN_STEPS, nice(TARGET_SECONDS / worst))))
+def grid_steps(cell, B, H, D=GRID_FEATURES):
+    """Timesteps for a grid point: about TARGET_SECONDS of the slowest peer, modelled as
+    STEP_SECONDS a step (Keras' while loop, at batch 1) plus its multiply-adds at
+    PEER_FLOPS. A formula, not a measurement, so that every run has the same shapes."""
+    step = STEP_SECONDS + flops(cell, B, 1, D, H) / PEER_FLOPS
+    return int(min(MAX_STEPS, max(MIN_STEPS, nice(TARGET_SECONDS / step))))
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def grid_point(cell, B, H, dtype, peers, rounds, with_sgemm=False):
-    D = GRID_FEATURES
-    makers, notes = setup(cell, D, H, dtype, peers)
-    T = calibrate(makers, notes, B, D, dtype)
-    contenders = contenders_for(makers, notes, make_input(B, T, D, dtype))
-    row = {"cell": cell, "shape": (B, T, D, H), "dtype": np.dtype(dtype).name, **notes}
+def grid_point(cell, B, H, dtype, makers, notes, rounds, with_sgemm=False):
+    T = grid_steps(cell, B, H)
+    notes = dict(notes)
+    contenders = contenders_for(makers, notes, make_input(B, T, GRID_FEATURES, dtype))
+    row = {"cell": cell, "shape": (B, T, GRID_FEATURES, H), "dtype": np.dtype(dtype).name,
+           **notes}
     if with_sgemm:
         contenders["sgemm"], row["sgemm_flops"] = sgemm()
+    row["load"] = load()
     row.update(interleaved_medians(contenders, rounds=rounds, **GRID_TIMING))
     return row
 
@@ -396,10 +386,11 @@ def run_grid(args, peers, cells, dtypes):
                 for dtype in dtypes:
                     rows = []
                     load_start = load()
-                    for B in batches:
-                        for H in units:
+                    for H in units:  # the same layers (and Keras' traced function) for
+                        makers, notes = setup(cell, GRID_FEATURES, H, dtype, peers)
+                        for B in batches:  # every batch
                             big = B == max(batches) and H == max(units) and dtype == np.float32
-                            row = grid_point(cell, B, H, dtype, peers, args.rounds, big)
+                            row = grid_point(cell, B, H, dtype, makers, notes, args.rounds, big)
                             row["condition"] = condition
                             rows.append(row)
                             raw.append(row)
@@ -416,11 +407,12 @@ def _jsonable(row):
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
 
 
-def grid_report(out, peers, batches, units, elapsed):
+def grid_report(out, peers, batches, units, elapsed, rounds):
     abbrev = [PEER_ABBREV.get(p, p) for p in peers]
     lines = [f"Grid: batch (rows) x units (columns), {GRID_FEATURES} features, timesteps per "
-             f"point chosen so the slowest contender's call takes about "
-             f"{TARGET_SECONDS * 1e3:.0f} ms; {THREADS} threads for every peer. Each cell: the "
+             f"point chosen so the slowest contender's call takes roughly "
+             f"{TARGET_SECONDS * 1e3:.0f} ms (grid_steps: at least {MIN_STEPS}); {THREADS} "
+             f"threads for every peer; {rounds} rounds. Each cell: the "
              f"worst peer's time / rnncli's (above 1: rnncli ahead of every peer) and which "
              f"peer ({', '.join(f'{a}: {p}' for a, p in zip(abbrev, peers) if a != p)}). "
              f"Whole run: {elapsed / 60:.1f} min; load averages (1, 5, 15 min) at the start and "
@@ -569,7 +561,8 @@ def main():
     if args.grid:
         args.rounds = args.rounds or 3
         out, raw, batches, units, elapsed = run_grid(args, peers, cells, dtypes)
-        report = "\n".join([grid_report(out, peers, batches, units, elapsed), "", head, "",
+        report = "\n".join([grid_report(out, peers, batches, units, elapsed, args.rounds), "",
+                            head, "",
                             "<details><summary>Every time (ms)</summary>", "",
                             details_table(raw, peers), "", "</details>"])
         print(report)

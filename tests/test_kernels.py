@@ -169,33 +169,33 @@ def test_only_big_steps_are_split(monkeypatch):
     assert kernels.split_parts(1024, 256) == 1
 
 
-def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
+def test_threads_follow_the_cores_other_work_leaves_free(monkeypatch):
     monkeypatch.setattr(blas, "threads", lambda: 4)
     monkeypatch.setattr(kernels, "available_cores", lambda: 4)
     monkeypatch.setattr(kernels.os, "cpu_count", lambda: 4)
-    for others, free in [(0.0, 4), (0.4, 4), (1.0, 3), (2.6, 1), (3.7, 1), (9.0, 1)]:
-        monkeypatch.setattr(kernels.LOAD, "others_busy", lambda o=others: o)
+    for others, free in [(0, 4), (1, 3), (3, 1), (9, 1)]:
+        monkeypatch.setattr(kernels, "others_running", lambda o=others: o)
         assert kernels.free_cores() == free
         assert kernels.split_parts(4096, 512) == free
-    # a container allowed 2 of a 64-core machine's cores, which others keep 30 busy
+    # a container allowed 2 of a 64-core machine's cores, whose others run 30 threads
     monkeypatch.setattr(kernels, "available_cores", lambda: 2)
     monkeypatch.setattr(kernels.os, "cpu_count", lambda: 64)
-    monkeypatch.setattr(kernels.LOAD, "others_busy", lambda: 30.0)
+    monkeypatch.setattr(kernels, "others_running", lambda: 30)
     assert kernels.free_cores() == 2
 
 
-def test_the_load_reading_subtracts_this_process(monkeypatch):
-    """Others' busy time is the machine's less this process's, over at least WINDOW s."""
-    load = kernels._Load()
-    readings = iter([(0.0, 10.0, 1.0), (0.05, 10.1, 1.05), (0.2, 10.5, 1.3), (0.35, 11.0, 1.4)])
-    monkeypatch.setattr(load, "sample", lambda: next(readings))
-    monkeypatch.setattr(load, "run_queue", lambda: 3)
-    assert load.others_busy() == 3.0  # no window yet: the run queue, less this thread
-    assert load.others_busy() == 3.0  # 0.05 s: too short a window, kept
-    assert load.others_busy() == pytest.approx((0.5 - 0.3) / 0.2)  # 1 core's worth
-    assert load.others_busy() == pytest.approx((0.5 - 0.1) / 0.15)
-    if os.path.exists("/proc/stat"):
-        assert kernels._Load().others_busy() >= 0
+def test_others_running_reads_the_run_queue(monkeypatch):
+    import builtins
+    import io
+
+    readings = iter(["0.5 0.4 0.3 3/120 999\n", "0.5 0.4 0.3 1/120 999\n",
+                     "0.5 0.4 0.3 2/120 999\n"])
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(next(readings))
+                        if path == "/proc/loadavg" else real_open(path, *a, **k))
+    assert kernels.others_running() == 1  # the median, 2, less this thread
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError()))
+    assert kernels.others_running() == 0
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,71 +153,30 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-class _Load:
-    """How many cores' worth of CPU time other processes used lately, from the machine's
-    busy time (/proc/stat) less this process's own (os.times), over the time since the
-    previous reading (at least WINDOW seconds, so a reading spans many scheduler ticks).
-    Before there is one, the run queue now (/proc/loadavg's runnable count, less this
-    thread) stands in. 0 where /proc is not there."""
-
-    WINDOW = 0.1
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.last = None  # (time, machine busy seconds, own cpu seconds)
-        self.others = None
-
-    @staticmethod
-    def sample():
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
-        busy = sum(ticks) - ticks[3] - ticks[4]
-        t = os.times()
-        return time.monotonic(), busy / _HZ, t.user + t.system
-
-    @staticmethod
-    def run_queue():
-        with open("/proc/loadavg") as f:
-            running = int(f.read().split()[3].split("/")[0])
-        return max(0, running - 1)
-
-    def others_busy(self) -> float:
-        with self.lock:
-            try:
-                now = self.sample()
-            except (OSError, ValueError, IndexError):
-                return 0.0
-            if self.last is None:
-                self.last = now
-                try:
-                    self.others = float(self.run_queue())
-                except (OSError, ValueError, IndexError):
-                    self.others = 0.0
-            elif now[0] - self.last[0] >= self.WINDOW:
-                dt = now[0] - self.last[0]
-                others = ((now[1] - self.last[1]) - (now[2] - self.last[2])) / dt
-                self.others = max(0.0, others)
-                self.last = now
-            return self.others
-
-
-try:
-    _HZ = os.sysconf("SC_CLK_TCK")
-except (AttributeError, ValueError, OSError):
-    _HZ = 100
-LOAD = _Load()
+def others_running(samples=3) -> int:
+    """Threads of other work running or waiting to run on the machine now: the runnable
+    count of /proc/loadavg (median of a few readings), less this thread. It counts what
+    competes for the cores right now, whoever owns it: other processes, and this
+    process's other threads (another library's pool still spinning after its work). 0
+    where /proc is not there."""
+    counts = []
+    try:
+        for _ in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, sorted(counts)[len(counts) // 2] - 1)
 
 
 def free_cores() -> int:
-    """Cores this process may use that other processes leave free: available_cores(),
-    less the cores' worth of time others used lately (a core counts as free when others
-    leave it at least half). At least 1. A row block on a core that something else keeps
-    busy makes the whole scan wait for it; one thread per free core doesn't."""
+    """Cores this process may use that other work leaves free now: available_cores(), less
+    others_running() beyond the machine's other cores. At least 1. A row block on a core
+    that something else keeps busy makes the whole scan wait for it (the scheduler shares
+    the core in slices of milliseconds); a thread per free core doesn't."""
     cores = available_cores()
-    machine = os.cpu_count() or cores
-    free = machine - LOAD.others_busy()
-    return max(1, min(cores, int(free + 0.5)))
+    machine = max(os.cpu_count() or cores, cores)
+    return max(1, min(cores, machine - others_running()))
 
 
 def split_parts(B, H):
@@ -340,10 +298,83 @@ def _compiled_loop(cell, T, B, mask, engine):
         return None
     if engine.kind == "numba":
         return loop
-    if engine.one_shot and T < fast.ONE_SHOT_MIN_STEPS:
+    if T < (fast.ONE_SHOT_MIN_STEPS if engine.one_shot else fast.MIN_STEPS):
         return None
     return loop if fast.worth_it(B, cell.units, len(cell.gates) or 1,
                                  cell.dtype.itemsize) else None
+
+
+class _Job:
+    """Row blocks that threads claim one after another (each block runs once); ``wait``
+    returns when every claimed block has finished, whether or not every thread it was
+    offered to has woken up: a helper that a busy machine wakes late finds nothing left
+    and costs nothing."""
+
+    def __init__(self, run, edges, stop):
+        self.run, self.edges, self.stop = run, edges, stop
+        self.claims = itertools.count()  # next() on it is atomic
+        self.blocks = len(edges) - 1
+        self.lock = threading.Lock()
+        self.finished = 0
+        self.done = threading.Event()
+        self.errors = []
+
+    def work(self):
+        while True:
+            i = next(self.claims)
+            if i >= self.blocks:
+                return
+            try:
+                if not self.stop.is_set():
+                    self.run(self.edges[i], self.edges[i + 1])
+            except BaseException as e:  # re-raised in the calling thread
+                self.errors.append(e)
+                self.stop.set()
+            finally:
+                with self.lock:
+                    self.finished += 1
+                    if self.finished == self.blocks:
+                        self.done.set()
+
+    def wait(self, interruptible=True):
+        if interruptible:
+            self.done.wait()
+            return
+        while True:
+            try:
+                self.done.wait()
+                return
+            except BaseException:  # a second Ctrl-C: still let the blocks stop
+                self.stop.set()
+
+
+class _Pool:
+    """Helper threads kept for the process's lifetime (daemons, idle in ``queue.get``
+    between scans): starting threads for every scan costs more than short scans do, and on
+    a busy machine a new thread may wait milliseconds for its first time slice."""
+
+    def __init__(self):
+        import queue
+
+        self.queue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = 0
+
+    def submit(self, job, helpers):
+        with self.lock:
+            while self.threads < helpers:
+                threading.Thread(target=self._serve, daemon=True,
+                                 name=f"rnncli-{self.threads}").start()
+                self.threads += 1
+        for _ in range(helpers):
+            self.queue.put(job)
+
+    def _serve(self):
+        while True:
+            self.queue.get().work()
+
+
+POOL = _Pool()
 
 
 class _Rows:
@@ -379,42 +410,18 @@ class _Rows:
                     run(b0, b1)
             return
 
-        claims = itertools.count()  # next() on it is atomic: each block runs once
-        errors = []
-
-        def work():
-            try:
-                while not self.stop.is_set():
-                    i = next(claims)
-                    if i >= len(edges) - 1:
-                        return
-                    run(edges[i], edges[i + 1])
-            except BaseException as e:  # re-raised in the calling thread
-                errors.append(e)
-                self.stop.set()
-
+        job = _Job(run, edges, self.stop)
         with blas.single_threaded():
-            helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+            POOL.submit(job, threads - 1)
             try:
-                for t in helpers:
-                    t.start()
-                work()
-            except BaseException:
+                job.work()
+                job.wait()
+            except BaseException:  # Ctrl-C: the others stop at their next step
                 self.stop.set()
+                job.wait(interruptible=False)
                 raise
-            finally:
-                interrupted = None
-                for t in helpers:
-                    while t.is_alive():
-                        try:
-                            t.join()
-                        except BaseException as e:  # Ctrl-C: the others stop at their next step
-                            self.stop.set()
-                            interrupted = interrupted or e
-            if interrupted is not None:
-                raise interrupted
-        if errors:
-            raise errors[0]
+        if job.errors:
+            raise job.errors[0]
 
     def run(self, b0, b1):
         cell, x, mask_t = self.cell, self.x[b0:b1], self.mask_t

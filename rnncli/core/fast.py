@@ -31,6 +31,9 @@ HARD_SIGMOID_K2 = 5
 # In a one-shot process (the CLI) importing numba and loading its cached code costs about
 # 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
 ONE_SHOT_MIN_STEPS = 100_000
+# Shorter sequences take the numpy loop: their fixed costs dominate anyway, and their
+# numbers are then those of the CLI's one-shot runs to the bit.
+MIN_STEPS = 64
 
 
 def available(engine) -> bool:
