@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--units", default=",".join(map(str, F.GRID_UNITS)))
     ap.add_argument("--loaded", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--options", default=",".join(OPTIONS), help="which of " + ", ".join(OPTIONS))
     args = ap.parse_args()
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.loaded else None
     try:
@@ -63,7 +64,7 @@ def main():
                 dt = np.dtype(dtype).type
                 for B in map(int, args.batches.split(",")):
                     for H in map(int, args.units.split(",")):
-                        measure(cell, dt, B, H, args.rounds)
+                        measure(cell, dt, B, H, args.rounds, args.options.split(","))
         print(f"load {F.load()}")
     finally:
         if busy:
@@ -71,13 +72,13 @@ def main():
             busy.wait()
 
 
-def measure(cell, dt, B, H, rounds):
+def measure(cell, dt, B, H, rounds, options=tuple(OPTIONS)):
     D = 32
     T = steps(cell, B, H)
     k, u, b = F.make_weights(cell, D, H, dt)
     layer = F.rnncli_layer(cell, k, u, b)
     x = F.make_input(B, T, D, dt)
-    fns = {name: runner(layer, x, *opt) for name, opt in OPTIONS.items()}
+    fns = {name: runner(layer, x, *OPTIONS[name]) for name in options}
     for fn in fns.values():
         fn()
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
+from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras, assert_same_numbers
 
 from rnncli.core import engine as E
 from rnncli.core import fast
@@ -71,12 +71,28 @@ def test_simple_rnn_numba_matches_numpy(dtype, act, trace):
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid"),
                                   ("linear", "tanh")])
 @pytest.mark.parametrize("trace", [False, True])
-def test_gated_numba_matches_numpy(cell, dtype, acts, trace):
+@pytest.mark.parametrize("rows", [5, 2 * fast.BLAS_ROWS + 3])  # its loops; BLAS's h·U
+def test_gated_numba_matches_numpy(cell, dtype, acts, trace, rows):
     layer = layer_of(cell, dtype, activation=acts[0], recurrent_activation=acts[1])
-    x = np.random.default_rng(0).normal(size=(5, 300, 3)).astype(dtype)
+    x = np.random.default_rng(0).normal(size=(rows, 300, 3)).astype(dtype)
     d0 = layer.run(x, trace=trace, engine="numpy")
     d1 = layer.run(x, trace=trace, engine="numba")
     assert_close_runs(d0, d1, dtype)
+
+
+def test_blas_products_in_the_compiled_loop_are_numpys():
+    from rnncli.core import blas
+
+    if blas.gemm(np.float32) is None:
+        pytest.skip("no OpenBLAS whose threads rnncli can set")
+    layer = layer_of("simple_rnn", activation="linear")
+    x = np.random.default_rng(0).normal(size=(fast.BLAS_ROWS + 1, 70, 3)).astype(np.float32)
+    with blas.single_threaded():
+        d = layer.run(x, trace=True, engine=E.Engine("numba", threads=1))
+        h_prev = np.concatenate([np.zeros_like(d.sequence[:, :1]), d.sequence[:, :-1]], 1)
+        for t in (0, 1, 40):
+            np.testing.assert_array_equal(d.trace["hu"][:, t],
+                                          h_prev[:, t] @ layer.cell.recurrent_kernel)
 
 
 def test_keras2_hard_sigmoid_is_compiled_as_keras_2_computes_it():
@@ -105,32 +121,36 @@ def test_masks_in_the_compiled_loop(monkeypatch, cell, zero_output, trace):
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 @pytest.mark.parametrize("trace", [False, True])
-def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell, trace):
-    """Rows never interact, and each is computed alone: blocks and threads change nothing,
-    to the bit, nor does a sample's batch."""
+@pytest.mark.parametrize("rows", [fast.BLAS_ROWS - 1, 2 * fast.BLAS_ROWS + 3])
+def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell, trace, rows):
+    """Rows never interact: blocks and threads change no number (to the bit in the loop's
+    own products; where BLAS computes a row alike in any block, in BLAS's), nor, below
+    BLAS_ROWS, does a sample's batch."""
     monkeypatch.setattr(E, "CHUNK_BYTES", 2000)
     layer = layer_of(cell)
-    x = np.random.default_rng(0).normal(size=(11, 60, 3)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(rows, 60, 3)).astype(np.float32)
+    same = np.testing.assert_array_equal if rows < fast.BLAS_ROWS else assert_same_numbers
     whole = layer.run(x, trace=trace, engine=E.Engine("numba", threads=1))
     split = layer.run(x, trace=trace, engine=E.Engine("numba", threads=3))
     for name in whole.sequences:
-        np.testing.assert_array_equal(split.sequences[name], whole.sequences[name])
-    one = layer.run(x[4:5], trace=trace, engine="numba")
-    np.testing.assert_array_equal(one.sequences["h"], whole.sequences["h"][4:5])
+        same(split.sequences[name], whole.sequences[name])
     if trace:
         for name in whole.trace:
-            np.testing.assert_array_equal(split.trace[name], whole.trace[name])
+            same(split.trace[name], whole.trace[name])
+    if rows < fast.BLAS_ROWS:
+        one = layer.run(x[4:5], trace=trace, engine="numba")
+        np.testing.assert_array_equal(one.sequences["h"], whole.sequences["h"][4:5])
 
 
 def test_auto_picks_numba_for_small_steps(engine):
     engine("auto")
     assert fast.worth_it(1, 512, 4)  # one row: always
     assert fast.worth_it(4, 256, 4)
-    assert not fast.worth_it(4, 512, 4)
-    assert fast.worth_it(16, 64, 4)  # LSTM: 2^18 multiply-adds a step
-    assert not fast.worth_it(64, 64, 4)
-    assert not fast.worth_it(16, 64, 1)  # SimpleRNN: numpy has 3 calls a step, not 15
-    assert fast.worth_it(16, 64, 4, itemsize=4) and not fast.worth_it(16, 64, 4, itemsize=8)
+    assert fast.worth_it(64, 64, 4)  # float32 LSTM: a dozen numpy passes against one
+    assert not fast.worth_it(256, 64, 4) and fast.worth_it(256, 256, 4)
+    assert fast.worth_it(16, 64, 1) and not fast.worth_it(64, 64, 1)  # numpy: 3 calls
+    assert not fast.worth_it(16, 64, 4, itemsize=8)  # float64: libm's tanh
+    assert not fast.worth_it(4, 512, 4, itemsize=8) and fast.worth_it(2, 512, 4, itemsize=8)
     lstm = layer_of("lstm", units=64).cell
     assert E.plan(lstm, 1, 100, None, None).compiled is fast.lstm_recurrence
     assert E.plan(lstm, 1024, 100, None, None).compiled is None

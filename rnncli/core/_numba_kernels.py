@@ -4,7 +4,8 @@ Module-level functions so numba can cache their machine code on disk (cache=True
 the first call in a process then loads instead of compiling. Every kernel runs the steps
 of one chunk for a block of rows, with one signature for every cell:
 
-    kernel(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev)
+    kernel(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+           blas_rows)
 
 ``xwb`` (T, n, P) holds x·W + b for those rows; ``u`` the recurrent kernel (H, P); ``rb``
 a GRU's recurrent bias (P,); ``states`` (h[, c]), each (n, H), are updated in place;
@@ -12,8 +13,10 @@ a GRU's recurrent bias (P,); ``states`` (h[, c]), each (n, H), are updated in pl
 (T, N, width) shared by every block, whose rows ``row0 .. row0 + n`` this block writes (so
 blocks run in threads side by side: the kernels release the GIL). ``mask`` (T, n) bool,
 or (0, 0) for none: a masked step keeps the states and outputs the previous output
-``prev`` (n, H) (zeros with ``zero_out``), as Keras and the numpy loop do. Each row is
-computed alone, in a fixed order: its numbers never depend on the rows around it.
+``prev`` (n, H) (zeros with ``zero_out``), as Keras and the numpy loop do. ``gemm``:
+numpy's BLAS cblas_sgemm or cblas_dgemm (a ctypes function, rnncli/core/blas.py), used
+for h·U in blocks of ``blas_rows`` rows or more. Below that each row is computed alone,
+in a fixed order: its numbers never depend on the rows around it.
 """
 
 import math
@@ -148,13 +151,28 @@ def commit(t, b, r, outs, states, mask, zero_out, prev, one):
 
 
 @numba.njit(inline="always")
-def drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, row,
-          activate, one, trace):
-    """The steps of a chunk: per step, h·U for GROUP rows at a time, then each row's
-    ``row`` (its cell's step, which writes its new states to ``outs``) and commit."""
+def drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, row, activate, one, trace):
+    """The steps of a chunk: per step, h·U, then each row's ``row`` (its cell's step, which
+    writes its new states to ``outs``) and commit. h·U is BLAS's (``gemm``, numpy's own
+    cblas_?gemm, single-threaded) for blocks of ``blas_rows`` rows or more, in one call
+    for the block; for fewer, where BLAS's copying U into its panels costs more than the
+    product, it is this module's loop, GROUP rows at a time."""
     T, n, P = xwb.shape
-    acc = np.empty((GROUP, P), dtype=xwb.dtype)
+    H = u.shape[0]
     h = states[0]
+    if n >= blas_rows:
+        acc = np.empty((n, P), dtype=xwb.dtype)
+        for t in range(T):
+            gemm(101, 111, 111, n, P, H, one, h.ctypes, H, u.ctypes, P, one - one,
+                 acc.ctypes, P)  # row-major, no transposes: acc = h·u
+            for b in range(n):
+                r = row0 + b
+                row(xwb[t, b], acc[b], rb, states, b, outs, t, r, act, ract, terms,
+                    activate, one, trace)
+                commit(t, b, r, outs, states, mask, zero_out, prev, one)
+        return
+    acc = np.empty((GROUP, P), dtype=xwb.dtype)
     for t in range(T):
         for g0 in range(0, n, GROUP):
             g1 = min(n, g0 + GROUP)
@@ -278,74 +296,98 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
 # Per cell, float32 or float64, traced or not: constants folded at compile time.
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, simple_row,
+def simple_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
           activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, simple_row,
+def simple_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
           activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, simple_row,
+def simple_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
           activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, simple_row,
+def simple_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
           activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, lstm_row,
+def lstm_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
           activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, lstm_row,
+def lstm_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
           activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, lstm_row,
+def lstm_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
           activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, lstm_row,
+def lstm_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
           activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gru_row,
+def gru_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
           activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gru_row,
+def gru_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
           activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gru_row,
+def gru_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
           activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gru_row,
+def gru_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
           activate64, 1.0, True)
 
 

@@ -35,8 +35,6 @@ CHUNK_BYTES = 2**20
 SPLIT_MIN_VALUES = 2**15
 MIN_ROWS = 32
 BLOCKS_PER_THREAD = 4
-# The compiled loop has no per-call cost: its blocks can be as small as this.
-COMPILED_MIN_ROWS = 1
 
 
 @dataclass(frozen=True)
@@ -205,11 +203,13 @@ def block_edges(B, parts, min_rows=None):
 @dataclass(frozen=True)
 class Plan:
     """How a scan runs: the cell's compiled loop or None (numpy), in ``threads`` threads
-    over the row blocks ``edges``."""
+    over the row blocks ``edges``; ``blas``: the compiled loop takes h·U from BLAS (decided
+    for the whole batch, never per block, so the thread count changes no number)."""
 
     compiled: object
     threads: int
     edges: list
+    blas: bool = False
 
 
 def plan(cell, B, T, mask, engine) -> Plan:
@@ -217,21 +217,20 @@ def plan(cell, B, T, mask, engine) -> Plan:
     engine = as_engine(engine)
     loop = _compiled_loop(cell, T, B, mask, engine)
     if loop is not None:
-        parts = engine.threads or (threads() if split_compiled(cell, B) else 1)
-        parts = max(1, min(parts, B // COMPILED_MIN_ROWS))
+        from . import fast
+
+        use_blas = fast.use_blas(B, cell.dtype)
+        min_rows = fast.min_block_rows(cell.units, len(cell.gates) or 1, cell.dtype.itemsize,
+                                       use_blas)
+        parts = max(1, min(engine.threads or threads(), B // min_rows))
         if parts == 1:
-            return Plan(loop, 1, [0, B])
-        return Plan(loop, parts, block_edges(B, parts, COMPILED_MIN_ROWS))
+            return Plan(loop, 1, [0, B], use_blas)
+        return Plan(loop, parts, block_edges(B, parts, min_rows), use_blas)
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \
         max(1, min(engine.threads, rows // MIN_ROWS))
     return Plan(None, parts, block_edges(rows, parts) if parts > 1 else [0, rows])
-
-
-def split_compiled(cell, B) -> bool:
-    """Whether the compiled loop's rows are worth running in several threads."""
-    return B >= 2
 
 
 def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=False,
@@ -273,7 +272,8 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     if T:
         mask_t = None if mask is None else \
             np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
-        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled)
+        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
+                    how.blas)
         job.run_blocks(how.edges, how.threads)
         states = job.states
 
@@ -382,10 +382,10 @@ class _Rows:
     block and the final states ``self.states[i][b0:b1]``."""
 
     def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms,
-                 compiled=None):
+                 compiled=None, blas=False):
         self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
-        self.compiled = compiled
+        self.compiled, self.blas = compiled, blas
         self.stop = threading.Event()
         # the caller's floating-point error handling, in every thread (overflow ignored:
         # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
@@ -506,6 +506,6 @@ class _Rows:
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
             states = self.compiled(cell, xp, states, out, part, row0, mask, self.zero_out,
-                                   prev)
+                                   prev, self.blas)
         for i, s in enumerate(states):
             self.states[i][b0:b1] = s

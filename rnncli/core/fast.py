@@ -24,6 +24,8 @@ import importlib.util
 
 import numpy as np
 
+from . import blas
+
 # Activations the kernels compute (their codes in _numba_kernels).
 CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
 ACTIVATIONS = tuple(CODES)
@@ -31,6 +33,10 @@ HARD_SIGMOID_K2 = 5
 # In a one-shot process (the CLI) importing numba and loading its cached code costs about
 # 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
 ONE_SHOT_MIN_STEPS = 100_000
+# Batches of this many rows or more take h·U from BLAS (numpy's, single-threaded) inside
+# the compiled loop; fewer rows from the loop's own code, which beats BLAS there (BLAS
+# copies U into its panels every call: 1 row x 512 units, 0.58 ms against 0.06 ms).
+BLAS_ROWS = 8
 # Shorter sequences take the numpy loop: their fixed costs dominate anyway, and their
 # numbers are then those of the CLI's one-shot runs to the bit.
 MIN_STEPS = 64
@@ -47,17 +53,36 @@ def code(name, keras_major=3):
     return CODES.get(name)
 
 
+_copies = {}
+
+
+def _contiguous(a, dtype):
+    """``a`` as a C-contiguous array of ``dtype``: itself, or a copy made once (Keras'
+    orthogonal recurrent kernels of gated cells come transposed, and copying 4 MB every
+    call cost more than a short sequence)."""
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a
+    key = id(a)
+    hit = _copies.get(key)
+    if hit is None or hit[0] is not a:
+        if len(_copies) > 64:
+            _copies.clear()
+        hit = _copies[key] = (a, np.ascontiguousarray(a, dtype))
+    return hit[1]
+
+
 TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
          "gru": ("hu", "z", "gate", "reset_term", "keep", "update")}
 
 
 def _recurrence(kind):
     def loop(cell, xwb, states, out, terms=None, row0=0, mask=None, zero_out=False,
-             prev=None):
+             prev=None, blas_products=False):
         """A cell's steps over a chunk for a block of n rows: ``xwb`` (T, n, P) holds
         x·W + b; fills rows row0 .. row0 + n of ``out[state]`` (T, N, H) for each state
         and, when given, of the cell's ``terms``; ``mask`` (T, n) bool with ``prev``
-        (n, H), the previous outputs (updated). Returns the final states (n, H)."""
+        (n, H), the previous outputs (updated); ``blas_products``: h·U from numpy's BLAS
+        (see use_blas). Returns the final states (n, H)."""
         from ._numba_kernels import KERNELS
 
         dtype = xwb.dtype
@@ -73,10 +98,13 @@ def _recurrence(kind):
         if mask is None:
             mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
         ract = getattr(cell, "recurrent_activation", "linear")
+        gemm = blas.gemm(dtype) if blas_products else None
+        rows = 0 if gemm is not None else 2**62
         KERNELS[kind, dtype == np.float32, traced](
-            xwb, np.ascontiguousarray(cell.recurrent_kernel, dtype), rb, states, outs, row0,
+            xwb, _contiguous(cell.recurrent_kernel, dtype), rb, states, outs, row0,
             code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
-            np.ascontiguousarray(mask), bool(zero_out), prev)
+            np.ascontiguousarray(mask), bool(zero_out), prev,
+            gemm if gemm is not None else blas.no_gemm(dtype), rows)
         return states
 
     loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"
@@ -90,18 +118,43 @@ gru_recurrence = _recurrence("gru")  # reset_after=True only
 
 def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     """Whether the compiled loop beats numpy's for B rows of H units (``gates`` blocks in
-    the kernel: LSTM 4, GRU 3). Measured with benchmarks/choices.py on the grid of
-    benchmarks/forward.py --grid (docs/performance.md): it wins wherever numpy's fixed cost
-    per call, a few us, outweighs what BLAS saves over its plain loops: one or two rows
-    always (numpy's one-row product even costs BLAS a copy of U every step); up to 4 rows
-    while U is at most 2^18 values; beyond, up to B x gates x H^2 multiply-adds a step of
-    2^15 (SimpleRNN: 3 numpy calls a step) or 2^18 (LSTM, GRU: about 15) in float32, 2^11
-    and 2^15 in float64, whose libm tanh and exp don't vectorize as float32's do."""
+    the kernel: LSTM 4, GRU 3), measured with benchmarks/choices.py on the grid of
+    benchmarks/forward.py --grid (docs/performance.md). It wins wherever numpy's fixed cost
+    per call, a few us, outweighs what BLAS saves over its plain loops, and, in float32,
+    wherever a gated cell's dozen elementwise passes cost more than its one fused pass:
+
+    - one or two rows always (numpy's one-row product even costs BLAS a copy of U every
+      step), up to 4 rows while U is at most 2^18 values;
+    - float32 SimpleRNN: up to 16 rows, or B x H^2 multiply-adds a step up to 2^15 (numpy
+      needs 3 calls a step);
+    - float32 LSTM and GRU: up to 64 rows, or 256 units and more (about 1.1x either way
+      beyond; below 256 units the per-row overhead of the loop loses);
+    - float64: B x gates x H^2 up to 2^11 (SimpleRNN) or 2^14 (LSTM, GRU): libm's tanh and
+      exp don't vectorize as float32's rational tanh does, numpy's do.
+    """
     if B <= 2:
         return True
     per_step = gates * H * H
     if B <= 4 and per_step <= 2**18:
         return True
-    limit = (2**15 if gates == 1 else 2**18) if itemsize <= 4 else \
-        (2**11 if gates == 1 else 2**15)
-    return B * per_step <= limit
+    if itemsize > 4:
+        return B * per_step <= (2**11 if gates == 1 else 2**14)
+    if gates == 1:
+        return B <= 16 or B * per_step <= 2**15
+    return B <= 64 or H >= 256
+
+
+def use_blas(B: int, dtype) -> bool:
+    """Whether a compiled loop over B rows takes h·U from numpy's BLAS: from BLAS_ROWS rows,
+    where BLAS exists as rnncli/core/blas.py can drive it. Decided for a batch, not for a
+    block, so that a thread count never changes a number."""
+    return B >= BLAS_ROWS and blas.gemm(dtype) is not None
+
+
+def min_block_rows(H: int, gates: int = 1, itemsize: int = 4, blas_products=False) -> int:
+    """Fewest rows a thread's block of the compiled loop should have: BLAS copies U into
+    its panels every call, and the loop's own code reads U once a step for every 4 rows,
+    so blocks of a row or two on a U of megabytes multiply the memory traffic."""
+    if gates * H * H * itemsize <= 2**20:
+        return 1
+    return BLAS_ROWS if blas_products else 4
