@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from rnncli.core import engine  # noqa: E402
 from rnncli.core.gru import GRUCell  # noqa: E402
 from rnncli.core.lstm import LSTMCell  # noqa: E402
 from rnncli.core.rnn import RNN  # noqa: E402
@@ -226,6 +227,13 @@ def rnncli_prepare(layer):
     def prepare(x):
         return (lambda: layer.run(x).sequences["h"]), (lambda: layer.run(x, trace=True))
 
+    def plan(x):
+        """What rnncli's engine chooses for x now: loop, threads (blas: compiled h·U)."""
+        how = engine.plan(layer.cell, x.shape[0], x.shape[1], None, None)
+        kind = "numpy" if how.compiled is None else "numba+blas" if how.blas else "numba"
+        return f"{kind}:{how.threads}"
+
+    prepare.plan = plan
     return prepare
 
 
@@ -260,6 +268,7 @@ def setup(cell, D, H, dtype, peers):
 
 def contenders_for(makers, notes, x):
     """{name: fn} to time, after checking every peer's output against rnncli's."""
+    notes["plan"] = makers["rnncli"].plan(x)
     fwd, trace = makers["rnncli"](x)
     reference = fwd()
     contenders = {"rnncli": fwd, "trace": trace}
@@ -454,12 +463,14 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
 
 
 def details_table(raw, peers):
-    head = ["condition", "cell", "dtype", "shape (B, T, D, H)", "rnncli ms", "trace ms"]
-    head += [f"{p} ms" for p in peers]
+    head = ["condition", "cell", "dtype", "shape (B, T, D, H)", "rnncli's loop", "rnncli ms",
+            "trace ms"]
+    head += [f"{p} ms" for p in peers] + ["load at start"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in raw:
-        cells = [r["condition"], r["cell"], r["dtype"], str(r["shape"]), fmt_ms(r["rnncli"]),
-                 fmt_ms(r["trace"])] + [fmt_ms(r.get(p, "–")) for p in peers]
+        cells = [r["condition"], r["cell"], r["dtype"], str(r["shape"]), r.get("plan", ""),
+                 fmt_ms(r["rnncli"]), fmt_ms(r["trace"])]
+        cells += [fmt_ms(r.get(p, "–")) for p in peers] + [r.get("load", "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -151,32 +151,6 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-def others_running(samples=3) -> int:
-    """Threads of other work running or waiting to run on the machine now: the runnable
-    count of /proc/loadavg (median of a few readings), less this thread. It counts what
-    competes for the cores right now, whoever owns it: other processes, and this
-    process's other threads (another library's pool still spinning after its work). 0
-    where /proc is not there."""
-    counts = []
-    try:
-        for _ in range(samples):
-            with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]))
-    except (OSError, ValueError, IndexError):
-        return 0
-    return max(0, sorted(counts)[len(counts) // 2] - 1)
-
-
-def free_cores() -> int:
-    """Cores this process may use that other work leaves free now: available_cores(), less
-    others_running() beyond the machine's other cores. At least 1. A row block on a core
-    that something else keeps busy makes the whole scan wait for it (the scheduler shares
-    the core in slices of milliseconds); a thread per free core doesn't."""
-    cores = available_cores()
-    machine = max(os.cpu_count() or cores, cores)
-    return max(1, min(cores, machine - others_running()))
-
-
 def split_parts(B, H):
     """How many threads to run numpy row blocks in (1: don't split)."""
     if B * H < SPLIT_MIN_VALUES:
@@ -185,11 +159,16 @@ def split_parts(B, H):
 
 
 def threads() -> int:
-    """Threads rnncli may run row blocks in: the cores it may use, never more than BLAS
-    would use (1 when BLAS's own threads can't be set: splitting would oversubscribe)."""
+    """Threads rnncli may run row blocks in: the cores it may use (affinity, cgroup quota),
+    never more than BLAS would use (1 when BLAS's own threads can't be set: splitting would
+    oversubscribe). Not fewer when other work keeps cores busy: row blocks never wait for
+    each other, so under the scheduler's fair share every thread is more of the machine,
+    and a thread slowed by another process just claims fewer blocks. Measured on 2 busy
+    cores (6 other runnable threads): threads chosen from the run queue (one here) were
+    1.3-3x slower than one per core from 64 rows up (docs/performance.md)."""
     from . import blas
 
-    return max(1, min(blas.threads(), free_cores()))
+    return max(1, min(blas.threads(), available_cores()))
 
 
 def block_edges(B, parts, min_rows=None):
@@ -423,13 +402,18 @@ class _Rows:
         if job.errors:
             raise job.errors[0]
 
+    def chunk_bytes(self, n, whole):
+        """A block's share of ``whole`` bytes of x·W a chunk: blocks run side by side, and
+        together they keep what one block of every row would."""
+        return max(2**16, whole * n // max(1, len(self.x)))
+
     def run(self, b0, b1):
         cell, x, mask_t = self.cell, self.x[b0:b1], self.mask_t
         n, T, _ = x.shape
         kernel, bias = cell.input_projection()
         P = kernel.shape[1]
         trace = self.terms is not None
-        C = chunk_steps(n, P, kernel.dtype.itemsize, T)
+        C = chunk_steps(n, P, kernel.dtype.itemsize, T, self.chunk_bytes(n, CHUNK_BYTES))
         project = _Projection(n, C, kernel, None if trace else bias)
         xpb = np.empty((C, n, P), kernel.dtype) if trace and bias is not None else None
         step = cell.stepper(n)
@@ -482,7 +466,7 @@ class _Rows:
         n, T, _ = x.shape
         kernel, bias = cell.input_projection()
         P = kernel.shape[1]
-        C = chunk_steps(n, P, kernel.dtype.itemsize, T, chunk_bytes=4 * CHUNK_BYTES)
+        C = chunk_steps(n, P, kernel.dtype.itemsize, T, self.chunk_bytes(n, 4 * CHUNK_BYTES))
         project = _Projection(n, C, kernel, None if terms is not None else bias)
         seqs = self.seqs
         scratch = {} if seqs else \

@@ -155,6 +155,6 @@ def min_block_rows(H: int, gates: int = 1, itemsize: int = 4, blas_products=Fals
     """Fewest rows a thread's block of the compiled loop should have: BLAS copies U into
     its panels every call, and the loop's own code reads U once a step for every 4 rows,
     so blocks of a row or two on a U of megabytes multiply the memory traffic."""
-    if gates * H * H * itemsize <= 2**20:
-        return 1
-    return BLAS_ROWS if blas_products else 4
+    if blas_products:
+        return BLAS_ROWS
+    return 1 if gates * H * H * itemsize <= 2**20 else 4
