@@ -1,12 +1,16 @@
-"""The compiled (numba) path gives the plain path's numbers, and Keras' numbers."""
+"""The compiled (numba) loops give the numpy loop's numbers, and Keras' numbers."""
 
 import os
 
 import numpy as np
 import pytest
-from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
+from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras, assert_same_numbers
 
+from rnncli.core import engine as E
 from rnncli.core import fast
+from rnncli.core.gru import GRUCell
+from rnncli.core.lstm import LSTMCell
+from rnncli.core.rnn import RNN
 from rnncli.core.simple_rnn import SimpleRNN
 from rnncli.keras.random import random_weights
 
@@ -21,44 +25,144 @@ def engine(monkeypatch):
     return use
 
 
+def layer_of(cell, dtype=np.float32, units=16, dim=3, seed=4, **kw):
+    """A layer with random weights, a bias, and a recurrence that contracts (rounding
+    differences can't grow without bound)."""
+    gates = {"simple_rnn": 1, "lstm": 4, "gru": 3}[cell]
+    k, u, b = random_weights(seed, units, dim, dtype=dtype, gates=gates,
+                             bias_rows=2 if cell == "gru" and kw.get("reset_after", True) else 1)
+    b = b + (np.random.default_rng(seed).normal(size=b.shape) * 0.3).astype(dtype)
+    u = u * dtype(0.9)
+    if cell == "simple_rnn":
+        return SimpleRNN("r", k, u, b, return_sequences=True, **kw)
+    cls = LSTMCell if cell == "lstm" else GRUCell
+    return RNN("r", cls(k, u, b, **kw), return_sequences=True)
+
+
+# an ulp or so per step, as BLAS and the compiled loop sum in different orders, and float32
+# tanh and sigmoid are Eigen's rational tanh
+TOL = {np.float32: {"atol": 2e-6, "rtol": 1e-5}, np.float64: {"atol": 1e-12, "rtol": 1e-11}}
+
+
+def assert_close_runs(d0, d1, dtype):
+    for name in d0.sequences:
+        np.testing.assert_allclose(d1.sequences[name], d0.sequences[name], **TOL[dtype])
+    for name in d0.states:
+        np.testing.assert_allclose(d1.states[name], d0.states[name], **TOL[dtype])
+    if d0.trace is not None:
+        assert list(d0.trace) == list(d1.trace)
+        for name in d0.trace:
+            np.testing.assert_allclose(d1.trace[name], d0.trace[name], **TOL[dtype])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("act", fast.ACTIVATIONS)
 @pytest.mark.parametrize("trace", [False, True])
-def test_numba_matches_numpy(engine, dtype, act, trace):
-    k, u, b = random_weights(4, 16, 3, dtype=dtype)
-    b = b + dtype(0.05)
-    u = u * dtype(0.9)  # contracting: rounding differences can't grow without bound
-    layer = SimpleRNN("r", k, u, b, activation=act, return_sequences=True)
+def test_simple_rnn_numba_matches_numpy(dtype, act, trace):
+    layer = layer_of("simple_rnn", dtype, activation=act)
     x = np.random.default_rng(0).normal(size=(2, 700, 3)).astype(dtype)
     d0 = layer.run(x, trace=trace, engine="numpy")
     d1 = layer.run(x, trace=trace, engine="numba")
-    seq0, h0, tr0 = d0.sequence, d0.states["h"], d0.trace
-    seq1, h1, tr1 = d1.sequence, d1.states["h"], d1.trace
-    # an ulp or so per step, as BLAS and the compiled loop sum in different orders
-    tol = {"atol": 2e-6, "rtol": 1e-5} if dtype == np.float32 else {"atol": 1e-12, "rtol": 1e-11}
-    np.testing.assert_allclose(seq1, seq0, **tol)
-    np.testing.assert_allclose(h1, h0, **tol)
+    assert_close_runs(d0, d1, dtype)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid"),
+                                  ("linear", "tanh")])
+@pytest.mark.parametrize("trace", [False, True])
+@pytest.mark.parametrize("rows", [5, 2 * fast.BLAS_ROWS + 3])  # its loops; BLAS's h·U
+def test_gated_numba_matches_numpy(cell, dtype, acts, trace, rows):
+    layer = layer_of(cell, dtype, activation=acts[0], recurrent_activation=acts[1])
+    x = np.random.default_rng(0).normal(size=(rows, 300, 3)).astype(dtype)
+    d0 = layer.run(x, trace=trace, engine="numpy")
+    d1 = layer.run(x, trace=trace, engine="numba")
+    assert_close_runs(d0, d1, dtype)
+
+
+def test_blas_products_in_the_compiled_loop_are_numpys():
+    from rnncli.core import blas
+
+    if blas.gemm(np.float32) is None:
+        pytest.skip("no OpenBLAS whose threads rnncli can set")
+    layer = layer_of("simple_rnn", activation="linear")
+    x = np.random.default_rng(0).normal(size=(fast.BLAS_ROWS + 1, 70, 3)).astype(np.float32)
+    with blas.single_threaded():
+        d = layer.run(x, trace=True, engine=E.Engine("numba", threads=1))
+        h_prev = np.concatenate([np.zeros_like(d.sequence[:, :1]), d.sequence[:, :-1]], 1)
+        for t in (0, 1, 40):
+            np.testing.assert_array_equal(d.trace["hu"][:, t],
+                                          h_prev[:, t] @ layer.cell.recurrent_kernel)
+
+
+def test_keras2_hard_sigmoid_is_compiled_as_keras_2_computes_it():
+    layer = layer_of("lstm", recurrent_activation="hard_sigmoid", keras_major=2)
+    assert layer.cell.compiled() is fast.lstm_recurrence
+    x = np.random.default_rng(0).normal(size=(3, 200, 3)).astype(np.float32)
+    assert_close_runs(layer.run(x, engine="numpy"), layer.run(x, engine="numba"), np.float32)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("zero_output", [False, True])
+@pytest.mark.parametrize("trace", [False, True])
+def test_masks_in_the_compiled_loop(monkeypatch, cell, zero_output, trace):
+    """A masked step keeps the states and outputs the previous output (or zeros)."""
+    monkeypatch.setattr(E, "CHUNK_BYTES", 700)  # chunks of a few steps: prev carries over
+    layer = layer_of(cell)
+    layer.zero_output_for_mask = zero_output
+    x = np.random.default_rng(0).normal(size=(6, 90, 3)).astype(np.float32)
+    mask = np.random.default_rng(1).random((6, 90)) > 0.4
+    mask[2] = False  # a row that is never live
+    d0 = layer.run(x, mask=mask, trace=trace, engine="numpy")
+    d1 = layer.run(x, mask=mask, trace=trace, engine="numba")
+    assert_close_runs(d0, d1, np.float32)
+    np.testing.assert_array_equal(d1.sequences["h"][2], 0)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("trace", [False, True])
+@pytest.mark.parametrize("rows", [fast.BLAS_ROWS - 1, 2 * fast.BLAS_ROWS + 3])
+def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell, trace, rows):
+    """Rows never interact: blocks and threads change no number (to the bit in the loop's
+    own products; where BLAS computes a row alike in any block, in BLAS's), nor, below
+    BLAS_ROWS, does a sample's batch."""
+    monkeypatch.setattr(E, "CHUNK_BYTES", 2000)
+    layer = layer_of(cell)
+    x = np.random.default_rng(0).normal(size=(rows, 60, 3)).astype(np.float32)
+    same = np.testing.assert_array_equal if rows < fast.BLAS_ROWS else assert_same_numbers
+    whole = layer.run(x, trace=trace, engine=E.Engine("numba", threads=1))
+    split = layer.run(x, trace=trace, engine=E.Engine("numba", threads=3))
+    for name in whole.sequences:
+        same(split.sequences[name], whole.sequences[name])
     if trace:
-        for name in ("xw", "hu", "z", "h"):
-            np.testing.assert_allclose(getattr(tr1, name), getattr(tr0, name), **tol)
+        for name in whole.trace:
+            same(split.trace[name], whole.trace[name])
+    if rows < fast.BLAS_ROWS:
+        one = layer.run(x[4:5], trace=trace, engine="numba")
+        np.testing.assert_array_equal(one.sequences["h"], whole.sequences["h"][4:5])
 
 
-def test_auto_picks_numba_only_for_long_small_problems(engine):
-    from rnncli.core.engine import Engine
-
+def test_auto_picks_numba_for_small_steps(engine):
     engine("auto")
-    assert fast.worth_it(10000, 1, 64)
-    assert not fast.worth_it(100, 1, 64)  # short: not worth compiling for
-    assert not fast.worth_it(50, 1024, 256)  # big batches: BLAS
-    k, u, b = random_weights(4, 16, 3)
-    assert SimpleRNN("r", k, u, b, activation="gelu").cell.compiled() is None  # not compiled
+    assert fast.worth_it(1, 512, 4)  # one row: always
+    assert fast.worth_it(4, 256, 4)
+    assert fast.worth_it(64, 64, 4)  # float32 LSTM: a dozen numpy passes against one
+    assert not fast.worth_it(256, 64, 4) and fast.worth_it(256, 256, 4)
+    assert fast.worth_it(16, 64, 1) and not fast.worth_it(64, 64, 1)  # numpy: 3 calls
+    assert not fast.worth_it(16, 64, 4, itemsize=8)  # float64: libm's tanh
+    assert not fast.worth_it(4, 512, 4, itemsize=8) and fast.worth_it(2, 512, 4, itemsize=8)
+    lstm = layer_of("lstm", units=64).cell
+    assert E.plan(lstm, 1, 100, None, None).compiled is fast.lstm_recurrence
+    assert E.plan(lstm, 1024, 100, None, None).compiled is None
+    assert layer_of("simple_rnn", activation="gelu").cell.compiled() is None  # not compiled
+    assert layer_of("gru", reset_after=False).cell.compiled() is None
     # one input per process (the CLI): only where the saved time pays for importing numba
-    once = Engine(one_shot=True)
-    assert not fast.worth_it(10000, 1, 64, engine=once)
-    assert fast.worth_it(200_000, 1, 64, engine=once)
+    once = E.Engine(one_shot=True)
+    assert E.plan(lstm, 1, 10000, None, once).compiled is None
+    assert E.plan(lstm, 1, 200_000, None, once).compiled is not None
     engine("numpy")
-    assert not fast.worth_it(200_000, 1, 64)
-    assert not fast.worth_it(200_000, 1, 64, engine=Engine("numpy"))
+    assert E.plan(lstm, 1, 200_000, None, None).compiled is None
+    assert E.plan(lstm, 1, 200_000, None, E.Engine("numpy")).compiled is None
 
 
 @pytest.mark.parametrize("case,fmt,path", [c for c in CASES if c.values[1] in WITH_CONFIG])

@@ -1,7 +1,22 @@
 """numba kernels for rnncli.core.fast (imported only when numba is installed and wanted).
 
 Module-level functions so numba can cache their machine code on disk (cache=True):
-the first call in a process then loads instead of compiling.
+the first call in a process then loads instead of compiling. Every kernel runs the steps
+of one chunk for a block of rows, with one signature for every cell:
+
+    kernel(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+           blas_rows)
+
+``xwb`` (T, n, P) holds x·W + b for those rows; ``u`` the recurrent kernel (H, P); ``rb``
+a GRU's recurrent bias (P,); ``states`` (h[, c]), each (n, H), are updated in place;
+``outs`` (h[, c]) and ``terms`` (the cell's trace terms, or empty arrays) are arrays
+(T, N, width) shared by every block, whose rows ``row0 .. row0 + n`` this block writes (so
+blocks run in threads side by side: the kernels release the GIL). ``mask`` (T, n) bool,
+or (0, 0) for none: a masked step keeps the states and outputs the previous output
+``prev`` (n, H) (zeros with ``zero_out``), as Keras and the numpy loop do. ``gemm``:
+numpy's BLAS cblas_sgemm or cblas_dgemm (a ctypes function, rnncli/core/blas.py), used
+for h·U in blocks of ``blas_rows`` rows or more. Below that each row is computed alone,
+in a fixed order: its numbers never depend on the rows around it.
 """
 
 import math
@@ -16,6 +31,9 @@ A9, A11, A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-1
 B0, B2, B4, B6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, \
     1.19825839466702e-06
 CLAMP = 7.90531110763549805
+
+# Activation codes (rnncli.core.fast.CODES).
+TANH, RELU, SIGMOID, LINEAR, HARD_SIGMOID, HARD_SIGMOID_K2 = range(6)
 
 
 @numba.njit(inline="always")
@@ -37,89 +55,353 @@ def tanh32(z):
 
 
 @numba.njit(inline="always")
-def activate(z, act, single):
-    if act == 0:
-        return tanh32(z) if single else math.tanh(z)
-    if act == 1:
-        return z if z > 0 else z * 0
-    if act == 2:
-        return 1 / (1 + math.exp(-z))
+def activate32(z, act):
+    """Activation ``act`` of a float32 z, in float32. tanh and sigmoid are Eigen's rational
+    tanh (sigmoid(z) = tanh(z/2)/2 + 1/2): plain arithmetic, which vectorizes."""
+    f = np.float32
+    if act == TANH:
+        return tanh32(z)
+    if act == RELU:
+        return z if z > 0 else z * f(0)
+    if act == SIGMOID:
+        return tanh32(z * f(0.5)) * f(0.5) + f(0.5)
+    if act == HARD_SIGMOID:  # Keras 3: relu6(x + 3) / 6, as rnncli computes it
+        return min(max(z / f(6) + f(0.5), f(0)), f(1))
+    if act == HARD_SIGMOID_K2:
+        return min(max(f(0.2) * z + f(0.5), f(0)), f(1))
     return z
 
 
 @numba.njit(inline="always")
-def run(xwb, u, h, out, act, hu_out, z_out, single, trace):
-    """z = xwb[t] + h·U; h = act(z), over t; fills out (and hu_out, z_out if trace)."""
-    T, B, H = xwb.shape
-    acc = np.empty(H, dtype=xwb.dtype)
+def activate64(z, act):
+    """Activation ``act`` of a float64 z (libm's tanh and exp)."""
+    if act == TANH:
+        return math.tanh(z)
+    if act == RELU:
+        return z if z > 0 else z * 0.0
+    if act == SIGMOID:
+        return 1.0 / (1.0 + math.exp(-z))
+    if act == HARD_SIGMOID:
+        return min(max(z / 6.0 + 0.5, 0.0), 1.0)
+    if act == HARD_SIGMOID_K2:
+        return min(max(0.2 * z + 0.5, 0.0), 1.0)
+    return z
+
+
+@numba.njit(inline="always")
+def activate_range(a, lo, hi, act, activate):
+    """a[lo:hi] = act(a[lo:hi]): one loop per activation, so each is free of branches on
+    ``act`` and vectorizes."""
+    if act == TANH:
+        for j in range(lo, hi):
+            a[j] = activate(a[j], TANH)
+    elif act == SIGMOID:
+        for j in range(lo, hi):
+            a[j] = activate(a[j], SIGMOID)
+    elif act == RELU:
+        for j in range(lo, hi):
+            a[j] = activate(a[j], RELU)
+    elif act == HARD_SIGMOID:
+        for j in range(lo, hi):
+            a[j] = activate(a[j], HARD_SIGMOID)
+    elif act == HARD_SIGMOID_K2:
+        for j in range(lo, hi):
+            a[j] = activate(a[j], HARD_SIGMOID_K2)
+
+
+GROUP = 4  # rows whose products share each row of U while it is in L1
+
+
+@numba.njit(inline="always")
+def matmul_rows(h, b0, b1, u, acc):
+    """acc[b - b0, :] = h[b]·u for b in b0..b1, each summed over h's units in order (the
+    same sum for a row whatever the rows beside it); a row of u is read once for all."""
+    H, P = u.shape
+    for k in range(b1 - b0):
+        for j in range(P):
+            acc[k, j] = 0
+    for i in range(H):
+        for k in range(b1 - b0):
+            hi = h[b0 + k, i]
+            for j in range(P):
+                acc[k, j] += hi * u[i, j]
+
+
+@numba.njit(inline="always")
+def commit(t, b, r, outs, states, mask, zero_out, prev, one):
+    """After a row's step has written its new states to ``outs[..][t, r]``: take them as the
+    states, or, at a masked step, keep the states and output the previous output."""
+    H = prev.shape[1]
+    live = mask.shape[0] == 0 or mask[t, b]
+    if live:
+        for s in range(len(states)):
+            for j in range(H):
+                states[s][b, j] = outs[s][t, r, j]
+        if mask.shape[0]:
+            for j in range(H):
+                prev[b, j] = outs[0][t, r, j]
+        return
+    for s in range(1, len(states)):
+        for j in range(H):
+            outs[s][t, r, j] = states[s][b, j]
+    for j in range(H):
+        v = one - one if zero_out else prev[b, j]
+        outs[0][t, r, j] = v
+        prev[b, j] = v
+
+
+@numba.njit(inline="always")
+def drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, row, activate, one, trace):
+    """The steps of a chunk: per step, h·U, then each row's ``row`` (its cell's step, which
+    writes its new states to ``outs``) and commit. h·U is BLAS's (``gemm``, numpy's own
+    cblas_?gemm, single-threaded) for blocks of ``blas_rows`` rows or more, in one call
+    for the block; for fewer, where BLAS's copying U into its panels costs more than the
+    product, it is this module's loop, GROUP rows at a time."""
+    T, n, P = xwb.shape
+    H = u.shape[0]
+    h = states[0]
+    if n >= blas_rows:
+        acc = np.empty((n, P), dtype=xwb.dtype)
+        for t in range(T):
+            gemm(101, 111, 111, n, P, H, one, h.ctypes, H, u.ctypes, P, one - one,
+                 acc.ctypes, P)  # row-major, no transposes: acc = h·u
+            for b in range(n):
+                r = row0 + b
+                row(xwb[t, b], acc[b], rb, states, b, outs, t, r, act, ract, terms,
+                    activate, one, trace)
+                commit(t, b, r, outs, states, mask, zero_out, prev, one)
+        return
+    acc = np.empty((GROUP, P), dtype=xwb.dtype)
     for t in range(T):
-        for b in range(B):
-            for j in range(H):
-                acc[j] = 0
-            for i in range(H):
-                hi = h[b, i]
-                for j in range(H):
-                    acc[j] += hi * u[i, j]
-            for j in range(H):
-                z = xwb[t, b, j] + acc[j]
-                if trace:
-                    hu_out[t, b, j] = acc[j]
-                    z_out[t, b, j] = z
-                out[t, b, j] = activate(z, act, single)
-            for j in range(H):
-                h[b, j] = out[t, b, j]
-    return h
+        for g0 in range(0, n, GROUP):
+            g1 = min(n, g0 + GROUP)
+            matmul_rows(h, g0, g1, u, acc)
+            for b in range(g0, g1):
+                r = row0 + b
+                row(xwb[t, b], acc[b - g0], rb, states, b, outs, t, r, act, ract, terms,
+                    activate, one, trace)
+                commit(t, b, r, outs, states, mask, zero_out, prev, one)
 
 
-# Four specialisations (float32 or not, trace or not), constants folded at compile time.
+# ------------------------------------------------------------------ SimpleRNN
+
+
+@numba.njit(inline="always")
+def simple_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
+    """z = xwb + h·U; h = act(z). ``terms``: hu, z."""
+    H = a.shape[0]
+    if trace:
+        for j in range(H):
+            terms[0][t, r, j] = a[j]
+    for j in range(H):
+        a[j] += xwb[j]
+    if trace:
+        for j in range(H):
+            terms[1][t, r, j] = a[j]
+    activate_range(a, 0, H, act, activate)
+    out = outs[0]
+    for j in range(H):
+        out[t, r, j] = a[j]
+
+
+# ------------------------------------------------------------------ LSTM
+
+
+@numba.njit(inline="always")
+def lstm_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
+    """Keras' LSTM: z = xwb + h·U (blocks i f c o); c = f⊙c + i⊙act(z_c); h = o⊙act(c).
+    ``terms``: hu, z, gate (4H wide), c_prev, fc, ig (H wide). ``a`` holds h·U, and
+    becomes z, then the gates."""
+    P = a.shape[0]
+    H = P // 4
+    c = states[1]
+    if trace:
+        for j in range(P):
+            terms[0][t, r, j] = a[j]
+    for j in range(P):
+        a[j] += xwb[j]
+    if trace:
+        for j in range(P):
+            terms[1][t, r, j] = a[j]
+    activate_range(a, 0, 2 * H, ract, activate)
+    activate_range(a, 2 * H, 3 * H, act, activate)
+    activate_range(a, 3 * H, P, ract, activate)
+    if trace:
+        for j in range(P):
+            terms[2][t, r, j] = a[j]
+    out_h, out_c = outs[0], outs[1]
+    for j in range(H):
+        cp = c[b, j]
+        fc = a[H + j] * cp
+        ig = a[j] * a[2 * H + j]
+        cn = fc + ig
+        if trace:
+            terms[3][t, r, j] = cp
+            terms[4][t, r, j] = fc
+            terms[5][t, r, j] = ig
+        out_c[t, r, j] = cn
+        a[H + j] = cn  # f is used: its place takes act(c)
+    activate_range(a, H, 2 * H, act, activate)
+    for j in range(H):
+        out_h[t, r, j] = a[3 * H + j] * a[H + j]
+
+
+# ------------------------------------------------------------------ GRU (reset_after)
+
+
+@numba.njit(inline="always")
+def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
+    """Keras' GRU with reset_after=True: inner = h·U + b_h (blocks z r h);
+    z, r = ract(xwb + inner); h̃ = act(xwb_h + r⊙inner_h); h = z⊙h + (1-z)⊙h̃.
+    ``terms``: hu, z, gate (3H wide), reset_term, keep, update (H wide)."""
+    P = a.shape[0]
+    H = P // 3
+    h = states[0]
+    if trace:
+        for j in range(P):
+            terms[0][t, r, j] = a[j]
+    for j in range(P):
+        a[j] += rb[j]
+    for j in range(2 * H):  # z and r: their z, over h·U + b_h
+        a[j] = xwb[j] + a[j]
+    if trace:
+        for j in range(2 * H):
+            terms[1][t, r, j] = a[j]
+    activate_range(a, 0, 2 * H, ract, activate)
+    for j in range(H):  # the reset term, then h̃'s z, over h·U + b_h
+        reset = a[H + j] * a[2 * H + j]
+        if trace:
+            terms[3][t, r, j] = reset
+        a[2 * H + j] = xwb[2 * H + j] + reset
+    if trace:
+        for j in range(2 * H, P):
+            terms[1][t, r, j] = a[j]
+    activate_range(a, 2 * H, P, act, activate)
+    if trace:
+        for j in range(P):
+            terms[2][t, r, j] = a[j]
+    out = outs[0]
+    for j in range(H):
+        gz = a[j]
+        keep = gz * h[b, j]
+        update = (one - gz) * a[2 * H + j]
+        if trace:
+            terms[4][t, r, j] = keep
+            terms[5][t, r, j] = update
+        out[t, r, j] = keep + update
+
+
+# ------------------------------------------------------------------ entry points
+# Per cell, float32 or float64, traced or not: constants folded at compile time.
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def run_f32(xwb, u, h, out, act, hu_out, z_out):
-    return run(xwb, u, h, out, act, hu_out, z_out, True, False)
+def simple_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
+          activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def run_f32_trace(xwb, u, h, out, act, hu_out, z_out):
-    return run(xwb, u, h, out, act, hu_out, z_out, True, True)
+def simple_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
+          activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def run_f64(xwb, u, h, out, act, hu_out, z_out):
-    return run(xwb, u, h, out, act, hu_out, z_out, False, False)
+def simple_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
+          activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def run_f64_trace(xwb, u, h, out, act, hu_out, z_out):
-    return run(xwb, u, h, out, act, hu_out, z_out, False, True)
-
-
-KERNELS = {(True, False): run_f32, (True, True): run_f32_trace,
-           (False, False): run_f64, (False, True): run_f64_trace}
+def simple_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, simple_row,
+          activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def backward(g_out, has_out, z, h, ut, g, hidden, dxp, act, one):
-    """The SimpleRNN time loop backwards (rnncli/core/bptt.py): from t = T-1 down,
-    hidden[t] = g + g_out[t]; dxp[t] = hidden[t] * f'(z[t]); g = dxp[t]·Uᵀ (``ut`` is
-    Uᵀ, contiguous, so the inner loop runs along a row as in ``run``). ``one``: 1 in the
-    arrays' dtype, so float32 stays float32."""
-    T, B, H = z.shape
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            for j in range(H):
-                gj = g[b, j] + g_out[t, b, j] if has_out else g[b, j]
-                hidden[t, b, j] = gj
-                hj = h[t, b, j]
-                if act == 0:
-                    dz = gj * (one - hj * hj)
-                elif act == 1:
-                    dz = gj if z[t, b, j] > 0 else gj * 0
-                elif act == 2:
-                    dz = gj * (hj * (one - hj))
-                else:
-                    dz = gj
-                dxp[t, b, j] = dz
-                g[b, j] = 0
-            for j in range(H):
-                dzj = dxp[t, b, j]
-                for i in range(H):
-                    g[b, i] += dzj * ut[j, i]
+def lstm_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
+          activate32, np.float32(1), False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def lstm_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
+          activate32, np.float32(1), True)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def lstm_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
+          activate64, 1.0, False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def lstm_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, lstm_row,
+          activate64, 1.0, True)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def gru_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
+          activate32, np.float32(1), False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def gru_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
+          activate32, np.float32(1), True)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def gru_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
+          activate64, 1.0, False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def gru_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+        blas_rows):
+    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
+          blas_rows, gru_row,
+          activate64, 1.0, True)
+
+
+KERNELS = {  # (cell, float32?, traced?)
+    ('simple', True, False): simple_f32,
+    ('simple', True, True): simple_f32_trace,
+    ('simple', False, False): simple_f64,
+    ('simple', False, True): simple_f64_trace,
+    ('lstm', True, False): lstm_f32,
+    ('lstm', True, True): lstm_f32_trace,
+    ('lstm', False, False): lstm_f64,
+    ('lstm', False, True): lstm_f64_trace,
+    ('gru', True, False): gru_f32,
+    ('gru', True, True): gru_f32_trace,
+    ('gru', False, False): gru_f64,
+    ('gru', False, True): gru_f64_trace,
+}

@@ -135,3 +135,52 @@ def single_threaded():
             if _single == 0:
                 for (_, put), n in zip(found, _saved):
                     put(n)
+
+
+def _gemm_type(int_type, real):
+    return ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, int_type, int_type,
+                            int_type, real, ctypes.c_void_p, int_type, ctypes.c_void_p,
+                            int_type, real, ctypes.c_void_p, int_type)
+
+
+_gemms = {}
+
+
+def gemm(dtype):
+    """numpy's BLAS ``cblas_sgemm`` (float32) or ``cblas_dgemm`` (float64) as a ctypes
+    function, for compiled loops to call (rnncli/core/_numba_kernels.py); None where this
+    module can't set that BLAS's threads (see :func:`api`), or it has no such function."""
+    import numpy as np
+
+    key = np.dtype(dtype).char
+    if key in _gemms:
+        return _gemms[key]
+    found = None
+    if api() is not None and key in "fd":
+        letter = "s" if key == "f" else "d"
+        real = ctypes.c_float if key == "f" else ctypes.c_double
+        for path in _candidates()[:1]:  # numpy's own
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in ("scipy_", ""):
+                for suffix in ("64_", "", "_64"):
+                    fn = getattr(lib, f"{prefix}cblas_{letter}gemm{suffix}", None)
+                    if fn is not None and found is None:
+                        int_type = ctypes.c_int64 if "64" in suffix else ctypes.c_int
+                        found = ctypes.cast(fn, _gemm_type(int_type, real))
+    _gemms[key] = found
+    return found
+
+
+def no_gemm(dtype):
+    """A stand-in of :func:`gemm`'s type that is never called (compiled loops take a gemm
+    either way)."""
+    import numpy as np
+
+    real = ctypes.c_float if np.dtype(dtype) == np.float32 else ctypes.c_double
+    key = ("none", real)
+    if key not in _gemms:
+        _gemms[key] = _gemm_type(ctypes.c_int64, real)(lambda *args: None)
+    return _gemms[key]

@@ -85,8 +85,8 @@ def _compiled(cell, T, B, mask, engine):
     from . import fast
 
     loop = getattr(cell, "compiled_backward", lambda: None)()
-    if loop is None or mask is not None or not fast.worth_it(T, B, cell.units,
-                                                              cell.dtype.itemsize, engine):
+    if loop is None or mask is not None or not fast.backward_worth_it(T, B, cell.units,
+                                                                       cell.dtype.itemsize, engine):
         return None
     return loop
 
@@ -101,6 +101,8 @@ class _Steps(_engine._Rows):
         self.cell, self.terms, self.states, self.initial = cell, terms, states, initial
         self.mask, self.g_out, self.g, self.dxp, self.hidden = mask, g_out, g, dxp, hidden
         self.zero_out = zero_out
+        self.compiled, self.blas = None, False  # the numpy loop below, always
+        self.fp_errors = {**np.geterr(), "over": "ignore"}
         self.stop = threading.Event()
 
     def run(self, b0, b1):

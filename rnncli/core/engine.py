@@ -42,10 +42,12 @@ class Engine:
     """Which loop runs: ``auto`` (the compiled loop where it wins), ``numpy`` or ``numba``.
 
     ``one_shot``: the process runs one input and exits (the CLI), so the compiled loop
-    must also pay for importing numba (about 0.3 s)."""
+    must also pay for importing numba (about 0.3 s). ``threads``: run row blocks in this
+    many threads, where the batch allows, instead of the engine's choice (benchmarks)."""
 
     name: str = ""
     one_shot: bool = False
+    threads: int | None = None
 
     @property
     def kind(self) -> str:
@@ -101,6 +103,26 @@ class _Projection:
         return res.reshape(c, n, -1)
 
 
+def writer(fn):
+    """``fn`` as ``write(z, out)`` for a step loop: numpy ufuncs write in place, sigmoid
+    as four in-place ufuncs (the same numbers as 1 / (1 + exp(-z)), no temporaries; exp's
+    overflow to inf is harmless, 1 / inf is 0: the step loops ignore overflow), other
+    activations copy."""
+    from . import activations
+
+    if fn is activations.sigmoid:
+        negative, exp, add, reciprocal = np.negative, np.exp, np.add, np.reciprocal
+
+        def sigmoid(z, out):
+            negative(z, out=out)
+            exp(out, out=out)
+            add(out, 1, out=out)
+            return reciprocal(out, out=out)
+
+        return sigmoid
+    return activations.writer(fn)
+
+
 def matmul_rows(x, w):
     """``x @ w``, where a single row takes BLAS's matrix-matrix path like every row of a
     batch (the matrix-vector one sums in another order)."""
@@ -130,18 +152,64 @@ def available_cores() -> int:
 
 
 def split_parts(B, H):
-    """How many threads to run row blocks in (1: don't split)."""
+    """How many threads to run numpy row blocks in (1: don't split)."""
     if B * H < SPLIT_MIN_VALUES:
         return 1
+    return max(1, min(threads(), B // MIN_ROWS))
+
+
+def threads() -> int:
+    """Threads rnncli may run row blocks in: the cores it may use (affinity, cgroup quota),
+    never more than BLAS would use (1 when BLAS's own threads can't be set: splitting would
+    oversubscribe). Not fewer when other work keeps cores busy: row blocks never wait for
+    each other, so under the scheduler's fair share every thread is more of the machine,
+    and a thread slowed by another process just claims fewer blocks. Measured on 2 busy
+    cores (6 other runnable threads): threads chosen from the run queue (one here) were
+    1.3-3x slower than one per core from 64 rows up (docs/performance.md)."""
     from . import blas
 
-    return max(1, min(blas.threads(), available_cores(), B // MIN_ROWS))
+    return max(1, min(blas.threads(), available_cores()))
 
 
-def block_edges(B, parts):
-    """Row blocks for ``parts`` threads: up to BLOCKS_PER_THREAD each, MIN_ROWS rows or more."""
-    blocks = max(parts, min(parts * BLOCKS_PER_THREAD, B // MIN_ROWS))
+def block_edges(B, parts, min_rows=None):
+    """Row blocks for ``parts`` threads: up to BLOCKS_PER_THREAD each, ``min_rows`` rows
+    (MIN_ROWS) or more."""
+    min_rows = MIN_ROWS if min_rows is None else min_rows
+    blocks = max(parts, min(parts * BLOCKS_PER_THREAD, B // min_rows))
     return [B * i // blocks for i in range(blocks + 1)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a scan runs: the cell's compiled loop or None (numpy), in ``threads`` threads
+    over the row blocks ``edges``; ``blas``: the compiled loop takes h·U from BLAS (decided
+    for the whole batch, never per block, so the thread count changes no number)."""
+
+    compiled: object
+    threads: int
+    edges: list
+    blas: bool = False
+
+
+def plan(cell, B, T, mask, engine) -> Plan:
+    """The loop, threads and row blocks for a scan of B rows and T steps."""
+    engine = as_engine(engine)
+    loop = _compiled_loop(cell, T, B, mask, engine)
+    if loop is not None:
+        from . import fast
+
+        use_blas = fast.use_blas(B, cell.dtype)
+        min_rows = fast.min_block_rows(cell.units, len(cell.gates) or 1, cell.dtype.itemsize,
+                                       use_blas)
+        parts = max(1, min(engine.threads or threads(), B // min_rows))
+        if parts == 1:
+            return Plan(loop, 1, [0, B], use_blas)
+        return Plan(loop, parts, block_edges(B, parts, min_rows), use_blas)
+    rows = 2 if B == 1 else B
+    width = cell.term_width("z") if cell.gates else cell.units
+    parts = split_parts(rows, width) if engine.threads is None else \
+        max(1, min(engine.threads, rows // MIN_ROWS))
+    return Plan(None, parts, block_edges(rows, parts) if parts > 1 else [0, rows])
 
 
 def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=False,
@@ -158,8 +226,8 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     states = cell.initial_states(B) if states is None else \
         tuple(np.array(s, dtype=dtype, copy=True) for s in states)
     rows = B
-    compiled = _compiled_loop(cell, T, B, mask, as_engine(engine))
-    if B == 1 and T > 0 and compiled is None:
+    how = plan(cell, B, T, mask, engine)
+    if B == 1 and T > 0 and how.compiled is None:
         # BLAS may take one row through its matrix-vector product, which sums in another
         # order than a batch's matrix-matrix product: two copies keep a sample's numbers
         # what they are in a batch (at a few percent of a step's time).
@@ -180,14 +248,12 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         offset += T * rows * w
     terms = dict(zip(names, views[:len(names)])) if trace else None
     seqs = dict(zip(kept, views[len(names):]))
-    if T and compiled is not None:
-        states = _run_compiled(compiled, cell, x, states, seqs, terms)
-    elif T:
+    if T:
         mask_t = None if mask is None else \
             np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
-        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms)
-        parts = split_parts(rows, H)
-        job.run_blocks(block_edges(rows, parts) if parts > 1 else [0, rows], parts)
+        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
+                    how.blas)
+        job.run_blocks(how.edges, how.threads)
         states = job.states
 
     def batch_major(a):
@@ -204,66 +270,142 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
 def _compiled_loop(cell, T, B, mask, engine):
     from . import fast
 
+    if T == 0 or not fast.available(engine):
+        return None
     loop = cell.compiled()
-    if loop is None or T == 0 or mask is not None:
+    if loop is None:
         return None
-    if not fast.worth_it(T, B, cell.units, cell.dtype.itemsize, engine):
+    if engine.kind == "numba":
+        return loop
+    if T < (fast.ONE_SHOT_MIN_STEPS if engine.one_shot else fast.MIN_STEPS):
         return None
-    return loop
+    return loop if fast.worth_it(B, cell.units, len(cell.gates) or 1,
+                                 cell.dtype.itemsize) else None
+
+
+class _Job:
+    """Row blocks that threads claim one after another (each block runs once); ``wait``
+    returns when every claimed block has finished, whether or not every thread it was
+    offered to has woken up: a helper that a busy machine wakes late finds nothing left
+    and costs nothing."""
+
+    def __init__(self, run, edges, stop):
+        self.run, self.edges, self.stop = run, edges, stop
+        self.claims = itertools.count()  # next() on it is atomic
+        self.blocks = len(edges) - 1
+        self.lock = threading.Lock()
+        self.finished = 0
+        self.done = threading.Event()
+        self.errors = []
+
+    def work(self):
+        while True:
+            i = next(self.claims)
+            if i >= self.blocks:
+                return
+            try:
+                if not self.stop.is_set():
+                    self.run(self.edges[i], self.edges[i + 1])
+            except BaseException as e:  # re-raised in the calling thread
+                self.errors.append(e)
+                self.stop.set()
+            finally:
+                with self.lock:
+                    self.finished += 1
+                    if self.finished == self.blocks:
+                        self.done.set()
+
+    def wait(self, interruptible=True):
+        if interruptible:
+            self.done.wait()
+            return
+        while True:
+            try:
+                self.done.wait()
+                return
+            except BaseException:  # a second Ctrl-C: still let the blocks stop
+                self.stop.set()
+
+
+class _Pool:
+    """Helper threads kept for the process's lifetime (daemons, idle in ``queue.get``
+    between scans): starting threads for every scan costs more than short scans do, and on
+    a busy machine a new thread may wait milliseconds for its first time slice."""
+
+    def __init__(self):
+        import queue
+
+        self.queue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = 0
+
+    def submit(self, job, helpers):
+        with self.lock:
+            while self.threads < helpers:
+                threading.Thread(target=self._serve, daemon=True,
+                                 name=f"rnncli-{self.threads}").start()
+                self.threads += 1
+        for _ in range(helpers):
+            self.queue.put(job)
+
+    def _serve(self):
+        while True:
+            self.queue.get().work()
+
+
+POOL = _Pool()
 
 
 class _Rows:
     """The numpy loop over row blocks; writes the shared time-major arrays' rows of each
     block and the final states ``self.states[i][b0:b1]``."""
 
-    def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms):
+    def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms,
+                 compiled=None, blas=False):
         self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
+        self.compiled, self.blas = compiled, blas
         self.stop = threading.Event()
+        # the caller's floating-point error handling, in every thread (overflow ignored:
+        # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
+        self.fp_errors = {**np.geterr(), "over": "ignore"}
 
     def run_blocks(self, edges, threads):
-        if threads == 1 or len(edges) == 2:
-            for b0, b1 in zip(edges, edges[1:]):
-                self.run(b0, b1)
-            return
+        """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.
+        BLAS runs single-threaded throughout: a multi-threaded product every step makes
+        every step wait for its slowest thread, which on a busy machine is one whose core
+        was taken (measured: benchmarks/forward.py --grid --loaded)."""
         from . import blas
 
-        claims = itertools.count()  # next() on it is atomic: each block runs once
-        errors = []
+        step_loop = self.run if self.compiled is None else self.run_compiled
 
-        def work():
-            try:
-                while not self.stop.is_set():
-                    i = next(claims)
-                    if i >= len(edges) - 1:
-                        return
-                    self.run(edges[i], edges[i + 1])
-            except BaseException as e:  # re-raised in the calling thread
-                errors.append(e)
-                self.stop.set()
+        def run(b0, b1):
+            with np.errstate(**self.fp_errors):
+                step_loop(b0, b1)
 
+        if threads == 1 or len(edges) == 2:
+            with blas.single_threaded():
+                for b0, b1 in zip(edges, edges[1:]):
+                    run(b0, b1)
+            return
+
+        job = _Job(run, edges, self.stop)
         with blas.single_threaded():
-            helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+            POOL.submit(job, threads - 1)
             try:
-                for t in helpers:
-                    t.start()
-                work()
-            except BaseException:
+                job.work()
+                job.wait()
+            except BaseException:  # Ctrl-C: the others stop at their next step
                 self.stop.set()
+                job.wait(interruptible=False)
                 raise
-            finally:
-                interrupted = None
-                for t in helpers:
-                    while t.is_alive():
-                        try:
-                            t.join()
-                        except BaseException as e:  # Ctrl-C: the others stop at their next step
-                            self.stop.set()
-                            interrupted = interrupted or e
-            if interrupted is not None:
-                raise interrupted
-        if errors:
-            raise errors[0]
+        if job.errors:
+            raise job.errors[0]
+
+    def chunk_bytes(self, n, whole):
+        """A block's share of ``whole`` bytes of x·W a chunk: blocks run side by side, and
+        together they keep what one block of every row would."""
+        return max(2**16, whole * n // max(1, len(self.x)))
 
     def run(self, b0, b1):
         cell, x, mask_t = self.cell, self.x[b0:b1], self.mask_t
@@ -271,7 +413,7 @@ class _Rows:
         kernel, bias = cell.input_projection()
         P = kernel.shape[1]
         trace = self.terms is not None
-        C = chunk_steps(n, P, kernel.dtype.itemsize, T)
+        C = chunk_steps(n, P, kernel.dtype.itemsize, T, self.chunk_bytes(n, CHUNK_BYTES))
         project = _Projection(n, C, kernel, None if trace else bias)
         xpb = np.empty((C, n, P), kernel.dtype) if trace and bias is not None else None
         step = cell.stepper(n)
@@ -317,24 +459,37 @@ class _Rows:
         for i in range(S):
             self.states[i][b0:b1] = states[i]
 
-
-def _run_compiled(loop, cell, x, states, seqs, terms):
-    """The cell's compiled loop (rnncli/core/fast.py), a few MiB of x·W + b at a time."""
-    B, T, _ = x.shape
-    kernel, bias = cell.input_projection()
-    P = kernel.shape[1]
-    C = chunk_steps(B, P, kernel.dtype.itemsize, T, chunk_bytes=4 * CHUNK_BYTES)
-    project = _Projection(B, C, kernel, None if terms is not None else bias)
-    scratch = {} if seqs else \
-        {n: np.empty((C, B, cell.units), cell.dtype) for n in cell.state_names}
-    for t0 in range(0, T, C):
-        t1 = min(T, t0 + C)
-        xp = project(x[:, t0:t1])
-        if terms is not None:
-            terms["xw"][t0:t1] = xp
-            if bias is not None:
-                xp = xp + bias
-        out = {n: (seqs[n][t0:t1] if seqs else scratch[n][:t1 - t0]) for n in cell.state_names}
-        part = None if terms is None else {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
-        states = loop(cell, xp, states, out, part)
-    return states
+    def run_compiled(self, b0, b1):
+        """The cell's compiled loop (rnncli/core/fast.py) over rows b0..b1, a few MiB of
+        x·W + b at a time; it writes the shared arrays' rows itself."""
+        cell, x, terms = self.cell, self.x[b0:b1], self.terms
+        n, T, _ = x.shape
+        kernel, bias = cell.input_projection()
+        P = kernel.shape[1]
+        C = chunk_steps(n, P, kernel.dtype.itemsize, T, self.chunk_bytes(n, 4 * CHUNK_BYTES))
+        project = _Projection(n, C, kernel, None if terms is not None else bias)
+        seqs = self.seqs
+        scratch = {} if seqs else \
+            {s: np.empty((C, n, cell.units), cell.dtype) for s in cell.state_names}
+        row0 = b0 if seqs else 0
+        states = tuple(s[b0:b1] for s in self.states)
+        mask_t = self.mask_t
+        prev = None if mask_t is None else np.zeros((n, cell.units), cell.dtype)
+        for t0 in range(0, T, C):
+            if self.stop.is_set():
+                return
+            t1 = min(T, t0 + C)
+            xp = project(x[:, t0:t1])
+            if terms is not None:
+                terms["xw"][t0:t1, b0:b1] = xp
+                if bias is not None:
+                    xp = xp + bias
+            out = {s: (seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0])
+                   for s in cell.state_names}
+            part = None if terms is None else \
+                {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
+            mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
+            states = self.compiled(cell, xp, states, out, part, row0, mask, self.zero_out,
+                                   prev, self.blas)
+        for i, s in enumerate(states):
+            self.states[i][b0:b1] = s

@@ -1,15 +1,17 @@
-"""A compiled recurrence loop (numba), for long sequences with small batches.
+"""Compiled recurrence loops (numba) for SimpleRNN, LSTM and GRU.
 
-With numpy, each timestep costs a few microseconds of call overhead whatever its size,
-which dominates when batch x units is small and the sequence long. This loop runs
-the same arithmetic, ``z = (x·W + b) + h·U`` then ``h = f(z)``, in machine code
-(rnncli/core/_numba_kernels.py, cached on disk after the first compilation).
+With numpy, each timestep costs a few microseconds of call overhead per call whatever its
+size (an LSTM step is a dozen calls), which dominates when batch x units is small. These
+loops run the same arithmetic, row by row, in machine code (rnncli/core/_numba_kernels.py,
+cached on disk after the first compilation); they release the GIL, so the engine runs
+them in row blocks on several threads as it does the numpy loop.
 
 Two things differ from the numpy path by a few float32 ulps, never more: the dot
 product sums in a fixed order (BLAS may block it differently), and float32 ``tanh``
-is the rational approximation TensorFlow itself uses on CPUs (Eigen's, max error
-4e-7) because libm's scalar tanhf would cost more than the rest of the step. Tests
-check both paths agree to 1e-6 and both match Keras' numbers to 1e-5.
+(and ``sigmoid``, as tanh(z/2)/2 + 1/2) is the rational approximation TensorFlow itself
+uses on CPUs (Eigen's, max error 4e-7), because libm's scalar tanhf/expf would cost more
+than the rest of the step. Tests check both paths agree to about 1e-6 and both match
+Keras' numbers to 1e-5.
 
 numba is optional (``pip install 'rnncli[fast]'``); without it, or with
 ``RNNCLI_ENGINE=numpy`` (or ``Model.run(engine="numpy")``), the numpy path runs;
@@ -20,22 +22,139 @@ from __future__ import annotations
 
 import importlib.util
 
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+import numpy as np
+
+from . import blas
+
+# Activations the kernels compute (their codes in _numba_kernels).
+CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
+ACTIVATIONS = tuple(CODES)
+HARD_SIGMOID_K2 = 5
 # In a one-shot process (the CLI) importing numba and loading its cached code costs about
 # 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
 ONE_SHOT_MIN_STEPS = 100_000
+# Batches of this many rows or more take h·U from BLAS (numpy's, single-threaded) inside
+# the compiled loop; fewer rows from the loop's own code, which beats BLAS there (BLAS
+# copies U into its panels every call: 1 row x 512 units, 0.58 ms against 0.06 ms).
+BLAS_ROWS = 8
+# Shorter sequences take the numpy loop: their fixed costs dominate anyway, and their
+# numbers are then those of the CLI's one-shot runs to the bit.
+MIN_STEPS = 64
 
 
 def available(engine) -> bool:
     return engine.kind != "numpy" and importlib.util.find_spec("numba") is not None
 
 
-def worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
-    """The compiled loop wins when steps are many and each step's product is small (the
-    per-call overhead of numpy and BLAS dominates); big batches go to BLAS. Measured on
-    2 cores (docs/performance.md): the crossover is near batch x units = 256 in float32
-    (1.3x faster at (8, 32), 0.65x at (16, 32)) and 64 in float64 (where libm's tanh is
-    the slow part: 0.8x at 128). ``engine``: an rnncli.core.engine.Engine."""
+def code(name, keras_major=3):
+    """The kernels' code for an activation, or None if they don't compute it."""
+    if name == "hard_sigmoid" and keras_major < 3:
+        return HARD_SIGMOID_K2
+    return CODES.get(name)
+
+
+_copies = {}
+
+
+def _contiguous(a, dtype):
+    """``a`` as a C-contiguous array of ``dtype``: itself, or a copy made once (Keras'
+    orthogonal recurrent kernels of gated cells come transposed, and copying 4 MB every
+    call cost more than a short sequence)."""
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a
+    key = id(a)
+    hit = _copies.get(key)
+    if hit is None or hit[0] is not a:
+        if len(_copies) > 64:
+            _copies.clear()
+        hit = _copies[key] = (a, np.ascontiguousarray(a, dtype))
+    return hit[1]
+
+
+TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
+         "gru": ("hu", "z", "gate", "reset_term", "keep", "update")}
+
+
+def _recurrence(kind):
+    def loop(cell, xwb, states, out, terms=None, row0=0, mask=None, zero_out=False,
+             prev=None, blas_products=False):
+        """A cell's steps over a chunk for a block of n rows: ``xwb`` (T, n, P) holds
+        x·W + b; fills rows row0 .. row0 + n of ``out[state]`` (T, N, H) for each state
+        and, when given, of the cell's ``terms``; ``mask`` (T, n) bool with ``prev``
+        (n, H), the previous outputs (updated); ``blas_products``: h·U from numpy's BLAS
+        (see use_blas). Returns the final states (n, H)."""
+        from ._numba_kernels import KERNELS
+
+        dtype = xwb.dtype
+        H = cell.units
+        traced = terms is not None
+        empty = np.empty((0, 0, 0), dtype)
+        t = tuple(terms[n] for n in TERMS[kind]) if traced else ()
+        t = t + (empty,) * (6 - len(t))
+        states = tuple(np.array(s, dtype=dtype) for s in states)
+        outs = tuple(out[n] for n in cell.state_names)
+        rb = getattr(cell, "recurrent_bias", None) if kind == "gru" else None
+        rb = np.zeros(xwb.shape[2], dtype) if rb is None else np.ascontiguousarray(rb, dtype)
+        if mask is None:
+            mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
+        ract = getattr(cell, "recurrent_activation", "linear")
+        gemm = blas.gemm(dtype) if blas_products else None
+        rows = 0 if gemm is not None else 2**62
+        KERNELS[kind, dtype == np.float32, traced](
+            xwb, _contiguous(cell.recurrent_kernel, dtype), rb, states, outs, row0,
+            code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
+            np.ascontiguousarray(mask), bool(zero_out), prev,
+            gemm if gemm is not None else blas.no_gemm(dtype), rows)
+        return states
+
+    loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"
+    return loop
+
+
+simple_rnn_recurrence = _recurrence("simple")
+lstm_recurrence = _recurrence("lstm")
+gru_recurrence = _recurrence("gru")  # reset_after=True only
+
+
+def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
+    """Whether the compiled loop beats numpy's for B rows of H units (``gates`` blocks in
+    the kernel: LSTM 4, GRU 3), measured with benchmarks/choices.py on the grid of
+    benchmarks/forward.py --grid (docs/performance.md). It wins wherever numpy's fixed cost
+    per call, a few us, outweighs what BLAS saves over its plain loops, and, in float32,
+    wherever a gated cell's dozen elementwise passes cost more than its one fused pass:
+
+    - one or two rows always (numpy's one-row product even costs BLAS a copy of U every
+      step), up to 4 rows while U is at most 2^18 values;
+    - float32 SimpleRNN: up to 16 rows, or B x H^2 multiply-adds a step up to 2^15 (numpy
+      needs 3 calls a step);
+    - float32 LSTM and GRU: up to 64 rows, or 256 units and more (about 1.1x either way
+      beyond; below 256 units the per-row overhead of the loop loses);
+    - float64: B x gates x H^2 up to 2^11 (SimpleRNN) or 2^14 (LSTM, GRU): libm's tanh and
+      exp don't vectorize as float32's rational tanh does, numpy's do.
+    """
+    if B <= 2:
+        return True
+    per_step = gates * H * H
+    if B <= 4 and per_step <= 2**18:
+        return True
+    if itemsize > 4:
+        return B * per_step <= (2**11 if gates == 1 else 2**14)
+    if gates == 1:
+        return B <= 16 or B * per_step <= 2**15
+    return B <= 64 or H >= 256
+
+
+def use_blas(B: int, dtype) -> bool:
+    """Whether a compiled loop over B rows takes h·U from numpy's BLAS: from BLAS_ROWS rows,
+    where BLAS exists as rnncli/core/blas.py can drive it. Decided for a batch, not for a
+    block, so that a thread count never changes a number."""
+    return B >= BLAS_ROWS and blas.gemm(dtype) is not None
+
+
+def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
+    """Whether the compiled backward loop beats numpy's: many steps, each with a small
+    product (measured on 2 cores: near batch x units = 256 in float32, 64 in float64).
+    ``engine``: an rnncli.core.engine.Engine."""
     from .engine import as_engine
 
     engine = as_engine(engine)
@@ -47,31 +166,12 @@ def worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
         B * H <= (256 if itemsize <= 4 else 64)
 
 
-def simple_rnn_recurrence(cell, xwb, states, out, terms=None):
-    """A SimpleRNN cell's steps over a chunk: ``xwb`` (T, B, H) holds x·W + b; fills
-    ``out["h"]`` (T, B, H) and, when given, ``terms["hu"]``, ``terms["z"]``. Returns the
-    final states."""
-    import numpy as np
-
-    from ._numba_kernels import KERNELS
-
-    dtype = xwb.dtype
-    traced = terms is not None
-    kernel = KERNELS[dtype == np.float32, traced]
-    hu, z = (terms["hu"], terms["z"]) if traced else (np.empty((0, 0, 0), dtype),) * 2
-    h = kernel(np.ascontiguousarray(xwb), np.ascontiguousarray(cell.recurrent_kernel, dtype),
-               np.array(states[0], dtype=dtype), out["h"], ACTIVATIONS.index(cell.activation),
-               hu, z)
-    return (h,)
-
-
 def simple_rnn_backward(job):
     """A SimpleRNN's backward time loop, compiled (``job``: rnncli.core.bptt._Steps over
     every row, no mask): fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in
     ``job.g``."""
-    import numpy as np
 
-    from ._numba_kernels import backward
+    from ._numba_backward import backward
 
     cell = job.cell
     dtype = cell.dtype
@@ -83,3 +183,12 @@ def simple_rnn_backward(job):
              np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
              ACTIVATIONS.index(cell.activation), dtype.type(1))
     job.g[0][...] = g
+
+
+def min_block_rows(H: int, gates: int = 1, itemsize: int = 4, blas_products=False) -> int:
+    """Fewest rows a thread's block of the compiled loop should have: BLAS copies U into
+    its panels every call, and the loop's own code reads U once a step for every 4 rows,
+    so blocks of a row or two on a U of megabytes multiply the memory traffic."""
+    if blas_products:
+        return BLAS_ROWS
+    return 1 if gates * H * H * itemsize <= 2**20 else 4

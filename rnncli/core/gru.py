@@ -109,10 +109,12 @@ class GRUCell(GatedCell):
         return z * h_prev + (1 - z) * hh
 
     def stepper(self, rows):
+        from .engine import writer
+
         U, H, dtype = self.recurrent_kernel, self.units, self.dtype
         rb, after = self.recurrent_bias, self.reset_after
         matmul, add, mul = np.matmul, np.add, np.multiply
-        act, ract = activations.writer(self.act), activations.writer(self.ract)
+        act, ract = writer(self.act), writer(self.ract)
         hu_buf, z_buf, g_buf = (np.empty((rows, 3 * H), dtype) for _ in range(3))
         inner_buf = np.empty((rows, 3 * H), dtype)
         r_buf, keep_buf = np.empty((rows, H), dtype), np.empty((rows, H), dtype)
@@ -150,6 +152,13 @@ class GRUCell(GatedCell):
             add(keep, update, out=h)
 
         return step
+
+    def compiled(self):
+        from . import fast
+
+        codes = [fast.code(a, self.keras_major) for a in (self.activation,
+                                                         self.recurrent_activation)]
+        return fast.gru_recurrence if self.reset_after and None not in codes else None
 
     @classmethod
     def from_config(cls, name, cfg, weights, keras_major=3):

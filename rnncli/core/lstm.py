@@ -58,11 +58,16 @@ class LSTMCell(GatedCell):
         return o * self.act(c), c
 
     def stepper(self, rows):
+        from .engine import writer
+
         U, H, dtype = self.recurrent_kernel, self.units, self.dtype
         matmul, add, mul = np.matmul, np.add, np.multiply
-        act, ract = activations.writer(self.act), activations.writer(self.ract)
+        act, ract = writer(self.act), writer(self.ract)
         zbuf, gbuf = np.empty((rows, 4 * H), dtype), np.empty((rows, 4 * H), dtype)
         ig_buf = np.empty((rows, H), dtype)
+        # Small steps: one call of the gates' activation on all four blocks (c's is then
+        # overwritten) costs less than two calls' overhead.
+        whole = rows * H <= 2**14
 
         def step(xp, states, new, terms=None):
             """z = (x·W + b) + h_prev·U; gates; c = f⊙c_prev + i⊙g; h = o⊙tanh(c)."""
@@ -75,9 +80,12 @@ class LSTMCell(GatedCell):
                 z = add(xp, matmul(h_prev, U, out=terms["hu"]), out=terms["z"])
                 g = terms["gate"]
                 terms["c_prev"][...] = c_prev
-            ract(z[:, :2 * H], g[:, :2 * H])
+            if whole:
+                ract(z, g)
+            else:
+                ract(z[:, :2 * H], g[:, :2 * H])
+                ract(z[:, 3 * H:], g[:, 3 * H:])
             act(z[:, 2 * H:3 * H], g[:, 2 * H:3 * H])
-            ract(z[:, 3 * H:], g[:, 3 * H:])
             i, f, cand, o = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
             ig = mul(i, cand, out=ig_buf if terms is None else terms["ig"])
             mul(f, c_prev, out=c)
@@ -88,6 +96,13 @@ class LSTMCell(GatedCell):
             mul(o, h, out=h)
 
         return step
+
+    def compiled(self):
+        from . import fast
+
+        codes = [fast.code(a, self.keras_major) for a in (self.activation,
+                                                         self.recurrent_activation)]
+        return fast.lstm_recurrence if None not in codes else None
 
     @classmethod
     def from_config(cls, name, cfg, weights, keras_major=3):

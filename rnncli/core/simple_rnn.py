@@ -54,7 +54,8 @@ class SimpleRNNCell(Cell):
     def compiled(self):
         from . import fast
 
-        return fast.simple_rnn_recurrence if self.activation in fast.ACTIVATIONS else None
+        return fast.simple_rnn_recurrence \
+            if fast.code(self.activation, self.keras_major) is not None else None
 
 
     def backward(self, terms, states, initial):
