@@ -9,6 +9,7 @@ from conftest import CASES, SAMPLES, WITH_CONFIG, assert_outputs_match_keras, as
 
 from rnncli.core import blas
 from rnncli.core import engine as kernels
+from rnncli.core import workers
 from rnncli.core.simple_rnn import SimpleRNNCell
 
 
@@ -162,7 +163,7 @@ def test_threads_is_one_without_a_known_blas(monkeypatch):
 
 def test_only_big_steps_are_split(monkeypatch):
     monkeypatch.setattr(blas, "threads", lambda: 2)
-    monkeypatch.setattr(kernels, "available_cores", lambda: 2)
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
     assert kernels.split_parts(1024, 256) == 2
     assert kernels.split_parts(64, 128) == 1  # 8k values a step: not worth threads
     monkeypatch.setattr(blas, "threads", lambda: 1)  # OPENBLAS_NUM_THREADS=1
@@ -171,13 +172,13 @@ def test_only_big_steps_are_split(monkeypatch):
 
 def test_threads_follow_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(blas, "threads", lambda: 4)
-    monkeypatch.setattr(kernels.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    assert kernels.available_cores() in (1, 2, 3)  # a cgroup quota may cap it further
-    monkeypatch.setattr(kernels, "available_cores", lambda: 3)
-    assert kernels.threads() == 3
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert workers.available_cores() in (1, 2, 3)  # a cgroup quota may cap it further
+    monkeypatch.setattr(workers, "available_cores", lambda: 3)
+    assert workers.threads() == 3
     assert kernels.split_parts(4096, 512) == 3
     monkeypatch.setattr(blas, "threads", lambda: 1)  # OPENBLAS_NUM_THREADS=1
-    assert kernels.threads() == 1
+    assert workers.threads() == 1
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

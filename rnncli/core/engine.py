@@ -19,12 +19,13 @@ small steps, that loop runs instead: numpy's per-call overhead dominates there.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+from .workers import POOL, Job, available_cores, threads  # noqa: F401 (API)
 
 CHUNK_BYTES = 2**20
 # Split the batch only when each step has at least this many values (batch x units) and
@@ -135,40 +136,11 @@ def chunk_steps(B, width, itemsize, T, chunk_bytes=CHUNK_BYTES):
     return int(max(1, min(T, chunk_bytes // max(1, B * width * itemsize))))
 
 
-def available_cores() -> int:
-    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
 def split_parts(B, H):
     """How many threads to run numpy row blocks in (1: don't split)."""
     if B * H < SPLIT_MIN_VALUES:
         return 1
     return max(1, min(threads(), B // MIN_ROWS))
-
-
-def threads() -> int:
-    """Threads rnncli may run row blocks in: the cores it may use (affinity, cgroup quota),
-    never more than BLAS would use (1 when BLAS's own threads can't be set: splitting would
-    oversubscribe). Not fewer when other work keeps cores busy: row blocks never wait for
-    each other, so under the scheduler's fair share every thread is more of the machine,
-    and a thread slowed by another process just claims fewer blocks. Measured on 2 busy
-    cores (6 other runnable threads): threads chosen from the run queue (one here) were
-    1.3-3x slower than one per core from 64 rows up (docs/performance.md)."""
-    from . import blas
-
-    return max(1, min(blas.threads(), available_cores()))
 
 
 def block_edges(B, parts, min_rows=None):
@@ -283,79 +255,6 @@ def _compiled_loop(cell, T, B, mask, engine):
                                  cell.dtype.itemsize) else None
 
 
-class _Job:
-    """Row blocks that threads claim one after another (each block runs once); ``wait``
-    returns when every claimed block has finished, whether or not every thread it was
-    offered to has woken up: a helper that a busy machine wakes late finds nothing left
-    and costs nothing."""
-
-    def __init__(self, run, edges, stop):
-        self.run, self.edges, self.stop = run, edges, stop
-        self.claims = itertools.count()  # next() on it is atomic
-        self.blocks = len(edges) - 1
-        self.lock = threading.Lock()
-        self.finished = 0
-        self.done = threading.Event()
-        self.errors = []
-
-    def work(self):
-        while True:
-            i = next(self.claims)
-            if i >= self.blocks:
-                return
-            try:
-                if not self.stop.is_set():
-                    self.run(self.edges[i], self.edges[i + 1])
-            except BaseException as e:  # re-raised in the calling thread
-                self.errors.append(e)
-                self.stop.set()
-            finally:
-                with self.lock:
-                    self.finished += 1
-                    if self.finished == self.blocks:
-                        self.done.set()
-
-    def wait(self, interruptible=True):
-        if interruptible:
-            self.done.wait()
-            return
-        while True:
-            try:
-                self.done.wait()
-                return
-            except BaseException:  # a second Ctrl-C: still let the blocks stop
-                self.stop.set()
-
-
-class _Pool:
-    """Helper threads kept for the process's lifetime (daemons, idle in ``queue.get``
-    between scans): starting threads for every scan costs more than short scans do, and on
-    a busy machine a new thread may wait milliseconds for its first time slice."""
-
-    def __init__(self):
-        import queue
-
-        self.queue = queue.SimpleQueue()
-        self.lock = threading.Lock()
-        self.threads = 0
-
-    def submit(self, job, helpers):
-        with self.lock:
-            while self.threads < helpers:
-                threading.Thread(target=self._serve, daemon=True,
-                                 name=f"rnncli-{self.threads}").start()
-                self.threads += 1
-        for _ in range(helpers):
-            self.queue.put(job)
-
-    def _serve(self):
-        while True:
-            self.queue.get().work()
-
-
-POOL = _Pool()
-
-
 class _Rows:
     """The numpy loop over row blocks; writes the shared time-major arrays' rows of each
     block and the final states ``self.states[i][b0:b1]``."""
@@ -389,7 +288,7 @@ class _Rows:
                     run(b0, b1)
             return
 
-        job = _Job(run, edges, self.stop)
+        job = Job(run, edges, self.stop)
         with blas.single_threaded():
             POOL.submit(job, threads - 1)
             try:
