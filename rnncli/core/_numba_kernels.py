@@ -17,6 +17,12 @@ or (0, 0) for none: a masked step keeps the states and outputs the previous outp
 numpy's BLAS cblas_sgemm or cblas_dgemm (a ctypes function, rnncli/core/blas.py), used
 for h·U in blocks of ``blas_rows`` rows or more. Below that each row is computed alone,
 in a fixed order: its numbers never depend on the rows around it.
+
+Only ``drive``, ``activate_range`` and the cells' row steps are inlined by numba (they
+take functions as arguments, which a cached kernel can't keep as calls); the small
+helpers are ordinary functions that LLVM inlines where it pays. Inlining everything at
+numba's level, and the row step at two call sites, took 290 s to compile the twelve
+kernels on a busy machine, this 73 s; the compiled code is cached on disk after.
 """
 
 import math
@@ -36,7 +42,7 @@ CLAMP = 7.90531110763549805
 TANH, RELU, SIGMOID, LINEAR, HARD_SIGMOID, HARD_SIGMOID_K2 = range(6)
 
 
-@numba.njit(inline="always")
+@numba.njit(nogil=True, error_model="numpy")
 def tanh32(z):
     f = np.float32
     x = min(max(z, f(-CLAMP)), f(CLAMP))
@@ -54,7 +60,7 @@ def tanh32(z):
     return z if abs(z) < f(0.0004) else p / q
 
 
-@numba.njit(inline="always")
+@numba.njit(nogil=True, error_model="numpy")
 def activate32(z, act):
     """Activation ``act`` of a float32 z, in float32. tanh and sigmoid are Eigen's rational
     tanh (sigmoid(z) = tanh(z/2)/2 + 1/2): plain arithmetic, which vectorizes."""
@@ -72,7 +78,7 @@ def activate32(z, act):
     return z
 
 
-@numba.njit(inline="always")
+@numba.njit(nogil=True, error_model="numpy")
 def activate64(z, act):
     """Activation ``act`` of a float64 z (libm's tanh and exp)."""
     if act == TANH:
@@ -112,7 +118,7 @@ def activate_range(a, lo, hi, act, activate):
 GROUP = 4  # rows whose products share each row of U while it is in L1
 
 
-@numba.njit(inline="always")
+@numba.njit(nogil=True, error_model="numpy")
 def matmul_rows(h, b0, b1, u, acc):
     """acc[b - b0, :] = h[b]·u for b in b0..b1, each summed over h's units in order (the
     same sum for a row whatever the rows beside it); a row of u is read once for all."""
@@ -127,7 +133,7 @@ def matmul_rows(h, b0, b1, u, acc):
                 acc[k, j] += hi * u[i, j]
 
 
-@numba.njit(inline="always")
+@numba.njit(nogil=True, error_model="numpy")
 def commit(t, b, r, outs, states, mask, zero_out, prev, one):
     """After a row's step has written its new states to ``outs[..][t, r]``: take them as the
     states, or, at a masked step, keep the states and output the previous output."""
@@ -161,23 +167,18 @@ def drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev
     T, n, P = xwb.shape
     H = u.shape[0]
     h = states[0]
-    if n >= blas_rows:
-        acc = np.empty((n, P), dtype=xwb.dtype)
-        for t in range(T):
+    use_gemm = n >= blas_rows
+    size = n if use_gemm else GROUP  # rows whose h·U is computed at once
+    acc = np.empty((size, P), dtype=xwb.dtype)
+    for t in range(T):
+        if use_gemm:
             gemm(101, 111, 111, n, P, H, one, h.ctypes, H, u.ctypes, P, one - one,
                  acc.ctypes, P)  # row-major, no transposes: acc = h·u
-            for b in range(n):
-                r = row0 + b
-                row(xwb[t, b], acc[b], rb, states, b, outs, t, r, act, ract, terms,
-                    activate, one, trace)
-                commit(t, b, r, outs, states, mask, zero_out, prev, one)
-        return
-    acc = np.empty((GROUP, P), dtype=xwb.dtype)
-    for t in range(T):
-        for g0 in range(0, n, GROUP):
-            g1 = min(n, g0 + GROUP)
-            matmul_rows(h, g0, g1, u, acc)
-            for b in range(g0, g1):
+        for g0 in range(0, n, size):
+            g1 = min(n, g0 + size)
+            if not use_gemm:
+                matmul_rows(h, g0, g1, u, acc)
+            for b in range(g0, g1):  # one call site: the cell's step is inlined once
                 r = row0 + b
                 row(xwb[t, b], acc[b - g0], rb, states, b, outs, t, r, act, ract, terms,
                     activate, one, trace)
