@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import UsageError
 from .app import cli, note
 from .options import (
     get_model,
@@ -83,8 +84,8 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
     chosen = [o for o, v in (("--sample", sample), ("--steps", steps), ("--unit", unit_list))
               if v]
     if weights and chosen:
-        raise click.UsageError(f"{chosen[0]} selects results; --weights writes the whole "
-                               f"model's weights")
+        raise UsageError(f"{chosen[0]} selects results; --weights writes the whole "
+                         f"model's weights")
     if weights:
         _convert(model, seed, units, input_dim, cell, overrides, input_path, key, output, fmt,
                  force, quiet)
@@ -96,8 +97,8 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
     if not input_path:
         raise click.UsageError("export needs an input: -i PATH (or --weights)")
     if fmt == "zarr" and chosen:
-        raise click.UsageError(f"{chosen[0]}: a .zarr export writes every sample, step and "
-                               f"unit (slice the store when reading it, or export to .npz/.h5)")
+        raise UsageError(f"{chosen[0]}: a .zarr export writes every sample, step and "
+                         f"unit (slice the store when reading it, or export to .npz/.h5)")
     if fmt == "zarr" or scheduler or workers or resume:
         _export_zarr(model, seed, units, input_dim, cell, overrides, input_path, key,
                      initial_state, output, fmt, what, split_names(layer_names) or None,

@@ -53,8 +53,16 @@ class Pick:
         samples = parse_index_list(sample, "sample", total) if sample else None
         if steps:
             parse_slice(steps, "steps")
-        if units:
-            parse_index_list(units, "unit", 1 << 62)  # the syntax now, the range later
+        for part in (units or "").split(","):  # the syntax now, the range once it is known
+            part = part.strip()
+            if ":" in part:
+                parse_slice(part, "unit")
+                continue
+            try:
+                int(part)
+            except ValueError:
+                raise UsageError(f"--unit {units!r}: {part!r} is not an index; expected e.g. "
+                                 f"0,2 or 0:4") from None
         return cls(samples, steps or None, units or None)
 
     def rows(self):
