@@ -108,14 +108,14 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                               f"{', '.join(names)}")
     x = model.check_input(x)
     pick = Pick.parse(len(x), samples, steps, units)
-    if pick.samples is not None:
-        initial_state = model.select_states(model.initial_states(initial_state, len(x)),
-                                            pick.rows())
-        x = x[pick.rows()]
     trace = needs_trace(fmt, what)
-    batches = model.run_batches(x, initial_state, batch_size, trace=trace)
-    total = len(x)
-    whole = (batch_size or model.batch_size_for(x, trace)) >= total
+    size = batch_size or model.batch_size_for(x, trace)
+    whole = size >= len(x)
+    if pick.samples is None:
+        batches = model.run_batches(x, initial_state, size, trace=trace)
+    else:
+        batches = _picked_batches(model, x, initial_state, size, trace, pick.samples)
+    total = len(x) if pick.samples is None else len(pick.samples)
     batches = _with_progress(batches, total, progress)
     if fmt in ROW_FORMATS:
         _write_rows(batches, path, fmt, force, layers, pick, precision)
@@ -161,6 +161,25 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
             fh.write("\n")
         return total
     raise RnncliError(f"unknown export format {fmt!r}; expected one of {', '.join(RESULT_FORMATS)}")
+
+
+def _picked_batches(model, x, initial_state, size, trace, samples):
+    """``(start, result)`` for the chosen samples, in their order. Each sample is computed
+    in the batch an unselected export computes it in, and only the batches holding a chosen
+    sample are: BLAS rounds a row's sums by where the row sits in the product, so the same
+    batch is what gives the same numbers to the last bit."""
+    import itertools
+
+    states = model.initial_states(initial_state, len(x))
+    done, batch, result = 0, None, None
+    for b, group in itertools.groupby(samples, key=lambda s: s // size):
+        rows = np.asarray(list(group)) - b * size
+        if b != batch:
+            span = slice(b * size, min(len(x), (b + 1) * size))
+            batch, result = b, model.run(np.asarray(x[span]), trace=trace,
+                                         initial_state=model.select_states(states, span))
+        yield done, result.take(rows)
+        done += len(rows)
 
 
 _SELECTION = " selection"  # where _selected leaves the selection for a sink to record

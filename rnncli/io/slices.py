@@ -2,7 +2,9 @@
 arrays (rnncli/core/result.py ``Result.arrays``) are written.
 
 Spelled, checked and worded as forward and trace take them (rnncli/present/select.py).
-Samples are picked before the run (only they are computed); steps and units are positions
+Samples are picked before the run (only the batches holding them are computed, each as an
+unselected export computes it, so the numbers are the same to the last bit); steps and
+units are positions
 along each array's own axes, so every written array is exactly a slice of the array an
 unselected export writes:
 
@@ -53,7 +55,7 @@ class Pick:
         samples = parse_index_list(sample, "sample", total) if sample else None
         if steps:
             parse_slice(steps, "steps")
-        for part in (units or "").split(","):  # the syntax now, the range once it is known
+        for part in units.split(",") if units else ():  # the syntax now, the range later
             part = part.strip()
             if ":" in part:
                 parse_slice(part, "unit")
@@ -64,16 +66,6 @@ class Pick:
                 raise UsageError(f"--unit {units!r}: {part!r} is not an index; expected e.g. "
                                  f"0,2 or 0:4") from None
         return cls(samples, steps or None, units or None)
-
-    def rows(self):
-        """The samples as an index into the input: a slice when they are consecutive (a
-        memory-mapped input stays mapped), else a list."""
-        s = self.samples
-        if s is None:
-            return slice(None)
-        if s == list(range(s[0], s[0] + len(s))):
-            return slice(s[0], s[0] + len(s))
-        return np.asarray(s)
 
     def numbers(self, positions):
         """Input sample numbers of rows ``positions`` of the selected batch."""
