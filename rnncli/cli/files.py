@@ -46,8 +46,8 @@ def _weight_formats():
               help="Keep only these arrays, e.g. hidden, or hidden/simple_rnn,state, or output.")
 @click.option("--layers", "--layer", "layer_names", multiple=True, metavar="NAME[,NAME]",
               help="Layers to export (default: every recurrent layer).")
-@selection_options("write", " Final states (state/...) are kept whole: steps don't "
-                   "change them.")
+@selection_options("write", " Final states (state/...) and the model output keep every "
+                   "step: steps don't change a final state.")
 @click.option("--weights", is_flag=True,
               help="Write the model's weights instead of results (as `rnncli convert`).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
@@ -67,15 +67,15 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
     hu/<layer>, bias/<layer>, z/<layer> (per gate for LSTM and GRU: z/<layer>/<gate>,
     gate/<layer>/<gate>, cell/<layer>); csv, tsv and ndjson hold the trace's rows as
     `trace -f` writes them; see docs/export.md. --sample, --steps and --unit cut every
-    array as forward and trace do (output: --sample only); only the selected samples
-    are computed.
+    array as forward and trace do (output: --sample only); only the batches holding the
+    selected samples are computed.
 
     \b
     Examples:
       rnncli export sample_weights/seed000_two_units.keras -i sample_weights/seed000_input.csv -o out.npz
       rnncli export model.keras -i x.npy -o states.h5 --layers rnn_a
       rnncli export model.keras -i x.npy -o - -f npy --what hidden/rnn_a > h.npy
-      rnncli export model.keras -i x.npy --sample 0:4 --steps -10: -o - -f ndjson | jq .z
+      rnncli export model.keras -i x.npy --sample 0:4 -o - -f ndjson | jq .z
     """
     from ..io.atomic import check_target
     from ..io.export import export_results, format_for

@@ -43,8 +43,8 @@ def format_for(path, fmt=None):
     ext = os.path.splitext(path)[1].lower()
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]
-    raise RnncliError(f"{path}: can't tell the format from the extension {ext or '(none)'}; "
-                      f"use --format with one of {', '.join(RESULT_FORMATS)}")
+    raise UsageError(f"-o {path}: can't tell the format from the extension {ext or '(none)'}; "
+                     f"use -f with one of {', '.join(RESULT_FORMATS)}")
 
 
 def _version():
