@@ -296,6 +296,13 @@ def test_unit_range_follows_the_arrays_written(tmp_path):
     assert r.exit_code == 2 and "--unit 4 is out of range; there are 4" in r.stderr
 
 
+def test_an_unknown_extension_is_a_usage_error(tmp_path):
+    r = invoke("export", BIDI, "-i", BIDI_IN, "-o", tmp_path / "x.xyz")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("rnncli: error: -o ") and "use -f with one of npz, h5, csv, " \
+        "tsv, json, ndjson" in r.stderr
+
+
 def test_library_errors_are_usage_errors(tmp_path):
     model = rnncli.load_model(BIDI)
     with pytest.raises(UsageError, match="selects nothing"):

@@ -35,8 +35,8 @@ def report(model, seed, units, input_dim, cell, overrides, input_path, key, init
       rnncli report model.keras -i x.npy --sample 3 --steps 0:200 -o r.html
     """
     from ..io.atomic import open_output
-    from ..present.summary import describe
     from ..present.select import selection
+    from ..present.summary import describe
     from ..present.views import parse_index_list
     from ..report.build import report as build
 
