@@ -94,7 +94,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
     (``"0,2"``) select what is written, as forward's --sample, --steps, --unit do; only
     the selected samples are computed (rnncli/io/slices.py). Returns the number of samples
     written."""
-    from .slices import Pick
+    from .slices import SELECTION, Pick, picked_batches, selected
 
     if fmt in ROW_FORMATS and what:
         raise UsageError(f"--what picks arrays for npz, h5, json and npy; -f {fmt} writes the "
@@ -114,7 +114,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
     if pick.samples is None:
         batches = model.run_batches(x, initial_state, size, trace=trace)
     else:
-        batches = _picked_batches(model, x, initial_state, size, trace, pick.samples)
+        batches = picked_batches(model, x, initial_state, size, trace, pick.samples)
     total = len(x) if pick.samples is None else len(pick.samples)
     batches = _with_progress(batches, total, progress)
     if fmt in ROW_FORMATS:
@@ -126,7 +126,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                 return {k: v for k, v in result.arrays().items()
                         if k == f"hidden/{sink.lstm_layer}"}
 
-            for start, _, sel in _selected(batches, hidden, pick):
+            for start, _, sel in selected(batches, hidden, pick):
                 sink.add(start, sel)
         return total
 
@@ -138,17 +138,17 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
     if fmt in ("npz", "h5", "npy"):
         sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
         with sink:
-            for start, _, sel in _selected(batches, arrays, pick, sink):
+            for start, _, sel in selected(batches, arrays, pick, sink):
                 sink.add(start, sel)
         return total
     if fmt == "json":
         from .formats import _list
 
         parts: dict = {}
-        for _, _, sel in _selected(batches, arrays, pick, parts):
+        for _, _, sel in selected(batches, arrays, pick, parts):
             for k, v in sel.items():
                 parts.setdefault(k, []).append(v)
-        chosen = parts.pop(_SELECTION, None)
+        chosen = parts.pop(SELECTION, None)
         joined = {k: (v[0] if k.split("/")[0] in STATIC_KINDS else np.concatenate(v))
                   for k, v in parts.items()}
         doc = {"rnncli_version": _version(), "source": model.source}
@@ -161,49 +161,6 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
             fh.write("\n")
         return total
     raise RnncliError(f"unknown export format {fmt!r}; expected one of {', '.join(RESULT_FORMATS)}")
-
-
-def _picked_batches(model, x, initial_state, size, trace, samples):
-    """``(start, result)`` for the chosen samples, in their order. Each sample is computed
-    in the batch an unselected export computes it in, and only the batches holding a chosen
-    sample are: BLAS rounds a row's sums by where the row sits in the product, so the same
-    batch is what gives the same numbers to the last bit."""
-    import itertools
-
-    states = model.initial_states(initial_state, len(x))
-    done, batch, result = 0, None, None
-    for b, group in itertools.groupby(samples, key=lambda s: s // size):
-        rows = np.asarray(list(group)) - b * size
-        if b != batch:
-            span = slice(b * size, min(len(x), (b + 1) * size))
-            batch, result = b, model.run(np.asarray(x[span]), trace=trace,
-                                         initial_state=model.select_states(states, span))
-        yield done, result.take(rows)
-        done += len(rows)
-
-
-_SELECTION = " selection"  # where _selected leaves the selection for a sink to record
-
-
-def _selected(batches, arrays, pick, sink=None):
-    """``(start, result, arrays sliced by pick)`` per batch; the steps and units are checked
-    against the first batch's arrays, before anything is written. A sink that records the
-    selection (json, h5) is told it once."""
-    from .slices import apply, resolve
-
-    sel = None
-    for start, result in batches:
-        got = arrays(result)
-        if sel is None:
-            sel = resolve(pick, got)
-            if pick and sink is not None:
-                record = {"samples": pick.samples, "steps": sel.step_positions(),
-                          "units": sel.units}
-                if isinstance(sink, dict):
-                    sink[_SELECTION] = record
-                elif hasattr(sink, "record"):
-                    sink.record(record)
-        yield start, result, apply(got, sel)
 
 
 def _write_rows(batches, path, fmt, force, layers, pick, precision):

@@ -2,11 +2,10 @@
 arrays (rnncli/core/result.py ``Result.arrays``) are written.
 
 Spelled, checked and worded as forward and trace take them (rnncli/present/select.py).
-Samples are picked before the run (only the batches holding them are computed, each as an
-unselected export computes it, so the numbers are the same to the last bit); steps and
-units are positions
-along each array's own axes, so every written array is exactly a slice of the array an
-unselected export writes:
+Samples are picked before the run: only the batches holding them are computed, each as an
+unselected export computes it, so the numbers are the same to the last bit. Steps and
+units are positions along each array's own axes, so every written array is exactly a
+slice of the array an unselected export writes:
 
 - ``hidden``, ``cell`` and the trace's terms (B, T, H): samples, steps, units;
 - ``state`` (B, H), final states: samples and units (steps don't change a final state);
@@ -19,6 +18,7 @@ unselected export writes:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,3 +139,42 @@ def apply(arrays: dict, sel: Resolved) -> dict:
             v = v[..., sel.units]
         out[k] = v
     return out
+
+
+def picked_batches(model, x, initial_state, size, trace, samples):
+    """``(start, result)`` for the chosen samples, in their order. Each sample is computed
+    in the batch an unselected export computes it in, and only the batches holding a chosen
+    sample are: BLAS rounds a row's sums by where the row sits in the product, so the same
+    batch is what gives the same numbers to the last bit."""
+    states = model.initial_states(initial_state, len(x))
+    done, batch, result = 0, None, None
+    for b, group in itertools.groupby(samples, key=lambda s: s // size):
+        rows = np.asarray(list(group)) - b * size
+        if b != batch:
+            span = slice(b * size, min(len(x), (b + 1) * size))
+            batch, result = b, model.run(np.asarray(x[span]), trace=trace,
+                                         initial_state=model.select_states(states, span))
+        yield done, result.take(rows)
+        done += len(rows)
+
+
+SELECTION = " selection"  # where selected() leaves the selection for a sink to record
+
+
+def selected(batches, arrays, pick, sink=None):
+    """``(start, result, arrays sliced by pick)`` per batch; the steps and units are checked
+    against the first batch's arrays, before anything is written. A sink that records the
+    selection (json, h5) is told it once."""
+    sel = None
+    for start, result in batches:
+        got = arrays(result)
+        if sel is None:
+            sel = resolve(pick, got)
+            if pick and sink is not None:
+                record = {"samples": pick.samples, "steps": sel.step_positions(),
+                          "units": sel.units}
+                if isinstance(sink, dict):
+                    sink[SELECTION] = record
+                elif hasattr(sink, "record"):
+                    sink.record(record)
+        yield start, result, apply(got, sel)
