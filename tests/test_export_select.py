@@ -307,3 +307,19 @@ def test_library_errors_are_usage_errors(tmp_path):
     model = rnncli.load_model(BIDI)
     with pytest.raises(UsageError, match="selects nothing"):
         export_results(model, np.load(BIDI_IN), str(tmp_path / "e.npz"), "npz", samples=[])
+
+
+def test_onnx_arrays_follow_the_selection(tmp_path):
+    """ONNX's Y is (T, directions, B, H) and Y_h (directions, B, H): their batch axis is not
+    the first; Y is left out with --steps (--what Y then is an error)."""
+    case = ref_path("..", "torch_onnx", "onnx_lstm_bidirectional")
+    m, x = f"{case}/model.onnx", f"{case}/input.npy"
+    full = np.load(export(tmp_path, "f.npz", model=m, x=x))
+    np.testing.assert_allclose(full["Y"], np.load(f"{case}/expected_Y.npy"), atol=1e-5)
+    cut = np.load(export(tmp_path, "c.npz", "--sample", "1", "-u", "3", model=m, x=x))
+    np.testing.assert_array_equal(cut["Y"], full["Y"][:, :, [1]][..., [3]])
+    np.testing.assert_array_equal(cut["Y_h"], full["Y_h"][:, [1]][..., [3]])
+    steps = np.load(export(tmp_path, "s.npz", "--steps", "0:2", model=m, x=x))
+    assert "Y" not in steps.files and "Y_c" in steps.files
+    r = invoke("export", m, "-i", x, "-o", tmp_path / "y.npz", "--what", "Y", "--steps", "0")
+    assert r.exit_code == 2 and "--steps doesn't apply to ONNX's Y" in r.stderr
