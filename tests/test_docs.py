@@ -1,6 +1,7 @@
 """The docs never lie: the CLI reference is --help itself, and every command shown runs.
 
-- docs/cli.md is generated from each command's --help (refresh: RNNCLI_UPDATE_DOCS=1).
+- docs/cli.md's reference is generated from each command's --help (refresh:
+  RNNCLI_UPDATE_DOCS=1); the prose above its "## Reference" is written by hand.
 - In README.md and docs/**/*.md, every ```console block's `$ ` lines are run (in a scratch
   folder that sees sample_weights/) and their output must match the lines below them;
   every ```sh block's commands must exit 0 (install, test and benchmark commands excepted).
@@ -24,21 +25,28 @@ NOT_RUN = ("pip ", "python -m pytest", "python benchmarks", "python scripts", "p
            "RNNCLI_UPDATE_DOCS", "cd ")
 
 
-def cli_reference() -> str:
-    parts = ["# Command-line reference", "",
-             "Generated from `rnncli --help` by `tests/test_docs.py`; do not edit by hand "
+REFERENCE = "## Reference"  # docs/cli.md: the prose above it is written by hand
+
+
+def cli_reference(current: str = "") -> str:
+    """docs/cli.md: its hand-written part (the choices the commands share) as it is, then
+    every command's --help."""
+    prose = current.split("\n" + REFERENCE + "\n")[0] if REFERENCE in current else \
+        "# Command-line reference\n"
+    parts = [prose.rstrip("\n"), "", REFERENCE, "",
+             "Generated from `rnncli --help` by `tests/test_docs.py`; do not edit it by hand "
              "(refresh with `RNNCLI_UPDATE_DOCS=1 python -m pytest tests/test_docs.py`).", ""]
     runner = CliRunner()
     for args, title in [([], "rnncli")] + [([n], f"rnncli {n}") for n in sorted(cli.commands)]:
         text = runner.invoke(cli, [*args, "--help"], prog_name="rnncli",
                              terminal_width=100).output
-        parts += [f"## {title}", "", "```text", text.rstrip(), "```", ""]
+        parts += [f"### {title}", "", "```text", text.rstrip(), "```", ""]
     return "\n".join(parts)
 
 
 def test_cli_reference_is_current():
     path = os.path.join(ROOT, "docs", "cli.md")
-    text = cli_reference()
+    text = cli_reference(open(path).read())
     if os.environ.get("RNNCLI_UPDATE_DOCS") == "1":
         with open(path, "w") as f:
             f.write(text)
@@ -48,7 +56,7 @@ def test_cli_reference_is_current():
 def test_every_command_is_documented():
     index = open(os.path.join(ROOT, "docs", "index.md")).read()
     for name in cli.commands:
-        assert f"## rnncli {name}" in open(os.path.join(ROOT, "docs", "cli.md")).read()
+        assert f"### rnncli {name}" in open(os.path.join(ROOT, "docs", "cli.md")).read()
         assert f"rnncli {name}" in index, f"docs/index.md does not show `rnncli {name}`"
 
 

@@ -113,3 +113,13 @@ def test_forward_and_trace_heatmaps_fit_the_width(tmp_path):
     r = CliRunner().invoke(cli, ["trace", case[0], "-i", case[1], "--gate", "state",
                                  "--heatmap", "nope"])
     assert r.exit_code == 2 and "has columns c_prev, fc, ig, c, h" in r.stderr
+
+
+def test_an_empty_step_selection_is_a_usage_error(tmp_path):
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(cli, ["report", os.path.join(SAMPLES, "seed000_two_units.keras"),
+                                 "-i", os.path.join(SAMPLES, "seed000_input.csv"), "-o", str(out),
+                                 "--steps", "10:20"])
+    assert r.exit_code == 2
+    assert r.stderr == "rnncli: error: --steps 10:20 selects no step; there are 3 (0 to 2)\n"
+    assert not out.exists()

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import click
 
+from ..errors import UsageError
 from .app import cli, note
-from .options import get_model, load_inputs, model_input, model_options, progress_bar
+from .options import (
+    get_model,
+    load_inputs,
+    model_input,
+    model_options,
+    progress_bar,
+    selection_options,
+)
 
 
 def _formats():
@@ -32,12 +40,14 @@ def _weight_formats():
 @click.option("-o", "--output", required=True, metavar="PATH",
               help="File to write (- for stdout, binary formats included).")
 @click.option("-f", "--format", "fmt", metavar="FORMAT",
-              help="Output format: npz, h5, csv, json, npy, lstmvis (default: from the "
-              "extension); with --weights: a weights format as convert takes.")
+              help="Output format: npz, h5, csv, tsv, json, ndjson, npy, lstmvis (default: "
+              "from the extension); with --weights: a weights format as convert takes.")
 @click.option("--what", metavar="KIND[/LAYER],...",
               help="Keep only these arrays, e.g. hidden, or hidden/simple_rnn,state, or output.")
 @click.option("--layers", "--layer", "layer_names", multiple=True, metavar="NAME[,NAME]",
               help="Layers to export (default: every recurrent layer).")
+@selection_options("write", " Final states (state/...) and the model output keep every "
+                   "step: steps don't change a final state.")
 @click.option("--weights", is_flag=True,
               help="Write the model's weights instead of results (as `rnncli convert`).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
@@ -49,24 +59,33 @@ def _weight_formats():
 @click.option("--resume", is_flag=True,
               help=".zarr: finish an interrupted export, skipping the chunks written.")
 def export(model, seed, units, input_dim, cell, overrides, input_path, key, initial_state,
-           strict, output, fmt, what, layer_names, weights, force, quiet, scheduler, workers,
-           resume):
+           strict, output, fmt, what, layer_names, sample, steps, unit_list, weights, force,
+           quiet, scheduler, workers, resume):
     """Write what forward and trace compute to a file other tools read.
 
     The .npz holds output, hidden/<layer>, state/<layer>, and the trace: xw/<layer>,
     hu/<layer>, bias/<layer>, z/<layer> (per gate for LSTM and GRU: z/<layer>/<gate>,
-    gate/<layer>/<gate>, cell/<layer>); see docs/export.md.
+    gate/<layer>/<gate>, cell/<layer>); csv, tsv and ndjson hold the trace's rows as
+    `trace -f` writes them; see docs/export.md. --sample, --steps and --unit cut every
+    array as forward and trace do (output: --sample only); only the batches holding the
+    selected samples are computed.
 
     \b
     Examples:
       rnncli export sample_weights/seed000_two_units.keras -i sample_weights/seed000_input.csv -o out.npz
       rnncli export model.keras -i x.npy -o states.h5 --layers rnn_a
       rnncli export model.keras -i x.npy -o - -f npy --what hidden/rnn_a > h.npy
+      rnncli export model.keras -i x.npy --sample 0:4 -o - -f ndjson | jq .z
     """
     from ..io.atomic import check_target
     from ..io.export import export_results, format_for
     from ..present.select import split_names
 
+    chosen = [o for o, v in (("--sample", sample), ("--steps", steps), ("--unit", unit_list))
+              if v]
+    if weights and chosen:
+        raise UsageError(f"{chosen[0]} selects results; --weights writes the whole "
+                         f"model's weights")
     if weights:
         _convert(model, seed, units, input_dim, cell, overrides, input_path, key, output, fmt,
                  force, quiet)
@@ -77,6 +96,9 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
                                f"(or --weights for a weights format)")
     if not input_path:
         raise click.UsageError("export needs an input: -i PATH (or --weights)")
+    if fmt == "zarr" and chosen:
+        raise UsageError(f"{chosen[0]}: a .zarr export writes every sample, step and "
+                         f"unit (slice the store when reading it, or export to .npz/.h5)")
     if fmt == "zarr" or scheduler or workers or resume:
         _export_zarr(model, seed, units, input_dim, cell, overrides, input_path, key,
                      initial_state, output, fmt, what, split_names(layer_names) or None,
@@ -88,10 +110,12 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
     x = model_input(m, data, strict)
     layers = split_names(layer_names) or None
     with progress_bar("exporting") as progress:
-        export_results(m, x, output, fmt, initial_state=h0, what=what, layers=layers,
-                       force=force, progress=progress)
+        n = export_results(m, x, output, fmt, initial_state=h0, what=what, layers=layers,
+                           samples=sample, steps=steps, units=unit_list, force=force,
+                           progress=progress)
     if not quiet and output != "-":
-        note(f"wrote {output} ({fmt}, {len(x)} sample{'s' if len(x) != 1 else ''})")
+        of = f" of {len(x)}" if n != len(x) else ""
+        note(f"wrote {output} ({fmt}, {n}{of} sample{'s' if len(x) != 1 else ''})")
 
 
 @cli.command(short_help="Write the weights as Keras 3, .npz, PyTorch .safetensors or ONNX.")

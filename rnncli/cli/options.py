@@ -62,14 +62,24 @@ input_options = bundle(
                  help="Treat NaN, Inf or a value the model's dtype can't hold as an error."),
 )
 
+
+
+def selection_options(verb="show", steps_note=""):
+    """--sample, --steps, -u/--unit: one spelling for every command that selects."""
+    return bundle(
+        click.option("--sample", metavar="LIST", help=f"Samples to {verb}, e.g. 0 or 0,3 or 0:4."),
+        click.option("--steps", metavar="SLICE",
+                     help=f"Timesteps to {verb}, e.g. 0:10 or -5:.{steps_note}"),
+        click.option("-u", "--unit", "unit_list", metavar="LIST",
+                     help=f"Units to {verb}, e.g. 0,2 or 0:8."),
+    )
+
+
 view_options = bundle(
     click.option("--layer", "layer_keys", multiple=True, metavar="NAME[,NAME]",
                  help="Recurrent layer(s) to show (default: every one; the last for npy); "
                  "NAME/forward or NAME/backward for one direction of a Bidirectional layer."),
-    click.option("--sample", metavar="LIST", help="Samples to show, e.g. 0 or 0,3 or 0:4."),
-    click.option("--steps", metavar="SLICE", help="Timesteps to show, e.g. 0:10 or -5:."),
-    click.option("-u", "--unit", "unit_list", metavar="LIST",
-                 help="Units to show, e.g. 0,2 or 0:8."),
+    selection_options(),
     click.option("--precision", type=click.IntRange(0, 17),
                  help="Decimals to print (default: the shortest exact form)."),
     click.option("--all", "show_all", is_flag=True,

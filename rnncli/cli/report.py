@@ -35,8 +35,9 @@ def report(model, seed, units, input_dim, cell, overrides, input_path, key, init
       rnncli report model.keras -i x.npy --sample 3 --steps 0:200 -o r.html
     """
     from ..io.atomic import open_output
+    from ..present.select import selection
     from ..present.summary import describe
-    from ..present.views import parse_index_list, parse_slice
+    from ..present.views import parse_index_list
     from ..report.build import report as build
 
     if not output.lower().endswith((".html", ".htm")) and output != "-":
@@ -59,12 +60,8 @@ def report(model, seed, units, input_dim, cell, overrides, input_path, key, init
         y = read_input(target).array if target else None
         grads = gradients(m, x[chosen], target=None if y is None else y[chosen]
                           if y.shape[0] == x.shape[0] else y, loss=loss, of=of)
-    H = min(r.hidden.shape[-1] if r.hidden is not None else
-            min(d.sequence.shape[-1] for d in r.directions.values())
-            for r in result.layers.values())
-    html = build(m, result, 0, chosen[0], grads, describe(m),
-                 parse_slice(steps, "steps") if steps else None,
-                 parse_index_list(unit_list, "unit", H) if unit_list else None)
+    sel = selection(result, steps, unit_list)  # an empty one is an error, as in forward
+    html = build(m, result, 0, chosen[0], grads, describe(m), sel.steps, sel.units)
     with open_output(output, "w", force) as fh:
         fh.write(html)
     if output != "-":

@@ -159,6 +159,26 @@ class Result:
     def state(self) -> dict:
         return _ByLayer({n: r.state for n, r in self.layers.items()})
 
+    def take(self, rows) -> Result:
+        """The same run, for some of its samples only (``rows`` of the batch, in that
+        order): the numbers are those of this run, not of a new one on fewer rows."""
+        def t(a):
+            return None if a is None else a[rows]
+
+        def direction(d):
+            tr = d.trace
+            if tr is not None:
+                terms = {k: v[rows] if np.ndim(v) == 3 else v for k, v in tr.items()}
+                tr = Trace(tr.cell, terms, t(tr.mask), tr.step_index, t(tr.x))
+            return DirectionResult({k: t(v) for k, v in d.sequences.items()},
+                                   {k: t(v) for k, v in d.states.items()}, tr)
+
+        layers = {n: LayerResult(r.layer, {k: direction(d) for k, d in r.directions.items()},
+                                 t(r.hidden), t(r.mask), [(t(a), t(m)) for a, m in r.outputs])
+                  for n, r in self.layers.items()}
+        outputs = None if self.outputs is None else [t(o) for o in self.outputs]
+        return Result(outputs, self.output_error, layers)
+
     def trace(self, layer, direction: str | None = None) -> Trace:
         r = self.layers[layer]
         traces = r.traces

@@ -1,4 +1,5 @@
-"""Write what forward and trace compute to files: .npz, .h5, .csv, .json, .npy, LSTMVis.
+"""Write what forward and trace compute to files: .npz, .h5, .csv, .tsv, .json, .ndjson, .npy,
+LSTMVis.
 
 The array names follow one schema (docs/export.md): ``output``, ``output_1``,
 ``hidden/<layer>``, ``state/<layer>``, ``xw|hu|bias|z/<layer>``, ``mask/<layer>``;
@@ -7,6 +8,7 @@ a Bidirectional layer's directions add ``/forward`` and ``/backward``.
 Large inputs are run a batch of samples at a time and each batch is written
 before the next is computed, so memory stays near one batch's worth (.json,
 which is one document, is the exception). Files appear only when complete.
+``samples``, ``steps`` and ``units`` select what is written (rnncli/io/slices.py).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from .. import signals
 from ..errors import OutputError, RnncliError, UsageError
 from .atomic import atomic_path, open_output, spill_folder
 
-RESULT_FORMATS = ("npz", "h5", "csv", "json", "npy", "lstmvis", "zarr")
+RESULT_FORMATS = ("npz", "h5", "csv", "tsv", "json", "ndjson", "npy", "lstmvis", "zarr")
+ROW_FORMATS = ("csv", "tsv", "ndjson")  # the trace's rows, streamed (io/formats.py)
 EXTENSIONS = {".zarr": "zarr", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".csv": "csv",
-              ".json": "json",
-              ".npy": "npy"}
+              ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".ndjson": "ndjson",
+              ".jsonl": "ndjson", ".npy": "npy"}
 STATIC_KINDS = ("bias", "recurrent_bias",  # arrays written once, as they are: biases,
                 "h_n", "c_n", "Y", "Y_h", "Y_c")  # and frameworks' outputs (one batch)
 RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace
@@ -40,8 +43,8 @@ def format_for(path, fmt=None):
     ext = os.path.splitext(path)[1].lower()
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]
-    raise RnncliError(f"{path}: can't tell the format from the extension {ext or '(none)'}; "
-                      f"use --format with one of {', '.join(RESULT_FORMATS)}")
+    raise UsageError(f"-o {path}: can't tell the format from the extension {ext or '(none)'}; "
+                     f"use -f with one of {', '.join(RESULT_FORMATS)}")
 
 
 def _version():
@@ -50,7 +53,11 @@ def _version():
     return __version__
 
 
-def _select(arrays, what, layers):
+def _select(arrays, what, layers, pick=None):
+    if pick is not None and pick.steps:  # ONNX's time-major Y has no step axis to slice
+        if what and any(w.strip().split("/")[0] == "Y" for w in what.split(",")):
+            raise UsageError("--steps doesn't apply to ONNX's Y (time-major); --what "
+                             "hidden/<layer> holds the same numbers batch-first")
     if layers:
         arrays = {k: v for k, v in arrays.items()
                   if k.startswith("output") or k.split("/")[1] in layers}
@@ -69,8 +76,9 @@ def _select(arrays, what, layers):
 
 def needs_trace(fmt, what):
     """Whether the run must keep the trace (four arrays a layer, not one): only for the
-    csv rows (one per step and unit, every term) and for the trace's own arrays."""
-    if fmt == "csv":
+    trace's rows (csv, tsv, ndjson: every term of every step and unit) and for the trace's
+    own arrays."""
+    if fmt in ROW_FORMATS:
         return True
     if fmt == "lstmvis":
         return False
@@ -78,65 +86,103 @@ def needs_trace(fmt, what):
 
 
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
-                   force=False, batch_size=None, progress=None, precision=None):
-    """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout)."""
-    if fmt == "csv" and what:
-        raise UsageError("--what picks arrays for npz, h5, json and npy; -f csv writes the "
-                         "trace's rows (every term of every step and unit): use --layers")
+                   samples=None, steps=None, units=None, force=False, batch_size=None,
+                   progress=None, precision=None):
+    """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout).
+
+    ``samples`` (``"0,3"``, ``"0:4"`` or a list), ``steps`` (``"0:10"``) and ``units``
+    (``"0,2"``) select what is written, as forward's --sample, --steps, --unit do; only
+    the selected samples are computed (rnncli/io/slices.py). Returns the number of samples
+    written."""
+    from .slices import SELECTION, Pick, picked_batches, selected
+
+    if fmt in ROW_FORMATS and what:
+        raise UsageError(f"--what picks arrays for npz, h5, json and npy; -f {fmt} writes the "
+                         f"trace's rows (every term of every step and unit): use --layers, "
+                         f"--sample, --steps, --unit")
     if layers:
         names = [la.name for la in model.recurrent_layers]
         unknown = [n for n in layers if n not in names]
         if unknown:
             raise RnncliError(f"--layers: no recurrent layer {unknown[0]!r}; expected one of "
                               f"{', '.join(names)}")
-    batches = model.run_batches(x, initial_state, batch_size, trace=needs_trace(fmt, what))
-    total = len(x)
-    whole = (batch_size or model.batch_size_for(x, needs_trace(fmt, what))) >= total
+    x = model.check_input(x)
+    pick = Pick.parse(len(x), samples, steps, units)
+    trace = needs_trace(fmt, what)
+    size = batch_size or model.batch_size_for(x, trace)
+    whole = size >= len(x)
+    if pick.samples is None:
+        batches = model.run_batches(x, initial_state, size, trace=trace)
+    else:
+        batches = picked_batches(model, x, initial_state, size, trace, pick.samples)
+    total = len(x) if pick.samples is None else len(pick.samples)
+    batches = _with_progress(batches, total, progress)
+    if fmt in ROW_FORMATS:
+        _write_rows(batches, path, fmt, force, layers, pick, precision)
+        return total
+    if fmt == "lstmvis":
+        with H5Sink(path, force, total, model, lstmvis=layers[0] if layers else None) as sink:
+            def hidden(result):
+                return {k: v for k, v in result.arrays().items()
+                        if k == f"hidden/{sink.lstm_layer}"}
+
+            for start, _, sel in selected(batches, hidden, pick):
+                sink.add(start, sel)
+        return total
+
+    def arrays(result):
+        if what and what.split("/")[0] == "output" and result.outputs is None:
+            raise RnncliError(f"the model output can't be computed: {result.output_error}")
+        return _select(_arrays(model, result, whole, fmt), what, layers, pick)
+
     if fmt in ("npz", "h5", "npy"):
         sink = {"npz": NpzSink, "h5": H5Sink, "npy": NpySink}[fmt](path, force, total, model)
         with sink:
-            for start, result in _with_progress(batches, total, progress):
-                if what and what.split("/")[0] == "output" and result.outputs is None:
-                    raise RnncliError(f"the model output can't be computed: "
-                                      f"{result.output_error}")
-                sink.add(start, _select(_arrays(model, result, whole, fmt), what, layers))
-        return
-    if fmt == "csv":
-        from ..present.views import Selection, trace_views
-        from .formats import write_trace
-
-        with open_output(path, "w", force) as fh:
-            first = True
-            for start, result in _with_progress(batches, total, progress):
-                views = [v for n in result.layers if not layers or n in layers
-                         for v in trace_views(result, n, Selection())]
-                for v in views:
-                    v.samples = v.samples + start
-                write_trace(views, "csv", fh, precision, header=first)
-                first = False
-        return
+            for start, _, sel in selected(batches, arrays, pick, sink):
+                sink.add(start, sel)
+        return total
     if fmt == "json":
         from .formats import _list
 
         parts: dict = {}
-        for _, result in _with_progress(batches, total, progress):
-            for k, v in _select(_arrays(model, result, whole, fmt), what, layers).items():
+        for _, _, sel in selected(batches, arrays, pick, parts):
+            for k, v in sel.items():
                 parts.setdefault(k, []).append(v)
-        arrays = {k: (v[0] if k.split("/")[0] in STATIC_KINDS else np.concatenate(v))
+        chosen = parts.pop(SELECTION, None)
+        joined = {k: (v[0] if k.split("/")[0] in STATIC_KINDS else np.concatenate(v))
                   for k, v in parts.items()}
-        doc = {"rnncli_version": _version(), "source": model.source,
-               "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype),
-                              "data": _list(v, precision)} for k, v in arrays.items()}}
+        doc = {"rnncli_version": _version(), "source": model.source}
+        if chosen:
+            doc["selection"] = chosen
+        doc["arrays"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype),
+                             "data": _list(v, precision)} for k, v in joined.items()}
         with open_output(path, "w", force) as fh:
             json.dump(doc, fh)
             fh.write("\n")
-        return
-    if fmt == "lstmvis":
-        with H5Sink(path, force, total, model, lstmvis=layers[0] if layers else None) as sink:
-            for start, result in _with_progress(batches, total, progress):
-                sink.add(start, result.arrays())
-        return
+        return total
     raise RnncliError(f"unknown export format {fmt!r}; expected one of {', '.join(RESULT_FORMATS)}")
+
+
+def _write_rows(batches, path, fmt, force, layers, pick, precision):
+    """The trace's rows (csv, tsv, ndjson) batch by batch, as trace -f writes them; samples
+    numbered as in the input."""
+    from ..present.views import Selection, trace_views
+    from .formats import write_trace
+    from .slices import resolve
+
+    with open_output(path, "w", force) as fh:
+        sel = None
+        for start, result in batches:
+            chosen = [n for n in result.layers if not layers or n in layers]
+            if sel is None:  # checked on the layers' trace arrays (no output, no merged view)
+                sel = resolve(pick, {k: v for k, v in result.arrays().items()
+                                     if not k.startswith(("output", "mask/", "hidden/"))
+                                     and k.split("/")[1] in chosen})
+            views = [v for n in chosen for v in trace_views(result, n,
+                                                            Selection(sel.steps, sel.units))]
+            for v in views:
+                v.samples = pick.numbers(v.samples + start)
+            write_trace(views, fmt, fh, precision, header=start == 0)
 
 
 def _arrays(model, result, whole, fmt):
@@ -296,6 +342,12 @@ class H5Sink(_Sink):
                     self.f[path][...] = v
             if kind not in STATIC_KINDS:
                 self.f[path][start:start + len(v)] = v
+
+    def record(self, selection):
+        """The samples (input rows), step positions and units written, as file attributes."""
+        for k, v in selection.items():
+            if v is not None:
+                self.f.attrs[k] = np.asarray(v, dtype=np.int64)
 
     def _describe(self):
         from ..present.summary import layer_config

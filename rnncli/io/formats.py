@@ -5,7 +5,9 @@ Schemas (docs/export.md):
 - forward ndjson: ``{"layer", "sample", "step", "t", "h": [...]}`` per line;
 - trace csv/tsv: ``layer,direction[,section],sample,step,t,unit,<the cell's columns>,
   dominant,flag`` (+ ``x0_w ...`` with --terms), one row per sample, step and unit;
-  SimpleRNN's columns are ``xw,hu,bias,z,h``; gated cells add a ``section`` (the gate);
+  SimpleRNN's columns are ``xw,hu,bias,z,h``; gated cells add a ``section`` (a gate, or
+  ``state``); one header holds every section's and layer's columns, blank where a row's
+  section has none;
 - trace ndjson: ``{"layer", "direction", "sample", "step", "t", "xw": [...], ...}`` per line;
 - json: one document; npy: forward (B, T, H), trace (B, T, C, H) in the columns' order.
 """
@@ -106,18 +108,24 @@ def states_document(views, outputs, precision=None, source=None):
 # ---------------------------------------------------------------- trace
 
 
-def trace_header(view):
-    section = ["section"] if view.section else []
-    cols = ["layer", "direction", *section, "sample", "step", "t", "unit", *view.columns,
-            "dominant", "flag"]
-    if view.terms is not None:
-        cols += [f"x{i}_w" for i in range(view.terms.shape[2])]
-    return cols
+def trace_header(views) -> list:
+    """One header for every view: a ``section`` column when a gated cell is among them, the
+    union of the cells' columns in order of appearance (blank in the rows of a section that
+    has no such column: an LSTM's state section has no ``xw``), the terms' ``x0_w ...``."""
+    views = list(views)
+    section = ["section"] if any(v.section for v in views) else []
+    columns = list(dict.fromkeys(c for v in views for c in v.columns))
+    features = max((v.terms.shape[2] for v in views if v.terms is not None), default=0)
+    return ["layer", "direction", *section, "sample", "step", "t", "unit", *columns,
+            "dominant", "flag", *(f"x{i}_w" for i in range(features))]
 
 
-def trace_rows(view, precision=None, header=True):
-    if header:
-        yield trace_header(view)
+def trace_rows(view, header, precision=None):
+    """The view's rows, one per sample, step and unit, laid out under ``header``."""
+    own = trace_header([view])
+    place = [header.index(c) for c in own]
+    if own == header:
+        place = None
     text = {k: fmt(view.arrays[k], precision) for k in view.columns}
     dominant = view.dominant()
     dom = DOMINANT[dominant] if dominant is not None else \
@@ -133,15 +141,24 @@ def trace_rows(view, precision=None, header=True):
                        flags[bi, si, ui]]
                 if terms is not None:
                     row += list(terms[bi, si, :, ui])
+                if place is not None:
+                    out = [""] * len(header)
+                    for i, v in zip(place, row):
+                        out[i] = v
+                    row = out
                 yield row
 
 
 def write_trace(views, fmt_name, out, precision=None, header=True):
+    """csv/tsv: one table (one header for every layer and section); ndjson: a record per
+    sample and step of each section."""
     if fmt_name in ("csv", "tsv"):
         w = csv.writer(out, delimiter="," if fmt_name == "csv" else "\t", lineterminator="\n")
-        for i, v in enumerate(views):
-            for row in trace_rows(v, precision, header=header and i == 0):
-                w.writerow(row)
+        columns = trace_header(views)
+        if header:
+            w.writerow(columns)
+        for v in views:
+            w.writerows(trace_rows(v, columns, precision))
     elif fmt_name == "ndjson":
         for v in views:
             dominant, flags = v.dominant(), v.flags()
