@@ -54,6 +54,29 @@ def _is_onnx(head, path):
                                                and b"onnx" in head[:256].lower())
 
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def model_file_kind(head: bytes, path: str = "", names=()) -> str | None:
+    """What kind of model file starts with ``head`` (a zip's member ``names`` when known),
+    in words, or None: for telling a user who gave a model where data was expected."""
+    if head.startswith(HDF5_MAGIC):
+        return "an HDF5 file (a Keras .h5 model or weights)"
+    if _is_safetensors(head, path):
+        return "a safetensors file (PyTorch weights)"
+    onnx_fields = (0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42)  # after ModelProto's ir_version
+    if (len(head) > 2 and head[0] == 0x08 and head[1] < 64
+            and head[2] in onnx_fields):
+        return "an ONNX model"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle (a legacy PyTorch .pt file?)"
+    if "config.json" in names or "model.weights.h5" in names:
+        return "a Keras model (.keras)"
+    if any(n.endswith("data.pkl") for n in names):
+        return "a PyTorch file (.pt)"
+    return None
+
+
 READERS = [
     Reader("pytorch .pt", "rnncli.torch.model", _is_torch_zip),
     Reader("safetensors", "rnncli.torch.model", _is_safetensors),

@@ -69,3 +69,40 @@ def test_csv_and_npy_round_trip(a):
     buf = io.BytesIO()
     np.save(buf, a)
     np.testing.assert_array_equal(read_input("-", stdin=io.BytesIO(buf.getvalue())).array, a)
+
+
+MODEL_FILES = {  # a model or weights file given where an input belongs: (path, its kind)
+    "keras": ("sample_weights/seed000_two_units.keras", "a Keras model"),
+    "h5": ("sample_weights/seed000_two_units_k2.h5", "an HDF5 file"),
+    "onnx": ("tests/data/torch_onnx/onnx_lstm_bidirectional/model.onnx", "an ONNX model"),
+    "safetensors": ("tests/data/torch_onnx/extra/dtypes.safetensors", "a safetensors file"),
+    "legacy pt": ("tests/data/torch_onnx/extra/legacy.pt", "a pickle"),
+}
+
+
+@pytest.mark.parametrize("name", MODEL_FILES)
+@pytest.mark.parametrize("via", ["path", "stdin"])
+def test_a_model_file_given_as_input_is_named_as_one(name, via):
+    import os
+
+    path, kind = MODEL_FILES[name]
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
+    with pytest.raises(InputDataError) as e:
+        if via == "path":
+            read_input(path)
+        else:
+            with open(path, "rb") as f:
+                read_input("-", stdin=io.BytesIO(f.read()))
+    assert f"is {kind}" in str(e.value) and "not input data" in str(e.value)
+    assert "give the model first and the input with -i" in str(e.value)
+
+
+def test_weights_npz_given_as_input_says_they_look_like_weights(tmp_path):
+    p = tmp_path / "w.npz"
+    np.savez(p, kernel=np.ones((2, 3)), recurrent_kernel=np.ones((3, 3)), bias=np.ones(3))
+    with pytest.raises(InputDataError, match="choose one with --key; they look like model "
+                                             "weights"):
+        read_input(str(p))
+    np.savez(p, a=np.ones((2, 3)), b=np.ones((3, 3)))  # two arrays of data: no hint
+    with pytest.raises(InputDataError, match=r"choose one with --key$"):
+        read_input(str(p))

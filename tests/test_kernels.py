@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from conftest import CASES, SAMPLES, WITH_CONFIG, assert_outputs_match_keras, assert_same_numbers
 
-from rnncli.core import blas
+from rnncli.core import blas, workers
 from rnncli.core import engine as kernels
-from rnncli.core import workers
 from rnncli.core.simple_rnn import SimpleRNNCell
 
 

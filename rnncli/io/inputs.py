@@ -135,6 +135,7 @@ def _sniff(head: bytes, name: str) -> str:
         return "npy"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
+    _refuse_a_model(name, head)
     if b"\x00" in head:
         raise InputDataError(f"{name}: binary data that is not NPY or NPZ; expected CSV/TSV "
                              f"text or a .npy/.npz array")
@@ -147,6 +148,15 @@ def _sniff(head: bytes, name: str) -> str:
         raise InputDataError(f"{name}: is JSON, which rnncli does not read as input; expected "
                              f"{LAYOUTS}, e.g. numpy.save('x.npy', json.load(f))")
     return "text"
+
+
+def _refuse_a_model(name, head, names=()):
+    from ..models import model_file_kind
+
+    kind = model_file_kind(head, name, names)
+    if kind:
+        raise InputDataError(f"{name}: is {kind}, not input data; give the model first and "
+                             f"the input with -i, e.g. rnncli forward MODEL -i x.csv")
 
 
 class _Prefixed(io.RawIOBase):
@@ -198,14 +208,18 @@ def _npz(source, name, key):
         with zipfile.ZipFile(source) as zf:
             files = npyio.npz_keys(zf)
             if key is None:
+                _refuse_a_model(name, b"", zf.namelist()[:64])
                 if not any(n.endswith(".npy") for n in zf.namelist()):
                     raise InputDataError(f"{name}: zip archive holds no .npy arrays "
                                          f"({printable(', '.join(files[:4]), 80)}); expected "
                                          f"an .npz written by numpy.savez")
                 if len(files) != 1:
+                    weights = sum("kernel" in f or "weight" in f for f in files) >= 2
+                    hint = ("; they look like model weights: give the model first, the "
+                            "input with -i" if weights else "")
                     raise InputDataError(f"{name}: holds {len(files)} arrays "
                                          f"({printable(', '.join(files[:6]), 120)}); choose "
-                                         f"one with --key")
+                                         f"one with --key{hint}")
                 key = files[0]
             if key not in files and key.endswith(".npy") and key[:-4] in files:
                 key = key[:-4]  # numpy accepts both spellings
