@@ -1,0 +1,149 @@
+"""One fuzz case per forked child, so that a case can fail in each way the issue names
+(tests/test_fuzz_inputs.py, tests/test_fuzz_models.py share it):
+
+- "unexpected": an exception that is not rnncli's own error (or the CLI's "unexpected
+  error" line, a traceback, a message of more than one line);
+- "hang": the case did not finish in ``timeout`` seconds (the child is killed);
+- "crash": the child died of a signal;
+- "memory": the child's peak RSS went over ``max_mib`` (read from ``os.wait4``'s rusage,
+  so it is the case's own peak; it includes the test process's pages the child shares,
+  about 150-250 MiB), or an allocation failed under the guard below.
+
+The child's address space is capped a few GiB above what it starts with: a guard for the
+shared machine, never reached by a case within ``max_mib``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import time
+from dataclasses import dataclass
+
+FAILURES = ("unexpected", "hang", "crash", "memory")
+GUARD_BYTES = 4 << 30
+
+
+@dataclass
+class Ran:
+    outcome: str  # what the case ended in (its message class), or the failure's detail
+    seconds: float
+    peak_mib: float
+    failure: str | None = None  # one of FAILURES
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _child(work, w):
+    try:
+        import faulthandler
+
+        faulthandler.disable()  # a crash is the finding, told by the parent
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            cap = _vm_size() + GUARD_BYTES
+            if hard == resource.RLIM_INFINITY or cap < hard:
+                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        except (OSError, ValueError):
+            pass
+        try:
+            said = {"outcome": str(work())}
+        except MemoryError as e:
+            said = {"failure": "memory", "outcome": f"MemoryError: {e}"}
+        except BaseException as e:  # anything else is a finding
+            said = {"failure": "unexpected", "outcome": f"{type(e).__name__}: {e}"[:4000]}
+        os.write(w, json.dumps(said).encode() + b"\n")
+    finally:
+        os._exit(0)
+
+
+def run_case(work, timeout: float = 120.0, max_mib: float = 1024.0) -> Ran:
+    """Run ``work()`` (returning the outcome's class as a string, or raising) in a child."""
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _child(work, w)
+    os.close(w)
+    data, deadline = b"", t0 + timeout
+    try:
+        while not data.endswith(b"\n"):
+            left = deadline - time.perf_counter()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                break
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+    finished = data.endswith(b"\n")
+    if not finished:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, status, usage = os.wait4(pid, 0)
+    seconds = time.perf_counter() - t0
+    peak = usage.ru_maxrss / 1024
+    if not finished:
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL:
+            name = signal.Signals(os.WTERMSIG(status)).name
+            return Ran(f"died of {name}", seconds, peak, "crash")
+        return Ran(f"no answer in {timeout:g} s", seconds, peak, "hang")
+    said = json.loads(data)
+    if peak > max_mib and not said.get("failure"):
+        return Ran(f"peak RSS {peak:.0f} MiB (ended in: {said['outcome']})", seconds, peak,
+                   "memory")
+    return Ran(said["outcome"], seconds, peak, said.get("failure"))
+
+
+class Tally:
+    """Counts by outcome, the slowest case, the highest peak; ``report()`` for the docs."""
+
+    def __init__(self):
+        self.outcomes: dict[str, int] = {}
+        self.slowest = (0.0, "")
+        self.peak = (0.0, "")
+        self.cases = 0
+
+    def add(self, ran: Ran, name: str):
+        self.cases += 1
+        self.outcomes[ran.outcome] = self.outcomes.get(ran.outcome, 0) + 1
+        self.slowest = max(self.slowest, (round(ran.seconds, 3), name))
+        self.peak = max(self.peak, (round(ran.peak_mib, 1), name))
+
+    def report(self, **extra) -> dict:
+        return {"cases": self.cases, **extra,
+                "slowest_seconds": self.slowest[0], "slowest": self.slowest[1],
+                "peak_rss_mib": self.peak[0], "peak_case": self.peak[1],
+                "outcomes": dict(sorted(self.outcomes.items(), key=lambda kv: -kv[1]))}
+
+    def save(self, report: dict, name: str):
+        """To ``$RNNCLI_FUZZ_REPORT/<name>.json`` when that folder is given."""
+        folder = os.environ.get("RNNCLI_FUZZ_REPORT")
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"{name}.json"), "w") as f:
+                json.dump(report, f, indent=1)
+
+
+def category(message: str) -> str:
+    """A message's class: its words without the file, numbers and quoted parts."""
+    import re
+
+    said = message.strip().splitlines()[-1] if message.strip() else ""
+    said = said.removeprefix("rnncli: error: ").removeprefix("rnncli: ")
+    said = said.split(": ", 1)[-1]
+    said = re.sub(r"'[^']*'|\([^)]*\)|[\d,.]+", "_", said)
+    return " ".join(said.split()[:7])
