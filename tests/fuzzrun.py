@@ -43,7 +43,7 @@ def _vm_size() -> int:
     return 0
 
 
-def _child(work, w):
+def _child(w, work, args):
     try:
         import faulthandler
 
@@ -56,7 +56,7 @@ def _child(work, w):
         except (OSError, ValueError):
             pass
         try:
-            said = {"outcome": str(work())}
+            said = {"outcome": str(work(*args))}
         except MemoryError as e:
             said = {"failure": "memory", "outcome": f"MemoryError: {e}"}
         except BaseException as e:  # anything else is a finding
@@ -66,14 +66,14 @@ def _child(work, w):
         os._exit(0)
 
 
-def run_case(work, timeout: float = 120.0, max_mib: float = 1024.0) -> Ran:
-    """Run ``work()`` (returning the outcome's class as a string, or raising) in a child."""
+def run_case(work, *args, timeout: float = 120.0, max_mib: float = 1024.0) -> Ran:
+    """Run ``work(*args)`` (returning the outcome's class as a string, or raising) in a child."""
     r, w = os.pipe()
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child(work, w)
+        _child(w, work, args)
     os.close(w)
     data, deadline = b"", t0 + timeout
     try:
@@ -119,7 +119,8 @@ class Tally:
 
     def add(self, ran: Ran, name: str):
         self.cases += 1
-        self.outcomes[ran.outcome] = self.outcomes.get(ran.outcome, 0) + 1
+        said = f"FAILED: {ran.failure}" if ran.failure else ran.outcome
+        self.outcomes[said] = self.outcomes.get(said, 0) + 1
         self.slowest = max(self.slowest, (round(ran.seconds, 3), name))
         self.peak = max(self.peak, (round(ran.peak_mib, 1), name))
 
