@@ -241,14 +241,14 @@ def check_ratio(uncompressed: int, compressed: int, what: str,
 
 
 def markdown_table() -> str:
-    """The table in docs/limits.md."""
+    """The table in docs/errors.md."""
     rows = ["| limit | default | environment variable / option | why |", "|---|---|---|---|"]
     rows += ["| " + " | ".join(row) + " |" for row in table()]
     return "\n".join(rows) + "\n"
 
 
 def table() -> list[tuple[str, str, str, str]]:
-    """(limit, default, environment variable, why) rows for docs/limits.md."""
+    """(limit, default, environment variable, why) rows for docs/errors.md."""
     rows = []
     for lim in LIMITS.values():
         default = _show(lim, lim.default)
