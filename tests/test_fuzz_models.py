@@ -137,3 +137,13 @@ def test_fuzz_models_and_initial_states(tmp_path, monkeypatch):
     tally.save(report, "models")
     assert not failed, "\n".join(failed[:20])
     assert 0 < report["outcomes"].get("ran", 0) < CASES, report
+
+
+def test_case_8267_an_initial_state_npz_of_an_unknown_zip_version(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open("h0.npz", "wb") as f:
+        f.write(bytes.fromhex(open(os.path.join(DATA, "damaged", "state_8267.hex")).read()))
+    argv = ["forward", STATE_MODEL, "-i", STATE_INPUT, "--initial-state", "h0.npz"]
+    assert run_forward(argv) == "exit 1: damaged _npz _"
+    r = CliRunner().invoke(cli, argv)
+    assert r.stderr == "rnncli: error: h0.npz: damaged .npz (zip file version 17.3)\n"
