@@ -22,6 +22,7 @@ from conftest import DATA, sample
 from test_fuzz_inputs import _flip, mutate
 
 import rnncli
+import rnncli.errors
 from rnncli.cli import cli
 from rnncli.models import write_weights
 
@@ -147,3 +148,22 @@ def test_case_8267_an_initial_state_npz_of_an_unknown_zip_version(tmp_path, monk
     assert run_forward(argv) == "exit 1: damaged _npz _"
     r = CliRunner().invoke(cli, argv)
     assert r.stderr == "rnncli: error: h0.npz: damaged .npz (zip file version 17.3)\n"
+
+
+def load_peak(path):
+    try:
+        rnncli.load_model(path)
+    except rnncli.errors.RnncliError as e:
+        return str(e)
+    return "loaded"
+
+
+def test_case_2826_a_damaged_heap_costs_no_memory(tmp_path):
+    # 24 KB whose weight_names attribute made HDF5 allocate 2 GB (in the probe's child)
+    path = tmp_path / "case.h5"
+    path.write_bytes(bytes.fromhex(open(os.path.join(DATA, "damaged", "heap_2826.hex")).read()))
+    ran = fuzzrun.run_case(load_peak, str(path), timeout=60)
+    assert ran.failure is None, ran
+    assert ran.outcome == (f"{path}: damaged HDF5 file: reading its structure needs more than "
+                           f"512 MiB (a damaged heap or shape); refused")
+    assert ran.peak_mib < 400, ran
