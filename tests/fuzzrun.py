@@ -5,9 +5,10 @@
   error" line, a traceback, a message of more than one line);
 - "hang": the case did not finish in ``timeout`` seconds (the child is killed);
 - "crash": the child died of a signal;
-- "memory": the child's peak RSS went over ``max_mib`` (read from ``os.wait4``'s rusage,
-  so it is the case's own peak; it includes the test process's pages the child shares,
-  about 150-250 MiB), or an allocation failed under the guard below.
+- "memory": the child's peak RSS (read from ``os.wait4``'s rusage: the case's own, its
+  children's included) grew more than ``max_mib`` over the test process's RSS when it
+  forked (the pages the child shares, 60 MiB at the start of a run, some hundreds after
+  many tests), or an allocation failed under the guard below.
 
 The child's address space is capped a few GiB above what it starts with: a guard for the
 shared machine, never reached by a case within ``max_mib``.
@@ -31,14 +32,20 @@ GUARD_BYTES = 4 << 30
 class Ran:
     outcome: str  # what the case ended in (its message class), or the failure's detail
     seconds: float
-    peak_mib: float
+    peak_mib: float  # the child's peak RSS
     failure: str | None = None  # one of FAILURES
+    base_mib: float = 0.0  # the test process's RSS when it forked: peak_mib - base_mib is the case's
+
+    @property
+    def grew_mib(self) -> float:
+        return self.peak_mib - self.base_mib
 
 
-def _vm_size() -> int:
+def _status(field: str) -> int:
+    """Bytes of a /proc/self/status field (VmSize, VmRSS)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmSize:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -50,7 +57,7 @@ def _child(w, work, args):
         faulthandler.disable()  # a crash is the finding, told by the parent
         try:
             soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            cap = _vm_size() + GUARD_BYTES
+            cap = _status("VmSize") + GUARD_BYTES
             if hard == resource.RLIM_INFINITY or cap < hard:
                 resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
         except (OSError, ValueError):
@@ -69,6 +76,7 @@ def _child(w, work, args):
 def run_case(work, *args, timeout: float = 120.0, max_mib: float = 1024.0) -> Ran:
     """Run ``work(*args)`` (returning the outcome's class as a string, or raising) in a child."""
     r, w = os.pipe()
+    base = _status("VmRSS") / 2**20
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -99,13 +107,13 @@ def run_case(work, *args, timeout: float = 120.0, max_mib: float = 1024.0) -> Ra
     if not finished:
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL:
             name = signal.Signals(os.WTERMSIG(status)).name
-            return Ran(f"died of {name}", seconds, peak, "crash")
-        return Ran(f"no answer in {timeout:g} s", seconds, peak, "hang")
+            return Ran(f"died of {name}", seconds, peak, "crash", base)
+        return Ran(f"no answer in {timeout:g} s", seconds, peak, "hang", base)
     said = json.loads(data)
-    if peak > max_mib and not said.get("failure"):
-        return Ran(f"peak RSS {peak:.0f} MiB (ended in: {said['outcome']})", seconds, peak,
-                   "memory")
-    return Ran(said["outcome"], seconds, peak, said.get("failure"))
+    if peak - base > max_mib and not said.get("failure"):
+        return Ran(f"peak RSS {peak:.0f} MiB, {peak - base:.0f} MiB over the test process "
+                   f"(ended in: {said['outcome']})", seconds, peak, "memory", base)
+    return Ran(said["outcome"], seconds, peak, said.get("failure"), base)
 
 
 class Tally:
@@ -115,6 +123,7 @@ class Tally:
         self.outcomes: dict[str, int] = {}
         self.slowest = (0.0, "")
         self.peak = (0.0, "")
+        self.grew = (0.0, "")
         self.cases = 0
 
     def add(self, ran: Ran, name: str):
@@ -123,11 +132,13 @@ class Tally:
         self.outcomes[said] = self.outcomes.get(said, 0) + 1
         self.slowest = max(self.slowest, (round(ran.seconds, 3), name))
         self.peak = max(self.peak, (round(ran.peak_mib, 1), name))
+        self.grew = max(self.grew, (round(ran.grew_mib, 1), name))
 
     def report(self, **extra) -> dict:
         return {"cases": self.cases, **extra,
                 "slowest_seconds": self.slowest[0], "slowest": self.slowest[1],
                 "peak_rss_mib": self.peak[0], "peak_case": self.peak[1],
+                "most_grown_mib": self.grew[0], "most_grown_case": self.grew[1],
                 "outcomes": dict(sorted(self.outcomes.items(), key=lambda kv: -kv[1]))}
 
     def save(self, report: dict, name: str):

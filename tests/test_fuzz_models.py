@@ -166,4 +166,4 @@ def test_case_2826_a_damaged_heap_costs_no_memory(tmp_path):
     assert ran.failure is None, ran
     assert ran.outcome == (f"{path}: damaged HDF5 file: reading its structure needs more than "
                            f"512 MiB (a damaged heap or shape); refused")
-    assert ran.peak_mib < 400, ran
+    assert ran.grew_mib < 200, ran  # 2 GB before
