@@ -65,8 +65,9 @@ LIMITS = {lim.name: lim for lim in (
     Limit("decompression_ratio_floor", 64 * MIB, "size",
           "Members that inflate to at most this many bytes skip the ratio check (a small "
           "all-zero array compresses far better than 1000:1 and is harmless)."),
-    Limit("max_config_bytes", 64 * MIB, "size",
-          "config.json / metadata.json in a .keras archive; real configs are kilobytes."),
+    Limit("max_config_bytes", 8 * MIB, "size",
+          "config.json in a .keras archive (or an .npz model's config); real configs are "
+          "kilobytes, 4,096 layers about 6 MiB. metadata.json is held to 1 MiB."),
     Limit("max_layers", 4096, "count",
           "Layers in a model config; real recurrent models have tens."),
     Limit("max_units", 65536, "count",
@@ -240,14 +241,14 @@ def check_ratio(uncompressed: int, compressed: int, what: str,
 
 
 def markdown_table() -> str:
-    """The table in docs/limits.md."""
+    """The table in docs/errors.md."""
     rows = ["| limit | default | environment variable / option | why |", "|---|---|---|---|"]
     rows += ["| " + " | ".join(row) + " |" for row in table()]
     return "\n".join(rows) + "\n"
 
 
 def table() -> list[tuple[str, str, str, str]]:
-    """(limit, default, environment variable, why) rows for docs/limits.md."""
+    """(limit, default, environment variable, why) rows for docs/errors.md."""
     rows = []
     for lim in LIMITS.values():
         default = _show(lim, lim.default)

@@ -81,3 +81,57 @@ def npz_of(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------ model files
+
+
+def _zip64_member(name, data, method, crc, size):
+    """Local header and central entry of a member that declares ``size`` (any size) with a
+    ZIP64 extra field; offsets stay under 4 GiB."""
+    raw = name.encode()
+    extra = struct.pack("<HHQQ", 1, 16, size, len(data))
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 45, 0, method, 0, 0x21, crc,
+                        0xFFFFFFFF, 0xFFFFFFFF, len(raw), len(extra)) + raw + extra + data
+    central = struct.pack("<4sHHHHHHIIIHHHHHI", b"PK\x01\x02", 45, 45, 0, method, 0, 0x21,
+                          crc, 0xFFFFFFFF, 0xFFFFFFFF, len(raw), len(extra), 0, 0, 0, 0)
+    return local, central, raw + extra
+
+
+def zip64_bytes(members) -> bytes:
+    """A zip archive from ``(name, stored_bytes, method, crc, file_size)``, sizes as ZIP64."""
+    out, central = bytearray(), bytearray()
+    for name, data, method, crc, size in members:
+        local, entry, tail = _zip64_member(name, data, method, crc, size)
+        central += entry + struct.pack("<I", len(out)) + tail
+        out += local
+    n = len(members)
+    return bytes(out + central + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n,
+                                             len(central), len(out), 0))
+
+
+def zero_deflate(total, head=b"", noise=0):
+    """Deflate data for ``head`` then ``total`` bytes, built from one compressed 4 MiB block
+    repeated (never the bytes themselves): zeros, after ``noise`` random bytes a block (16 KiB
+    of noise make it about 256:1, under the decompression-ratio limit)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = [c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)]
+    plain = np.random.default_rng(0).bytes(noise) + bytes(BLOCK - noise)
+    block = c.compress(plain) + c.flush(zlib.Z_FULL_FLUSH)
+    out += [block] * (total // BLOCK)
+    out.append(c.compress(bytes(total % BLOCK)) + c.flush(zlib.Z_FINISH))
+    return b"".join(out)
+
+
+def keras_with(config: bytes, metadata: bytes, weights: tuple) -> bytes:
+    """A .keras archive: config.json and metadata.json deflated, then ``weights`` as
+    ``(stored_bytes, method, crc, file_size)`` for model.weights.h5."""
+    return zip64_bytes([deflated("config.json", config)[:5],
+                        deflated("metadata.json", metadata)[:5],
+                        ("model.weights.h5",) + tuple(weights)])
+
+
+def json_of_empty_objects(size):
+    """``size`` bytes of JSON that parse into size/3 empty dicts (64 bytes each in Python)."""
+    n = (size - 2) // 3
+    return b"[" + b"{}," * (n - 1) + b"{}]"

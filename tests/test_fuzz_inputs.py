@@ -1,28 +1,31 @@
 """Fuzzing the input readers: valid .npy, .npz and CSV bytes, mutated (bit flips,
 truncation, header and zip-directory edits, huge numbers and cells), fed to read_input
-from a file and from stdin. Each case ends in an array or in an RnncliError of one line;
-any other exception fails the test and names the case to replay.
+from a file and from stdin, and to read_initial_state (what --initial-state reads). Each
+case runs in a forked child (tests/fuzzrun.py) and must end in an array or in an
+RnncliError of one line, within a minute and 1 GiB of peak memory; anything else (another
+exception, a hang, a crash) fails the test and names the case to replay.
 
 200 cases per run; RNNCLI_FUZZ_INPUTS=N for more, RNNCLI_FUZZ_SEED for another sequence,
-RNNCLI_FUZZ_REPORT=path.json to keep the counts (cases, outcomes by message, slowest case).
+RNNCLI_FUZZ_REPORT=folder to keep the counts in folder/inputs.json (cases, outcomes by
+message class, slowest case, highest peak memory).
 """
 
 import io
-import json
 import os
 import random
 import re
-import resource
 import struct
-import time
 
+import fuzzrun
 import numpy as np
 from conftest import sample
+from fuzzrun import category
 from hostile_files import npy_of
 
 from rnncli import limits
 from rnncli.errors import RnncliError
 from rnncli.io.inputs import read_input
+from rnncli.io.states import read_initial_state
 
 CASES = int(os.environ.get("RNNCLI_FUZZ_INPUTS", "200"))
 SEED = int(os.environ.get("RNNCLI_FUZZ_SEED", "17"))
@@ -161,55 +164,83 @@ def mutate(rng, kind, data):
     return bytes(d)
 
 
-def _category(message):
-    said = message.split(": ", 1)[-1]
-    said = re.sub(r"'[^']*'|\([^)]*\)|[\d,.]+", "_", said)
-    return " ".join(said.split()[:7])
+def _touch(array):
+    """Read every value: a mapped array past the file's end would crash here."""
+    with np.errstate(all="ignore"):
+        float(np.asarray(array, np.float64).sum())
+
+
+def read_case(data, how, key, path):
+    """One case: ``data`` read as an input (from a file or stdin) or as an initial state;
+    the outcome's class, or an exception."""
+    try:
+        if how == "state":
+            path.write_bytes(data)
+            got = read_initial_state(str(path))
+            for value in (got.values() if isinstance(got, dict) else [got]):
+                for array in (value.values() if isinstance(value, dict) else [value]):
+                    _touch(array)
+            return "read"
+        if how == "stdin":
+            got = read_input("-", key=key, stdin=io.BytesIO(data))
+        else:
+            path.write_bytes(data)
+            got = read_input(str(path), key=key)
+        _touch(got.array)
+        got.has_nonfinite, got.overflows(np.float32)
+        return "read"
+    except RnncliError as e:
+        if not str(e) or "\n" in str(e):
+            raise AssertionError(f"not one line: {str(e)!r}") from None
+        return f"{type(e).__name__}: {category(str(e))}"
+
+
+def cases(n, seed=SEED):
+    """The case list: (number, seed's label, bytes, how, key), the same for a seed."""
+    rng = random.Random(seed)
+    sources = seeds()
+    for i in range(n):
+        label = rng.choice(sorted(sources))
+        kind = label.split()[0] if label[:3] in ("npy", "npz") else "csv"
+        data = mutate(rng, kind, sources[label])
+        how = rng.choice(["stdin"] * 4 + ["file"] * 4 + ["state"] * 2)
+        key = rng.choice([None, None, "a", "b", "x"]) if kind == "npz" and how != "state" else None
+        yield i, label, data, how, key
 
 
 def test_fuzz_inputs(tmp_path):
-    """Every mutated input is read or refused with an RnncliError of one line."""
-    rng = random.Random(SEED)
-    sources = seeds()
-    outcomes, slowest = {}, (0.0, None)
+    """Every mutated input is read or refused with an RnncliError of one line, within a
+    minute and 1 GiB; any other ending fails the test and leaves the case to replay."""
+    tally, failed = fuzzrun.Tally(), []
     path = tmp_path / "case.bin"
     with limits.override(max_memory="256M"):
-        for n in range(CASES):
-            label = rng.choice(sorted(sources))
-            kind = label.split()[0] if label[:3] in ("npy", "npz") else "csv"
-            data = mutate(rng, kind, sources[label])
-            via_stdin = rng.random() < 0.4
-            key = rng.choice([None, None, "a", "b", "x"]) if kind == "npz" else None
-            t0 = time.perf_counter()
-            try:
-                if via_stdin:
-                    got = read_input("-", key=key, stdin=io.BytesIO(data))
-                else:
-                    path.write_bytes(data)
-                    got = read_input(str(path), key=key)
-                # touch the data: a mapped array past the file's end would crash here
-                with np.errstate(all="ignore"):
-                    float(np.asarray(got.array, np.float64).sum())
-                got.has_nonfinite, got.overflows(np.float32)
-                outcome = "read"
-            except RnncliError as e:
-                assert str(e) and "\n" not in str(e), (n, label, str(e))
-                outcome = f"{type(e).__name__}: {_category(str(e))}"
-            except Exception as e:  # anything else is a bug: the point of the test
+        for n, label, data, how, key in cases(CASES):
+            ran = fuzzrun.run_case(read_case, data, how, key, path, timeout=60)
+            if ran.failure:
                 replay = tmp_path / f"failing_case_{n}.bin"
                 replay.write_bytes(data)
-                raise AssertionError(f"case {n} ({label}, {'stdin' if via_stdin else 'file'}, "
-                                     f"key={key}): {type(e).__name__}: {e}; bytes in "
-                                     f"{replay}") from e
-            elapsed = time.perf_counter() - t0
-            slowest = max(slowest, (elapsed, f"case {n} ({label})"))
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    refused = sum(v for k, v in outcomes.items() if k != "read")
-    report = {"cases": CASES, "seed": SEED, "read": outcomes.get("read", 0), "refused": refused,
-              "max_seconds_per_case": round(slowest[0], 3), "slowest": slowest[1],
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-              "outcomes": dict(sorted(outcomes.items(), key=lambda kv: -kv[1]))}
-    if os.environ.get("RNNCLI_FUZZ_REPORT"):
-        with open(os.environ["RNNCLI_FUZZ_REPORT"], "w") as f:
-            json.dump(report, f, indent=1)
-    assert refused > 0 and outcomes.get("read", 0) > 0, report
+                failed.append(f"case {n} ({label}, {how}, key={key}): {ran.failure}: "
+                              f"{ran.outcome}; bytes in {replay}")
+            tally.add(ran, f"case {n} ({label}, {how})")
+    report = tally.report(seed=SEED, failed=failed)
+    tally.save(report, "inputs")
+    assert not failed, "\n".join(failed[:20])
+    read = report["outcomes"].get("read", 0)
+    assert 0 < read < CASES, report
+
+
+def test_the_runner_tells_each_failure():
+    import signal
+    import time
+
+    def big():
+        block = np.ones(160 * 2**20 // 8 * 8)  # 1.25 GiB touched
+        return str(block[-1])
+
+    assert fuzzrun.run_case(lambda: "read").failure is None
+    assert fuzzrun.run_case(lambda: 1 / 0).outcome == "ZeroDivisionError: division by zero"
+    assert fuzzrun.run_case(lambda: time.sleep(30), timeout=0.5).failure == "hang"
+    assert fuzzrun.run_case(lambda: os.kill(os.getpid(), signal.SIGSEGV)).failure == "crash"
+    ran = fuzzrun.run_case(big)
+    assert ran.failure == "memory" and ran.grew_mib > 1024, ran
+    assert fuzzrun.run_case(lambda: np.ones(2**40)).failure == "memory"  # over the guard

@@ -101,9 +101,9 @@ def test_ratio_check_spares_small_members():
 
 
 def test_limits_doc_is_current():
-    text = open(os.path.join(ROOT, "docs", "limits.md")).read()
+    text = open(os.path.join(ROOT, "docs", "errors.md")).read()
     table = "<!-- limits:start -->\n" + limits.markdown_table() + "<!-- limits:end -->"
-    assert table in text, "docs/limits.md is stale: paste limits.markdown_table() into it"
+    assert table in text, "docs/errors.md is stale: paste limits.markdown_table() into it"
     assert len(limits.table()) == len(limits.names()) == 9
 
 

@@ -12,8 +12,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
+from hostile_files import (
+    deflated,
+    json_of_empty_objects,
+    keras_with,
+    npy,
+    npy_header,
+    npy_of,
+    zero_deflate,
+    zip64_bytes,
+)
 
 import rnncli
+from rnncli import limits
 from rnncli.cli import cli
 from rnncli.core import layers as L
 from rnncli.core import model as model_module
@@ -207,3 +218,99 @@ def test_summary_of_a_thousand_units_is_bounded(tmp_path):
     assert out["code"] == 0, out["stderr"]
     assert "'rnn' (1024 units) are estimates" in out["stderr"]
     assert out["peak_mib"] < 300, out  # the weights take 4 MiB
+
+
+# ------------------------------------------------------------ small files that claim gigabytes
+
+MEASURED = """
+import json, resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 30, 1 << 30))  # a regression can't fill /tmp
+r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(json.dumps({"code": r.returncode, "stderr": r.stderr,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def forward_measured(tmp_path, model):
+    """`rnncli forward MODEL` in a grandchild: exit code, stderr, peak RSS, and what it left
+    in its own temporary folder."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [sys.executable, "-c", MEASURED, sys.executable, "-m", "rnncli", "forward", model,
+            "-i", os.path.join(ROOT, "sample_weights", "seed000_input.csv")]
+    env = dict(os.environ, PYTHONPATH=ROOT, TMPDIR=str(tmp))
+    env.pop("RNNCLI_MAX_MEMORY", None)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    out = json.loads(r.stdout)
+    out["left"] = os.listdir(tmp)
+    return out
+
+
+def seed000_config():
+    with zipfile.ZipFile(os.path.join(ROOT, "sample_weights", "seed000_two_units.keras")) as z:
+        return z.read("config.json")
+
+
+@pytest.mark.parametrize("config_mib,metadata_mib,message", [
+    # 130 KB holding two 64 MiB members of "{}," (22 million dicts each): 3.3 GB before
+    (64, 64, "config.json is 64.0 MiB, over the 8 MiB max_config_bytes limit; if the file "
+             "is trusted, raise it with RNNCLI_MAX_CONFIG_BYTES=64M"),
+    # the most the limits let through is parsed, in little memory
+    (8, 8, "metadata.json is 8.0 MiB; expected at most 1 MiB (Keras writes a version"),
+])
+def test_config_members_inflating_to_millions_of_objects(tmp_path, config_mib, metadata_mib,
+                                                        message):
+    config = json_of_empty_objects(config_mib * 2**20 - (64 if config_mib > 8 else 0))
+    metadata = json_of_empty_objects(metadata_mib * 2**20 - 64)
+    path = tmp_path / "config.keras"
+    path.write_bytes(keras_with(config, metadata, deflated("model.weights.h5", b"x")[1:5]))
+    assert path.stat().st_size < 140_000
+    r = forward_measured(tmp_path, str(path))
+    assert r["code"] == 1 and message in r["stderr"], r
+    assert len(r["stderr"].strip().splitlines()) == 1
+    assert r["peak_mib"] < 400 and r["left"] == [], r
+
+
+def test_keras_weights_inflating_to_8_gib_are_refused_before_unpacking(tmp_path):
+    # 8 MB whose model.weights.h5 declares (and would inflate to) 8 GiB: it was written to /tmp
+    total = 8 * 2**30 - 8
+    weights = zero_deflate(total, b"\x89HDF\r\n\x1a\n")
+    path = tmp_path / "weights.keras"
+    path.write_bytes(keras_with(seed000_config(), b'{"keras_version": "3.4.1"}',
+                                (weights, zipfile.ZIP_DEFLATED, 0, total + 8)))
+    r = forward_measured(tmp_path, str(path))
+    assert r["code"] == 1
+    assert r["stderr"] == (f"rnncli: error: {path}: member model.weights.h5 would take 8 GiB, "
+                           f"over the 2 GiB max_memory limit; if the file is trusted, raise it "
+                           f"with RNNCLI_MAX_MEMORY=8G or --max-memory 8G\n")
+    assert r["peak_mib"] < 300 and r["left"] == [], r
+
+
+def test_model_npz_inflating_to_gigabytes_is_refused_before_inflating(tmp_path):
+    # 13 MB, about 256:1 (under the ratio limit), whose kernel inflates to 2.5 GiB: np.load
+    # inflated it all (2.6 GB)
+    n = 5 * 2**27
+    header = npy(npy_header("<f4", (5, n // 5)))
+    members = [("kernel.npy", zero_deflate(n * 4, header, noise=16 << 10),
+                zipfile.ZIP_DEFLATED, 0, len(header) + n * 4),
+               deflated("recurrent_kernel.npy", npy_of(np.zeros((2, 2), np.float32)))[:5]]
+    path = tmp_path / "model.npz"
+    path.write_bytes(zip64_bytes(members))
+    assert 10e6 < path.stat().st_size < 14e6
+    r = forward_measured(tmp_path, str(path))
+    assert r["code"] == 1
+    assert r["stderr"] == (f"rnncli: error: {path}: the weights would take 2.5 GiB, over the "
+                           f"2 GiB max_memory limit; if the file is trusted, raise it with "
+                           f"RNNCLI_MAX_MEMORY=4G or --max-memory 4G\n")
+    assert r["peak_mib"] < 300 and r["left"] == [], r
+
+
+def test_model_npz_members_are_read_within_the_limits(tmp_path):
+    path = tmp_path / "m.npz"
+    np.savez(path, kernel=np.ones((3, 2), np.float32), recurrent_kernel=np.eye(2, dtype="f4"),
+             bias=np.zeros(2, np.float32))
+    assert rnncli.load_model(str(path)).layers[0].units == 2
+    with limits.override(max_memory="32"):
+        with pytest.raises(ModelFileError, match=r"m.npz: the weights would take .* over the "
+                                                 r"32 bytes max_memory limit"):
+            rnncli.load_model(str(path))

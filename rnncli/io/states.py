@@ -43,11 +43,13 @@ def _is_npz(path):
 def _npz_arrays(path):
     import zipfile
 
+    from .npyio import ZIP_ERRORS, _short
+
     try:
         with zipfile.ZipFile(path) as z:
             keys = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
-    except (zipfile.BadZipFile, OSError) as e:
-        raise InputDataError(f"{printable(path)}: damaged .npz ({e})") from None
+    except ZIP_ERRORS as e:  # NotImplementedError too: a zip of an unknown version
+        raise InputDataError(f"{printable(path)}: damaged .npz ({_short(e)})") from None
     if not keys:
         raise InputDataError(f"{printable(path)}: holds no arrays; expected h (and c)")
     return {k: read_input(path, k).array for k in keys}

@@ -12,12 +12,12 @@ import shutil
 import tempfile
 import zipfile
 
-from .. import signals
+from .. import limits, signals
 from ..errors import ModelFileError
 from .hdf5 import short
 
-MAX_CONFIG_BYTES = 64 * 2**20  # config.json / metadata.json in a .keras archive
-MAX_WEIGHTS_BYTES = 8 * 2**30  # model.weights.h5 in a .keras archive
+MAX_WEIGHTS_BYTES = 8 * 2**30  # model.weights.h5 in a .keras archive (and max_memory)
+MAX_METADATA_BYTES = 2**20  # metadata.json (Keras writes a version and a date)
 
 
 def read_json(text, where):
@@ -35,6 +35,11 @@ def member_file(zf, path, member, limit):
     """An archived member for h5py: in memory when small, else copied to a temporary file
     (so a multi-GB .keras archive is never held in memory whole)."""
     info = zf.getinfo(member)
+    # before a byte is inflated or written: weights beyond max_memory could never be held
+    limits.check_bytes(info.file_size, f"{path}: member {member} would take",
+                       error=ModelFileError)
+    limits.check_ratio(info.file_size, info.compress_size, f"{path}: member {member}",
+                       error=ModelFileError)
     if info.file_size <= IN_MEMORY_BYTES:
         yield io.BytesIO(read_member(zf, path, member, limit))
         return
@@ -64,6 +69,22 @@ def member_file(zf, path, member, limit):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         signals.untrack(tmp)
+
+
+def read_config(zf, path, member):
+    """config.json (within max_config_bytes) or metadata.json (a MiB), parsed."""
+    info = zf.getinfo(member)
+    if member == "config.json":
+        limits.check_bytes(info.file_size, f"{path}: {member} is", name="max_config_bytes",
+                           error=ModelFileError)
+        limit = limits.get("max_config_bytes")
+    else:
+        limit = min(MAX_METADATA_BYTES, limits.get("max_config_bytes"))
+        if info.file_size > limit:
+            raise ModelFileError(f"{path}: {member} is {limits.format_size(info.file_size)}; "
+                                 f"expected at most {limits.format_size(limit)} (Keras writes "
+                                 f"a version and a date there)")
+    return read_json(read_member(zf, path, member, limit), f"{path}: {member}")
 
 
 def read_member(zf, path, member, limit):

@@ -15,7 +15,7 @@ import zipfile
 from ..core.model import Model
 from ..errors import ModelFileError, RnncliError, UsageError, file_error
 from . import archive, inferred
-from .archive import member_file, read_json, read_member
+from .archive import member_file, read_config, read_json
 from .build import snake_case
 from .config import check_config_size, model_from_config
 from .hdf5 import (
@@ -328,13 +328,11 @@ def _load_zip(path, settings):
             if member not in names:
                 raise ModelFileError(f"{path}: .keras archive has no {member}; expected "
                                      f"config.json, metadata.json and model.weights.h5")
-        config = read_json(read_member(zf, path, "config.json", archive.MAX_CONFIG_BYTES),
-                           f"{path}: config.json")
+        config = read_config(zf, path, "config.json")
         check_config_size(config, f"{path}: config.json")  # before the weights are opened
         meta = {}
         if "metadata.json" in names:
-            meta = read_json(read_member(zf, path, "metadata.json", archive.MAX_CONFIG_BYTES),
-                             f"{path}: metadata.json")
+            meta = read_config(zf, path, "metadata.json")
             if not isinstance(meta, dict):
                 meta = {}
         with member_file(zf, path, "model.weights.h5", archive.MAX_WEIGHTS_BYTES) as source, \

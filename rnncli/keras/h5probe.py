@@ -28,6 +28,10 @@ from ..errors import ModelFileError
 
 TIMEOUT_SECONDS = float(os.environ.get("RNNCLI_HDF5_TIMEOUT", "10"))
 MAX_PROBED_BYTES = 16 * 2**20
+# Address space the child may add: a damaged heap or dataspace can make the HDF5 library
+# allocate gigabytes for a 24 KB file (2 GB reading one weight_names attribute, found by
+# tests/test_fuzz_models.py); walking a real file's structure takes a few MiB.
+PROBE_MEMORY = 512 * 2**20
 
 
 def _visit(f):
@@ -90,16 +94,33 @@ def _child(source, w, prctl, parent: int, timeout: float):
         faulthandler.disable()  # a crash here is the finding, not something to print
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
+        _limit_memory()
         import h5py
 
         with h5py.File(source, "r") as f:
             _visit(f)
         status = b"k"
-    except BaseException:  # noqa: BLE001 - the parent reads the file again and reports
-        status = b"k"  # a Python-level error: the real read will say what it is
+    except BaseException as e:  # noqa: BLE001 - the parent reads the file again and reports
+        # a Python-level error: the real read will say what it is; an allocation over the
+        # cap: the real read would take that memory, so the parent refuses the file
+        status = b"m" if isinstance(e, MemoryError) or "allocation failed" in str(e) else b"k"
     finally:
         os.write(w, status)
         os._exit(0)
+
+
+def _limit_memory():
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = size + PROBE_MEMORY
+        if hard == resource.RLIM_INFINITY or cap < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
 
 
 def probe(source, where: str, timeout: float | None = None):
@@ -138,6 +159,9 @@ def probe(source, where: str, timeout: float | None = None):
     if not ready:
         raise ModelFileError(f"{where}: damaged HDF5 file: reading its structure did not finish "
                              f"in {timeout:g} s")
+    if answer == b"m":
+        raise ModelFileError(f"{where}: damaged HDF5 file: reading its structure needs more "
+                             f"than {PROBE_MEMORY >> 20} MiB (a damaged heap or shape); refused")
     if not answer:
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if sig == signal.SIGALRM:  # its own alarm: it did not finish in time either

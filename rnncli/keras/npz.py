@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 
 import numpy as np
 
-from ..errors import ModelFileError
+from .. import limits
+from ..errors import ModelFileError, RnncliError
 from . import inferred
 from .archive import read_json
 from .build import snake_case
@@ -20,17 +22,56 @@ WEIGHT_ORDER = ("kernel", "recurrent_kernel", "bias", "embeddings")
 
 
 def load_npz(path, settings=None):
+    """A model from an .npz of weights. Every member is read within the limits
+    (rnncli/limits.py) before it is inflated: numeric arrays as ``npyio.read_member`` reads
+    them (the weights together within ``max_memory``), ``config`` (JSON text) within
+    ``max_config_bytes``; nothing pickled is ever loaded."""
+    from ..io import npyio
+
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise ModelFileError(f"{path}: holds object (pickled) arrays, which rnncli never "
-                                 f"loads; expected plain numeric arrays") from None
-        raise ModelFileError(f"{path}: damaged .npz ({short(e)})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        with zipfile.ZipFile(path) as zf:
+            infos = [zf.getinfo(n) for n in zf.namelist()]
+            limits.check_bytes(sum(i.file_size for i in infos if not _is_config(i)),
+                               f"{path}: the weights would take", error=ModelFileError)
+            for info in infos:
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if _is_config(info):
+                    arrays[key] = _config_member(zf, info, f"{path}[{key}]")
+                else:
+                    arrays[key] = npyio.read_member(zf, info, f"{path}[{key}]", ModelFileError)
+    except RnncliError:
+        raise
+    except npyio.ZIP_ERRORS as e:
         raise ModelFileError(f"{path}: damaged .npz ({short(e)})") from None
     return model_from_npz(arrays, path, settings)
+
+
+def _is_config(info):
+    return info.filename in ("config", "config.npy")
+
+
+def _config_member(zf, info, name):
+    """The ``config`` member: a 0-d unicode array of JSON text, read within max_config_bytes."""
+    from ..io import npyio
+
+    limits.check_bytes(info.file_size, f"{name}: member is", name="max_config_bytes",
+                       error=ModelFileError)
+    limits.check_ratio(info.file_size, info.compress_size, f"{name}: member",
+                       error=ModelFileError)
+    with zf.open(info) as f:
+        data = f.read(info.file_size + 1)
+    try:
+        arr = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, TypeError, OSError, EOFError, SyntaxError, MemoryError) as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise ModelFileError(f"{name}: holds an object (pickled) array, which rnncli never "
+                                 f"loads; expected plain numeric arrays") from None
+        raise ModelFileError(f"{name}: damaged NPY data ({npyio._short(e)})") from None
+    if arr.dtype.kind not in "US" or arr.ndim != 0:
+        raise ModelFileError(f"{name}: holds {arr.dtype} values of shape {arr.shape}; expected "
+                             f"the model config as JSON text")
+    return arr
 
 
 def _source(path, has_config):
