@@ -38,9 +38,12 @@ TOL = MANIFEST["tolerance"]  # atol 1e-5, rtol 1e-4
 # more cases from `python scripts/make_reference.py --gradients`, where made
 GENERATED = os.path.join(DATA, "gradient_generated")
 CASES = [(REF, c) for c in MANIFEST["cases"]]
-if os.path.exists(os.path.join(GENERATED, "manifest.json")):
-    with open(os.path.join(GENERATED, "manifest.json")) as f:
-        CASES += [(GENERATED, c) for c in json.load(f)["cases"]]
+# and the LSTM/GRU cases (`--gradients --gated`): dL/dh_t and Jacobian norms from TF too
+GATED = os.path.join(DATA, "gradient_gated")
+for folder in (GENERATED, GATED):
+    if os.path.exists(os.path.join(folder, "manifest.json")):
+        with open(os.path.join(folder, "manifest.json")) as f:
+            CASES += [(folder, c) for c in json.load(f)["cases"]]
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - set(activations.VECTOR))
 EPS = 1e-6
 

@@ -42,14 +42,15 @@ def time_major(a):
 
 
 def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=False,
-                       engine=None):
+                       engine=None, zero_output=None):
     """Back-propagate through one direction of a recurrent layer.
 
     ``layer``: the RNN; ``d``: its DirectionResult from a traced run; ``initial``: the
     states it started from (a tuple of (B, H), or None for zeros); ``g_out``: dL/d(its
     output at every step) (B, T, H) in processing order, or None; ``g_final``:
     dL/d(final states), a tuple with None for none. ``jacobian``: also the spectral norms
-    of dh_{T-1}/dh_t. Rows of a big batch run in threads, as the forward pass does; a
+    of dh_{T-1}/dh_t. ``zero_output``: whether masked steps output zeros (None: the
+    layer's ``zero_output_for_mask``). Rows of a big batch run in threads, as the forward pass does; a
     long sequence with a small batch runs the cell's compiled loop where it has one."""
     cell, tr = layer.cell, d.trace
     H, dtype = cell.units, cell.dtype
@@ -66,7 +67,7 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
             g[i] += gi
     job = _Steps(cell, terms, states, initial, mask, time_major(g_out), g,
                  np.empty((T, B, cell.kernel.shape[1]), dtype), np.empty((T, B, H), dtype),
-                 layer.zero_output_for_mask)
+                 layer.zero_output_for_mask if zero_output is None else zero_output)
     compiled = _compiled(cell, T, B, mask, engine)
     if compiled is not None:
         compiled(job)
@@ -204,7 +205,10 @@ def bidirectional_backward(layer, result, initial, g_outputs, jacobian=False,
                            engine=None) -> LayerGrads:
     """Keras' Bidirectional: the merged output's gradient split per direction (rnn.py:
     the forward layer's sequence as it comes, the backward one's flipped to input time;
-    without return_sequences, each direction's final state)."""
+    without return_sequences, each direction's last output: the same numbers as its final
+    h state, but Keras differentiates the output, so behind trailing masked steps the
+    gradient reaches the last unmasked step directly, not through the carried states;
+    Keras' Bidirectional outputs zeros at masked steps only with return_sequences)."""
     n = len(layer.state_names)
     df, db = result.directions["forward"], result.directions["backward"]
     g = _padded(g_outputs, len(result.outputs))
@@ -220,9 +224,9 @@ def bidirectional_backward(layer, result, initial, g_outputs, jacobian=False,
     if initial is not None:
         init_f, init_b = tuple(initial[:n]), tuple(initial[n:])
     parts = {"forward": _direction(layer.forward_layer, df, init_f, gf, g_states[:n], seqs,
-                                   jacobian, engine),
+                                   jacobian, engine, last_output=True, zero_output=seqs),
              "backward": _direction(layer.backward_layer, db, init_b, gb, g_states[n:], seqs,
-                                    jacobian, engine)}
+                                    jacobian, engine, last_output=True, zero_output=seqs)}
     gx = parts["forward"].x_in + parts["backward"].x_in
     return LayerGrads(gx, parts["forward"].initial + parts["backward"].initial, parts)
 
@@ -233,11 +237,11 @@ def _padded(g, n):
 
 
 def _direction(lay, d, initial, g_y, g_states, sequences, jacobian, engine=None,
-               last_output=False):
+               last_output=False, zero_output=None):
     """One direction from the gradients of what it returned: ``g_y`` its output (the
-    sequence in processing order, or its last step: the last output of a one-way layer,
-    ``last_output``, or the final ``h`` state inside Bidirectional), ``g_states`` its final
-    states. Adds ``x_in``: dL/dx in input time order."""
+    sequence in processing order, or its last step: the last output, ``last_output``, or
+    else the final ``h`` state), ``g_states`` its final states. Adds ``x_in``: dL/dx in
+    input time order."""
     T = d.trace.x.shape[1]
     g_final = list(g_states) + [None] * (len(lay.state_names) - len(g_states))
     g_seq = None
@@ -249,7 +253,8 @@ def _direction(lay, d, initial, g_y, g_states, sequences, jacobian, engine=None,
             g_seq[:, -1] = g_y
         else:
             g_final[0] = g_y if g_final[0] is None else g_final[0] + g_y
-    dg = direction_backward(lay, d, initial, g_seq, tuple(g_final), jacobian, engine)
+    dg = direction_backward(lay, d, initial, g_seq, tuple(g_final), jacobian, engine,
+                            zero_output)
     dg.x_in = dg.x[:, ::-1] if lay.go_backwards else dg.x
     return dg
 
