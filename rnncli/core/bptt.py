@@ -74,12 +74,62 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
-    weights = cell.weight_gradients(x, job.dxp, states, initial, terms)
-    gx = (job.dxp.reshape(T * B, -1) @ cell.kernel.T).reshape(T, B, -1)
+    weights, gx = _products(cell, x, job.dxp, states, initial, terms)
     norms = jacobian_norms(cell.backward(terms, states, initial), T, B, H,
                            len(cell.state_names), dtype, mask) if jacobian else None
     return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
                           None if norms is None else time_major(norms))
+
+
+def _products(cell, x, dxp, states, initial, terms):
+    """The weight gradients and dL/dx = dxp·kernelᵀ (T, B, D): a few large matrix products
+    over every step, summed over chunks of steps in threads, each with a single-threaded
+    BLAS as the time loops run (a products' reduction over T·B rows splits poorly inside
+    BLAS: 3.5x slower with both cores busy on a (50·1024)-row sum here)."""
+    T, B = dxp.shape[:2]
+    gx = np.empty((T, B, cell.kernel.shape[0]), dxp.dtype)
+    kernel_t = cell.kernel.T
+
+    def chunk(t0, t1):
+        before = initial if t0 == 0 else tuple(s[t0 - 1] for s in states)
+        w = cell.weight_gradients(x[t0:t1], dxp[t0:t1], tuple(s[t0:t1] for s in states),
+                                  before, {k: v[t0:t1] for k, v in terms.items()})
+        np.matmul(dxp[t0:t1].reshape((t1 - t0) * B, -1), kernel_t,
+                  out=gx[t0:t1].reshape((t1 - t0) * B, -1))
+        return w
+
+    parts = _engine.split_parts(B * T, cell.units) if T > 1 else 1
+    if parts == 1:
+        return chunk(0, T), gx
+    job = _Chunks(chunk)
+    n = min(T, 2 * parts)  # two chunks a thread: one waits less on the slower
+    job.run_blocks([T * i // n for i in range(n + 1)], parts)
+    weights = job.found[0]
+    for w in job.found[1:]:
+        for k, v in w.items():
+            weights[k] = weights[k] + v
+    return weights, gx
+
+
+class _Chunks(_engine._Rows):
+    """``fn(t0, t1)`` over chunks of steps, in the forward loop's threads (engine.py);
+    ``found`` collects what it returns."""
+
+    def __init__(self, fn):
+        self.fn, self.found, self.stop = fn, [], threading.Event()
+
+    def run(self, t0, t1):
+        self.found.append(self.fn(t0, t1))
+
+
+def states_suffice(layer, shape, mask, engine=None) -> bool:
+    """Whether the backward pass of ``layer`` on an input of ``shape`` (B, T, D) needs
+    only the states of the forward pass, no trace (``Cell.backward_terms``; the compiled
+    loops read the trace)."""
+    B, T = shape[:2]
+    return all(lay.cell.backward_terms() == () and
+               _compiled(lay.cell, T, B, None if mask is None or np.all(mask) else mask,
+                         engine) is None for lay in layer.directions.values())
 
 
 def _compiled(cell, T, B, mask, engine):

@@ -207,6 +207,12 @@ class Cell:
             f"layer {self.name!r}: rnncli cannot yet compute gradients through a "
             f"{self.class_name}; expected a layer whose cell has a backward step")
 
+    def backward_terms(self) -> tuple | None:
+        """The trace terms :meth:`backward` needs besides ``h``, when they are none: the
+        backward pass then records the forward pass untraced, keeping the states alone
+        (rnncli/core/backprop.py); None: it needs the whole trace."""
+        return None
+
     def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
         """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``
         (T, B, P) dL/d(x·kernel + bias) as the backward steps wrote it, ``states`` and

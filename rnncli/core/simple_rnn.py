@@ -61,6 +61,12 @@ class SimpleRNNCell(Cell):
     def backward(self, terms, states, initial):
         return SimpleRNNBackward(self, terms, states, initial)
 
+    def backward_terms(self):
+        """tanh, sigmoid, linear: f'(z) from h alone, so the forward pass need not keep z
+        and x·W (a third of the work of recording it, and two (B, T, H) arrays)."""
+        key = activations.normalize(self.activation)
+        return () if key in activations.OUTPUT_SLOPES else None
+
     def weight_gradients(self, x, dxp, states, initial, terms=None):
         grads = super().weight_gradients(x, dxp, states, initial, terms)
         H = self.units
@@ -83,10 +89,11 @@ class SimpleRNNBackward(CellBackward):
 
     def __init__(self, cell, terms, states, initial):
         super().__init__(cell, terms, states, initial)
-        self.slope = activations.derivative(cell.activation, terms["z"], terms["h"],
+        h = terms["h"]  # z, when the trace has none, for a slope that reads h alone
+        self.slope = activations.derivative(cell.activation, terms.get("z", h), h,
                                             cell.keras_major)  # f'(z), every step at once
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
-        self.buf = np.empty(terms["z"].shape[1:], cell.dtype)
+        self.buf = np.empty(h.shape[1:], cell.dtype)
 
     def step(self, k, g, dxp):
         dz = np.multiply(g[0], self.slope[k], out=dxp)
