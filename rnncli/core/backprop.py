@@ -182,7 +182,7 @@ def backpropagate(tape, seeds: dict, logit_seeds: dict | None = None,
     ``seeds``: {((layer name, node index), tensor index): dL/d(that output)};
     ``logit_seeds``: {(layer name, node index): dL/d(its pre-activation)} from a loss
     that used the logits (rnncli/core/losses.py). ``jacobian``: also each recurrent
-    layer's ||dh_{T-1}/dh_t||."""
+    layer's ||dh_{T-1}/dh_t|| (True), or for some samples (a list of indices)."""
     logit_seeds = logit_seeds or {}
     grads: dict = {}
     for (key, t), g in seeds.items():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine as _engine
+from . import jacobians
 
 
 @dataclass
@@ -49,7 +50,7 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
     states it started from (a tuple of (B, H), or None for zeros); ``g_out``: dL/d(its
     output at every step) (B, T, H) in processing order, or None; ``g_final``:
     dL/d(final states), a tuple with None for none. ``jacobian``: also the spectral norms
-    of dh_{T-1}/dh_t. ``zero_output``: whether masked steps output zeros (None: the
+    of dh_{T-1}/dh_t (True), or for some samples only (their indices; NaN elsewhere). ``zero_output``: whether masked steps output zeros (None: the
     layer's ``zero_output_for_mask``). Rows of a big batch run in threads, as the forward pass does; a
     long sequence with a small batch runs the cell's compiled loop where it has one."""
     cell, tr = layer.cell, d.trace
@@ -75,8 +76,8 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
     weights, gx = _products(cell, x, job.dxp, states, initial, terms)
-    norms = jacobian_norms(cell.backward(terms, states, initial), T, B, H,
-                           len(cell.state_names), dtype, mask) if jacobian else None
+    norms = None if jacobian is False or jacobian is None else jacobians.jacobian_norms(
+        cell, terms, states, initial, mask, None if jacobian is True else jacobian)
     return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
                           None if norms is None else time_major(norms))
 
@@ -203,29 +204,6 @@ def _state_sequences(cell, d, h_out, mask, initial):
                 s[k] = last
         seqs.append(s)
     return seqs
-
-
-def jacobian_norms(back, T, B, H, S, dtype, mask=None):
-    """||dh_{T-1}/dh_k||_2 (T, B) for every k, from the product of the steps' Jacobians
-    taken backwards: Q_{T-1} = [I 0], Q_{k-1} = Q_k·J_k (the h rows only: (B, H, S·H));
-    a masked step's Jacobian is the identity. O(B·T·H³)."""
-    q = np.zeros((B, H, S * H), dtype)
-    q[:, np.arange(H), np.arange(H)] = 1
-    norms = np.empty((T, B), dtype)
-    for k in range(T - 1, -1, -1):
-        norms[k] = spectral_norms(q[:, :, :H])
-        if k:
-            stepped = np.matmul(q, back.jacobian(k))
-            q = stepped if mask is None else np.where(mask[k][:, None, None], stepped, q)
-    return norms
-
-
-def spectral_norms(q):
-    """The largest singular value of each matrix of ``q`` (B, M, N), from the largest
-    eigenvalue of q·qᵀ in float64 (no underflow for values above 1e-150)."""
-    q = q.astype(np.float64)
-    gram = np.matmul(q, q.transpose(0, 2, 1))
-    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0))
 
 
 # ---------------------------------------------------------------- layers

@@ -255,3 +255,9 @@ class CellBackward:
         """d(the states step k made)/d(the states it started from): (rows, S·H, S·H),
         states in ``state_names`` order, row = output, column = input."""
         raise NotImplementedError
+
+    def left(self, q, k: int):
+        """``q``·(the Jacobian of step k), q (rows, M, S·H): what the Jacobian norms
+        (rnncli/core/jacobians.py) take at every step. A cell whose Jacobian has a
+        structure overrides it to skip building the (rows, S·H, S·H) matrices."""
+        return np.matmul(q, self.jacobian(k))

@@ -103,6 +103,12 @@ class SimpleRNNBackward(CellBackward):
         # dh_k/dh_{k-1}[b, i, j] = f'(z_k[b, i]) · U[j, i]
         return self.slope[k][:, :, None] * self.UT[None]
 
+    def left(self, q, k):
+        # q·diag(f'(z_k))·Uᵀ: one matrix product for every row's q at once
+        rows, M, H = q.shape
+        scaled = (q * self.slope[k][:, None, :]).reshape(rows * M, H)
+        return np.matmul(scaled, self.UT).reshape(rows, M, H)
+
 
 class SimpleRNN(RNN):
     """A SimpleRNN layer from its weights, as ``keras.layers.SimpleRNN``."""
