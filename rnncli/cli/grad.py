@@ -240,9 +240,10 @@ def _write_tables(fh, model, g, rows, x, loss, of, samples, features, clip, chec
     what = f"{loss} loss" if loss else f"sum of {of}"
     console.print(f"[bold]{what}[/bold] = {_fmt(g['loss'], p)}")
     for name, d, index, norms, jac, bound, readings in rows:
+        why = diagnosis.no_bound(model.get_layer(name).directions[d].cell)
         for b in samples:
             t = Table(title=f"{name}{' ' + d if d else ''}  sample {b}", title_justify="left",
-                      header_style="bold")
+                      header_style="bold", caption=why, caption_justify="left")
             for col in ("step", "t", "‖dL/dh_t‖", "‖dh_T-1/dh_t‖₂", "bound"):
                 t.add_column(col, justify="right")
             for k in range(norms.shape[1]):
