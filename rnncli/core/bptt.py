@@ -118,6 +118,7 @@ class _Chunks(_engine._Rows):
 
     def __init__(self, fn):
         self.fn, self.found, self.stop = fn, [], threading.Event()
+        self.compiled, self.fp_errors = None, {**np.geterr(), "over": "ignore"}
 
     def run(self, t0, t1):
         self.found.append(self.fn(t0, t1))

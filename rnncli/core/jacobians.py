@@ -31,7 +31,7 @@ def jacobian_norms(cell, terms, states, initial, mask=None, rows=None):
         return norms
     job = _Blocks(cell, terms, states, initial, mask, picked, norms)
     n = len(picked)
-    parts = max(1, min(blas.threads(), _engine.available_cores(), n))
+    parts = max(1, min(_engine.threads(), n))
     blocks = min(n, parts * _engine.BLOCKS_PER_THREAD)
     with blas.single_threaded():
         job.run_blocks([n * i // blocks for i in range(blocks + 1)], parts)
@@ -45,6 +45,7 @@ class _Blocks(_engine._Rows):
         self.cell, self.terms, self.states, self.initial = cell, terms, states, initial
         self.mask, self.picked, self.norms = mask, picked, norms
         self.stop = threading.Event()
+        self.compiled, self.fp_errors = None, {**np.geterr(), "over": "ignore"}
 
     def run(self, i0, i1):
         idx = self.picked[i0:i1]
