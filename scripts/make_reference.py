@@ -14,6 +14,10 @@ Each case is small; every number in it comes from ``model.predict``.
 writes gradient cases instead (default ``tests/data/gradient_generated/``), in the schema
 of ``tests/data/gradient_reference/manifest.json``: the loss ``model.compile(loss=...)``
 trains on and every gradient, from ``tf.GradientTape``.
+
+    python scripts/make_reference.py --gradients --gated [OUT_DIR]
+
+writes the LSTM and GRU gradient cases (default ``tests/data/gradient_gated/``).
 """
 
 import json
@@ -27,10 +31,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 GRADIENTS = "--gradients" in sys.argv[1:]
-ARGS = [a for a in sys.argv[1:] if a != "--gradients"]
+GATED = "--gated" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a not in ("--gradients", "--gated")]
 OUT = ARGS[0] if ARGS else os.path.join(
     os.path.dirname(__file__), "..", "tests", "data",
-    "gradient_generated" if GRADIENTS else "generated")
+    ("gradient_gated" if GATED else "gradient_generated") if GRADIENTS else "generated")
 
 ACTIVATIONS = ["tanh", "relu", "sigmoid", "hard_sigmoid", "linear", "elu", "selu", "softplus",
                "softsign", "swish", "silu", "gelu", "exponential", "leaky_relu", "relu6", "mish",
@@ -269,6 +274,6 @@ if __name__ == "__main__":
     if GRADIENTS:
         from gradient_reference import main as main_gradients
 
-        main_gradients(OUT)
+        main_gradients(OUT, gated=GATED)
     else:
         main()

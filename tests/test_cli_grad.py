@@ -93,3 +93,14 @@ def test_usage_errors():
     assert r.exit_code == 2 and "unit 7 is outside" in r.output
     r = run(MODEL, "-i", X, "--of", "output", "-f", "npy")
     assert r.exit_code == 2 and "--what" in r.output
+
+
+def test_gated_table_explains_its_missing_bound_and_shows_only_its_samples():
+    case = os.path.join(DATA, "gradient_gated", "gru_reset_after_mse")
+    model, x, y = (os.path.join(case, f) for f in ("model.keras", "input.npy", "target.npy"))
+    r = run(model, "-i", x, "--target", y, "--sample", "1")
+    assert r.exit_code == 0, r.output
+    assert "gru  sample 1" in r.output and "sample 0" not in r.output
+    assert "bound –: a gated cell has none (docs/math.md)" in r.output
+    expected = np.load(os.path.join(case, "expected_jacobian_norm_gru.npy"))  # TensorFlow's
+    assert f"{expected[1, 0]:.5g}" in r.output

@@ -127,3 +127,16 @@ def test_seed004_tutorial_numbers():
               *g["grad/simple_rnn/kernel"], *g["grad_input"][0]):
         assert f"[{shown(a)}]" in doc, shown(a)
     assert f"{float(g['loss']):.6f}" in doc
+
+
+def test_no_bound_says_why():
+    from rnncli.core.gru import GRUCell
+    from rnncli.core.simple_rnn import SimpleRNNCell
+
+    rng = np.random.default_rng(0)
+    tanh = SimpleRNNCell(rng.normal(size=(2, 3)), rng.normal(size=(3, 3)), activation="tanh")
+    selu = SimpleRNNCell(rng.normal(size=(2, 3)), rng.normal(size=(3, 3)), activation="selu")
+    gated = GRUCell(rng.normal(size=(2, 9)), rng.normal(size=(3, 9)))
+    assert diagnosis.no_bound(tanh) is None
+    assert "selu" in diagnosis.no_bound(selu)
+    assert "gated" in diagnosis.no_bound(gated) and diagnosis.jacobian_bound(gated, 5) is None

@@ -38,9 +38,12 @@ TOL = MANIFEST["tolerance"]  # atol 1e-5, rtol 1e-4
 # more cases from `python scripts/make_reference.py --gradients`, where made
 GENERATED = os.path.join(DATA, "gradient_generated")
 CASES = [(REF, c) for c in MANIFEST["cases"]]
-if os.path.exists(os.path.join(GENERATED, "manifest.json")):
-    with open(os.path.join(GENERATED, "manifest.json")) as f:
-        CASES += [(GENERATED, c) for c in json.load(f)["cases"]]
+# and the LSTM/GRU cases (`--gradients --gated`): dL/dh_t and Jacobian norms from TF too
+GATED = os.path.join(DATA, "gradient_gated")
+for folder in (GENERATED, GATED):
+    if os.path.exists(os.path.join(folder, "manifest.json")):
+        with open(os.path.join(folder, "manifest.json")) as f:
+            CASES += [(folder, c) for c in json.load(f)["cases"]]
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - set(activations.VECTOR))
 EPS = 1e-6
 
@@ -564,8 +567,8 @@ def test_rows_in_threads_give_the_same_gradients(monkeypatch):
 # ---------------------------------------------------------------- LSTM and GRU
 #
 # TensorFlow's numbers for LSTM are the reference cases above (lstm_dense_mse,
-# embedding_bilstm_tagger_scce). There is no TensorFlow case for GRU: for it, and for
-# every option of both, float64 finite differences are the evidence.
+# embedding_bilstm_tagger_scce) and tests/data/gradient_gated (GRU both ways, masked and
+# Bidirectional LSTM/GRU); for every option of both, float64 finite differences.
 
 
 def lstm(name="lstm", D=2, H=3, seed=0, scale=0.6, ract="sigmoid", act="tanh",

@@ -84,7 +84,10 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
     m = get_model(model, seed, units, input_dim, overrides, data, cell)
     x = model_input(m, data, strict)
     target = None if target_path is None else _read_target(target_path, target_key, m, x)
-    g = m.gradients(x, target, loss, of, h0, engine=Engine(one_shot=True))
+    samples = _shown(sample, x.shape[0]) if fmt == "table" else None
+    # the Jacobian norms cost O(B·T·H³): a table computes those of the samples it shows
+    g = m.gradients(x, target, loss, of, h0, jacobian=True if samples is None else samples,
+                    engine=Engine(one_shot=True))
     checked = None
     if check:
         from ..core.gradients import check as fd_check
@@ -107,13 +110,24 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
         elif fmt == "json":
             _write_json(fh, g, rows, clip, checked)
         else:
-            _write_tables(fh, m, g, rows, x, loss if of is None else None, of, sample,
+            _write_tables(fh, m, g, rows, x, loss if of is None else None, of, samples,
                           features, clip, checked, precision)
 
     emit(output, "npy" if fmt in ("npy", "npz") else fmt, force, write)
     if checked is not None and fmt != "table":
         note(f"finite-difference check: largest relative error "
              f"{checked['max_relative_error']:.2e} over {len(checked['entries'])} entries")
+
+
+def _shown(sample, B):
+    """The samples a table shows: ``--sample``, else the first few (with a note)."""
+    from ..present.views import parse_index_list
+
+    if sample:
+        return parse_index_list(sample, "sample", B)
+    if B > _table_samples():
+        note(f"showing samples 0 to {_table_samples() - 1} of {B}; pick others with --sample")
+    return list(range(min(B, _table_samples())))
 
 
 def _format_for(output):
@@ -215,25 +229,21 @@ def _write_json(fh, g, rows, clip, checked):
     fh.write("\n")
 
 
-def _write_tables(fh, model, g, rows, x, loss, of, sample, features, clip, checked, p):
+def _write_tables(fh, model, g, rows, x, loss, of, samples, features, clip, checked, p):
     import numpy as np
     from rich.table import Table
 
     from ..core import diagnosis
     from ..present.render import make_console
-    from ..present.views import parse_index_list
 
     console = make_console(file=fh)
-    B = x.shape[0]
-    samples = parse_index_list(sample, "sample", B) if sample else list(range(min(B, 3)))
-    if not sample and B > _table_samples():
-        note(f"showing samples 0 to {_table_samples() - 1} of {B}; pick others with --sample")
     what = f"{loss} loss" if loss else f"sum of {of}"
     console.print(f"[bold]{what}[/bold] = {_fmt(g['loss'], p)}")
     for name, d, index, norms, jac, bound, readings in rows:
+        why = diagnosis.no_bound(model.get_layer(name).directions[d].cell)
         for b in samples:
             t = Table(title=f"{name}{' ' + d if d else ''}  sample {b}", title_justify="left",
-                      header_style="bold")
+                      header_style="bold", caption=why, caption_justify="left")
             for col in ("step", "t", "‖dL/dh_t‖", "‖dh_T-1/dh_t‖₂", "bound"):
                 t.add_column(col, justify="right")
             for k in range(norms.shape[1]):

@@ -256,6 +256,8 @@ DERIVATIVES = {
     "hard_tanh": lambda z, y: _step((z >= -1) & (z <= 1), z.dtype),
     "celu": lambda z, y: np.where(z > 0, z.dtype.type(1), np.exp(np.minimum(z, 0))),
 }
+# those whose slope reads y = f(z) alone (z may be any array of its shape and dtype)
+OUTPUT_SLOPES = frozenset({"linear", "tanh", "sigmoid", "exponential"})
 DERIVATIVES["silu"] = DERIVATIVES["swish"]
 DERIVATIVES["hard_swish"] = DERIVATIVES["hard_silu"]
 VECTOR = ("softmax", "log_softmax")  # not elementwise: see backward()

@@ -21,6 +21,7 @@ from ..errors import InputDataError, ModelFileError, UnsupportedLayerError
 from . import bptt, layer_grads
 from .layers import Op
 from .model import ALL_OUTPUTS, Ref, _flatten, _strip_masks
+from .result import Trace
 
 
 @dataclass
@@ -146,9 +147,29 @@ def _call(node, args, kwargs, init, engine) -> Call:
             raise InputDataError(f"layer {layer.name!r}: mask must be (batch, timesteps)")
     if h0 is None:  # the state the file stores (ONNX initial_h), else zeros
         h0 = layer.stored_initial_state(np.shape(xv)[0])
-    result = layer.call(xv, mask, h0, trace=True, keep=True, engine=engine)
+    light = bptt.states_suffice(layer, np.shape(xv), mask, engine)
+    result = layer.call(xv, mask, h0, trace=not light, keep=True, engine=engine)
+    if light:
+        _state_traces(layer, result, xv, mask)
     return Call(layer, [xv, *[s[0] for s in extra]], [ref, *state_refs], result.outputs,
                 result=result, initial=h0)
+
+
+def _state_traces(layer, result, x, mask):
+    """Give each direction of an untraced run the trace its backward pass reads: ``h``
+    (its kept sequence), and the input and mask in processing order (as RNN.run makes
+    them)."""
+    for name, lay in layer.directions.items():
+        d = result.directions[name]
+        xd = np.asarray(x).astype(lay.dtype, copy=False)
+        md = None if mask is None else np.asarray(mask, bool)
+        T = xd.shape[1]
+        order = np.arange(T)[::-1] if lay.go_backwards else np.arange(T)
+        if lay.go_backwards:
+            xd, md = xd[:, ::-1], (None if md is None else md[:, ::-1])
+        if md is not None and md.all():
+            md = None
+        d.trace = Trace(lay.cell, {"h": d.sequences["h"]}, md, order, xd)
 
 
 def _refs(args):
@@ -161,7 +182,7 @@ def backpropagate(tape, seeds: dict, logit_seeds: dict | None = None,
     ``seeds``: {((layer name, node index), tensor index): dL/d(that output)};
     ``logit_seeds``: {(layer name, node index): dL/d(its pre-activation)} from a loss
     that used the logits (rnncli/core/losses.py). ``jacobian``: also each recurrent
-    layer's ||dh_{T-1}/dh_t||."""
+    layer's ||dh_{T-1}/dh_t|| (True), or for some samples (a list of indices)."""
     logit_seeds = logit_seeds or {}
     grads: dict = {}
     for (key, t), g in seeds.items():

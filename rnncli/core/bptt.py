@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine as _engine
+from . import jacobians
 
 
 @dataclass
@@ -42,14 +43,15 @@ def time_major(a):
 
 
 def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=False,
-                       engine=None):
+                       engine=None, zero_output=None):
     """Back-propagate through one direction of a recurrent layer.
 
     ``layer``: the RNN; ``d``: its DirectionResult from a traced run; ``initial``: the
     states it started from (a tuple of (B, H), or None for zeros); ``g_out``: dL/d(its
     output at every step) (B, T, H) in processing order, or None; ``g_final``:
     dL/d(final states), a tuple with None for none. ``jacobian``: also the spectral norms
-    of dh_{T-1}/dh_t. Rows of a big batch run in threads, as the forward pass does; a
+    of dh_{T-1}/dh_t (True), or for some samples only (their indices; NaN elsewhere). ``zero_output``: whether masked steps output zeros (None: the
+    layer's ``zero_output_for_mask``). Rows of a big batch run in threads, as the forward pass does; a
     long sequence with a small batch runs the cell's compiled loop where it has one."""
     cell, tr = layer.cell, d.trace
     H, dtype = cell.units, cell.dtype
@@ -66,19 +68,70 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
             g[i] += gi
     job = _Steps(cell, terms, states, initial, mask, time_major(g_out), g,
                  np.empty((T, B, cell.kernel.shape[1]), dtype), np.empty((T, B, H), dtype),
-                 layer.zero_output_for_mask)
+                 layer.zero_output_for_mask if zero_output is None else zero_output)
     compiled = _compiled(cell, T, B, mask, engine)
     if compiled is not None:
         compiled(job)
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
-    weights = cell.weight_gradients(x, job.dxp, states, initial, terms)
-    gx = (job.dxp.reshape(T * B, -1) @ cell.kernel.T).reshape(T, B, -1)
-    norms = jacobian_norms(cell.backward(terms, states, initial), T, B, H,
-                           len(cell.state_names), dtype, mask) if jacobian else None
+    weights, gx = _products(cell, x, job.dxp, states, initial, terms)
+    norms = None if jacobian is False or jacobian is None else jacobians.jacobian_norms(
+        cell, terms, states, initial, mask, None if jacobian is True else jacobian)
     return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
                           None if norms is None else time_major(norms))
+
+
+def _products(cell, x, dxp, states, initial, terms):
+    """The weight gradients and dL/dx = dxp·kernelᵀ (T, B, D): a few large matrix products
+    over every step, summed over chunks of steps in threads, each with a single-threaded
+    BLAS as the time loops run (a products' reduction over T·B rows splits poorly inside
+    BLAS: 3.5x slower with both cores busy on a (50·1024)-row sum here)."""
+    T, B = dxp.shape[:2]
+    gx = np.empty((T, B, cell.kernel.shape[0]), dxp.dtype)
+    kernel_t = cell.kernel.T
+
+    def chunk(t0, t1):
+        before = initial if t0 == 0 else tuple(s[t0 - 1] for s in states)
+        w = cell.weight_gradients(x[t0:t1], dxp[t0:t1], tuple(s[t0:t1] for s in states),
+                                  before, {k: v[t0:t1] for k, v in terms.items()})
+        np.matmul(dxp[t0:t1].reshape((t1 - t0) * B, -1), kernel_t,
+                  out=gx[t0:t1].reshape((t1 - t0) * B, -1))
+        return w
+
+    parts = _engine.split_parts(B * T, cell.units) if T > 1 else 1
+    if parts == 1:
+        return chunk(0, T), gx
+    job = _Chunks(chunk)
+    n = min(T, 2 * parts)  # two chunks a thread: one waits less on the slower
+    job.run_blocks([T * i // n for i in range(n + 1)], parts)
+    weights = job.found[0]
+    for w in job.found[1:]:
+        for k, v in w.items():
+            weights[k] = weights[k] + v
+    return weights, gx
+
+
+class _Chunks(_engine._Rows):
+    """``fn(t0, t1)`` over chunks of steps, in the forward loop's threads (engine.py);
+    ``found`` collects what it returns."""
+
+    def __init__(self, fn):
+        self.fn, self.found, self.stop = fn, [], threading.Event()
+        self.compiled, self.fp_errors = None, {**np.geterr(), "over": "ignore"}
+
+    def run(self, t0, t1):
+        self.found.append(self.fn(t0, t1))
+
+
+def states_suffice(layer, shape, mask, engine=None) -> bool:
+    """Whether the backward pass of ``layer`` on an input of ``shape`` (B, T, D) needs
+    only the states of the forward pass, no trace (``Cell.backward_terms``; the compiled
+    loops read the trace)."""
+    B, T = shape[:2]
+    return all(lay.cell.backward_terms() == () and
+               _compiled(lay.cell, T, B, None if mask is None or np.all(mask) else mask,
+                         engine) is None for lay in layer.directions.values())
 
 
 def _compiled(cell, T, B, mask, engine):
@@ -154,29 +207,6 @@ def _state_sequences(cell, d, h_out, mask, initial):
     return seqs
 
 
-def jacobian_norms(back, T, B, H, S, dtype, mask=None):
-    """||dh_{T-1}/dh_k||_2 (T, B) for every k, from the product of the steps' Jacobians
-    taken backwards: Q_{T-1} = [I 0], Q_{k-1} = Q_k·J_k (the h rows only: (B, H, S·H));
-    a masked step's Jacobian is the identity. O(B·T·H³)."""
-    q = np.zeros((B, H, S * H), dtype)
-    q[:, np.arange(H), np.arange(H)] = 1
-    norms = np.empty((T, B), dtype)
-    for k in range(T - 1, -1, -1):
-        norms[k] = spectral_norms(q[:, :, :H])
-        if k:
-            stepped = np.matmul(q, back.jacobian(k))
-            q = stepped if mask is None else np.where(mask[k][:, None, None], stepped, q)
-    return norms
-
-
-def spectral_norms(q):
-    """The largest singular value of each matrix of ``q`` (B, M, N), from the largest
-    eigenvalue of q·qᵀ in float64 (no underflow for values above 1e-150)."""
-    q = q.astype(np.float64)
-    gram = np.matmul(q, q.transpose(0, 2, 1))
-    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0))
-
-
 # ---------------------------------------------------------------- layers
 
 
@@ -204,7 +234,10 @@ def bidirectional_backward(layer, result, initial, g_outputs, jacobian=False,
                            engine=None) -> LayerGrads:
     """Keras' Bidirectional: the merged output's gradient split per direction (rnn.py:
     the forward layer's sequence as it comes, the backward one's flipped to input time;
-    without return_sequences, each direction's final state)."""
+    without return_sequences, each direction's last output: the same numbers as its final
+    h state, but Keras differentiates the output, so behind trailing masked steps the
+    gradient reaches the last unmasked step directly, not through the carried states;
+    Keras' Bidirectional outputs zeros at masked steps only with return_sequences)."""
     n = len(layer.state_names)
     df, db = result.directions["forward"], result.directions["backward"]
     g = _padded(g_outputs, len(result.outputs))
@@ -220,9 +253,9 @@ def bidirectional_backward(layer, result, initial, g_outputs, jacobian=False,
     if initial is not None:
         init_f, init_b = tuple(initial[:n]), tuple(initial[n:])
     parts = {"forward": _direction(layer.forward_layer, df, init_f, gf, g_states[:n], seqs,
-                                   jacobian, engine),
+                                   jacobian, engine, last_output=True, zero_output=seqs),
              "backward": _direction(layer.backward_layer, db, init_b, gb, g_states[n:], seqs,
-                                    jacobian, engine)}
+                                    jacobian, engine, last_output=True, zero_output=seqs)}
     gx = parts["forward"].x_in + parts["backward"].x_in
     return LayerGrads(gx, parts["forward"].initial + parts["backward"].initial, parts)
 
@@ -233,11 +266,11 @@ def _padded(g, n):
 
 
 def _direction(lay, d, initial, g_y, g_states, sequences, jacobian, engine=None,
-               last_output=False):
+               last_output=False, zero_output=None):
     """One direction from the gradients of what it returned: ``g_y`` its output (the
-    sequence in processing order, or its last step: the last output of a one-way layer,
-    ``last_output``, or the final ``h`` state inside Bidirectional), ``g_states`` its final
-    states. Adds ``x_in``: dL/dx in input time order."""
+    sequence in processing order, or its last step: the last output, ``last_output``, or
+    else the final ``h`` state), ``g_states`` its final states. Adds ``x_in``: dL/dx in
+    input time order."""
     T = d.trace.x.shape[1]
     g_final = list(g_states) + [None] * (len(lay.state_names) - len(g_states))
     g_seq = None
@@ -249,7 +282,8 @@ def _direction(lay, d, initial, g_y, g_states, sequences, jacobian, engine=None,
             g_seq[:, -1] = g_y
         else:
             g_final[0] = g_y if g_final[0] is None else g_final[0] + g_y
-    dg = direction_backward(lay, d, initial, g_seq, tuple(g_final), jacobian, engine)
+    dg = direction_backward(lay, d, initial, g_seq, tuple(g_final), jacobian, engine,
+                            zero_output)
     dg.x_in = dg.x[:, ::-1] if lay.go_backwards else dg.x
     return dg
 

@@ -207,6 +207,12 @@ class Cell:
             f"layer {self.name!r}: rnncli cannot yet compute gradients through a "
             f"{self.class_name}; expected a layer whose cell has a backward step")
 
+    def backward_terms(self) -> tuple | None:
+        """The trace terms :meth:`backward` needs besides ``h``, when they are none: the
+        backward pass then records the forward pass untraced, keeping the states alone
+        (rnncli/core/backprop.py); None: it needs the whole trace."""
+        return None
+
     def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
         """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``
         (T, B, P) dL/d(x·kernel + bias) as the backward steps wrote it, ``states`` and
@@ -249,3 +255,9 @@ class CellBackward:
         """d(the states step k made)/d(the states it started from): (rows, S·H, S·H),
         states in ``state_names`` order, row = output, column = input."""
         raise NotImplementedError
+
+    def left(self, q, k: int):
+        """``q``·(the Jacobian of step k), q (rows, M, S·H): what the Jacobian norms
+        (rnncli/core/jacobians.py) take at every step. A cell whose Jacobian has a
+        structure overrides it to skip building the (rows, S·H, S·H) matrices."""
+        return np.matmul(q, self.jacobian(k))

@@ -6,10 +6,11 @@ For a SimpleRNN, dh_t/dh_{t-1} = diag(f'(z_t))·Uᵀ, so
 below 1 the gradient must vanish geometrically; above 1 it may explode (nothing forces
 it). Masked steps carry the state (a Jacobian of 1), so they do not count.
 
-Gated cells (LSTM, GRU) get no bound: their step Jacobian mixes gates, the cell state's
-forget path (diag(f), which alone can keep a norm near 1) and products of slopes, so no
-γ·σ_max(U) form holds; :func:`contraction` and :func:`jacobian_bound` return None, and the
-measured Jacobian norms are what `rnncli grad` shows.
+Gated cells (LSTM, GRU) get no bound: a forget gate (LSTM) or update gate (GRU) near 1
+keeps the gradient over any number of steps whatever the kernels, so no bound from the
+weights alone can fall with the distance (docs/math.md derives it); :func:`contraction`
+and :func:`jacobian_bound` return None, :func:`no_bound` says why, and the measured
+Jacobian norms are what `rnncli grad` shows.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def contraction(cell) -> float | None:
     if gamma is None:
         return None
     return float(gamma * np.linalg.norm(np.asarray(cell.recurrent_kernel, np.float64), 2))
+
+
+def no_bound(cell) -> str | None:
+    """Why :func:`contraction` is None for ``cell``, in a line (None when it has one)."""
+    if cell.gates:
+        return "bound –: a gated cell has none (docs/math.md)"
+    if activations.slope_bound(cell.activation, cell.keras_major) is None:
+        return f"bound –: no slope limit known for {cell.activation}"
+    return None
 
 
 def jacobian_bound(cell, steps: int, mask=None) -> np.ndarray | None:

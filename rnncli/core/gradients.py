@@ -34,7 +34,8 @@ def gradients(model, x, target=None, loss="mse", of=None, initial_state=None, ja
       derivative (through later steps too), in the order the layer's hidden states are
       (reversed time for go_backwards);
     - ``jacobian_norm/<layer>`` (same): ||dh_{T-1}/dh_t||_2 (B, T), 1 at the last step;
-      ``jacobian=False`` skips it (it costs O(B·T·H³)).
+      it costs O(B·T·H³) (the rest O(B·T·H²)): ``jacobian=False`` skips it, a list of
+      sample indices computes those rows only (NaN in the others).
 
     ``target``: an array like the model's output (class ids for
     ``sparse_categorical_crossentropy``), or a list of them, one per model output (their
@@ -67,7 +68,7 @@ def gradients(model, x, target=None, loss="mse", of=None, initial_state=None, ja
     for name, lg in g.recurrent.items():
         for d, dg in lg.directions.items():
             out[f"grad_hidden/{name}/{d}" if d else f"grad_hidden/{name}"] = dg.hidden
-    if jacobian:
+    if jacobian is not False and jacobian is not None:
         for name, lg in g.recurrent.items():
             for d, dg in lg.directions.items():
                 out[f"jacobian_norm/{name}/{d}" if d else f"jacobian_norm/{name}"] = \

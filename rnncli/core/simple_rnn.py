@@ -61,6 +61,12 @@ class SimpleRNNCell(Cell):
     def backward(self, terms, states, initial):
         return SimpleRNNBackward(self, terms, states, initial)
 
+    def backward_terms(self):
+        """tanh, sigmoid, linear: f'(z) from h alone, so the forward pass need not keep z
+        and x·W (a third of the work of recording it, and two (B, T, H) arrays)."""
+        key = activations.normalize(self.activation)
+        return () if key in activations.OUTPUT_SLOPES else None
+
     def weight_gradients(self, x, dxp, states, initial, terms=None):
         grads = super().weight_gradients(x, dxp, states, initial, terms)
         H = self.units
@@ -83,18 +89,31 @@ class SimpleRNNBackward(CellBackward):
 
     def __init__(self, cell, terms, states, initial):
         super().__init__(cell, terms, states, initial)
-        self.slope = activations.derivative(cell.activation, terms["z"], terms["h"],
-                                            cell.keras_major)  # f'(z), every step at once
+        h = terms["h"]
+        self.z = terms.get("z", h)  # (a slope that reads h alone takes any z)
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
-        self.buf = np.empty(terms["z"].shape[1:], cell.dtype)
+        self.buf = np.empty(h.shape[1:], cell.dtype)
+
+    def slope(self, k):
+        """f'(z_k), step by step: (rows, H) at a time stay in the cache, where the whole
+        (T, rows, H) at once would be two more passes over memory."""
+        c = self.cell
+        return activations.derivative(c.activation, self.z[k], self.terms["h"][k],
+                                      c.keras_major)
 
     def step(self, k, g, dxp):
-        dz = np.multiply(g[0], self.slope[k], out=dxp)
+        dz = np.multiply(g[0], self.slope(k), out=dxp)
         return (np.matmul(dz, self.UT, out=self.buf),)
 
     def jacobian(self, k):
         # dh_k/dh_{k-1}[b, i, j] = f'(z_k[b, i]) · U[j, i]
-        return self.slope[k][:, :, None] * self.UT[None]
+        return self.slope(k)[:, :, None] * self.UT[None]
+
+    def left(self, q, k):
+        # q·diag(f'(z_k))·Uᵀ: one matrix product for every row's q at once
+        rows, M, H = q.shape
+        scaled = (q * self.slope(k)[:, None, :]).reshape(rows * M, H)
+        return np.matmul(scaled, self.UT).reshape(rows, M, H)
 
 
 class SimpleRNN(RNN):
