@@ -123,3 +123,32 @@ def test_an_empty_step_selection_is_a_usage_error(tmp_path):
     assert r.exit_code == 2
     assert r.stderr == "rnncli: error: --steps 10:20 selects no step; there are 3 (0 to 2)\n"
     assert not out.exists()
+
+
+def test_report_gradients_are_the_batch_loss_like_grad(tmp_path, monkeypatch):
+    """The loss is Keras' (a mean over the whole batch), as `rnncli grad` computes it: the
+    page shows the chosen sample's rows of Keras' own gradients (not 3x them, which is
+    what the loss of that sample alone would give)."""
+    import rnncli.report.build as build
+
+    case = os.path.join(DATA, "gradient_gated", "gru_reset_after_mse")
+    expected = np.load(os.path.join(case, "expected_grad_hidden_gru.npy"))
+    assert expected.shape[0] == 3
+    seen = {}
+    real = build.report
+
+    def spy(*args, **kwargs):
+        seen["grads"], seen["kwargs"] = args[4], kwargs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "report", spy)
+    out = tmp_path / "g.html"
+    r = CliRunner().invoke(cli, ["report", os.path.join(case, "model.keras"),
+                                 "-i", os.path.join(case, "input.npy"),
+                                 "--target", os.path.join(case, "target.npy"),
+                                 "--sample", "1", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    row = seen["kwargs"]["gradient_sample"]
+    np.testing.assert_allclose(seen["grads"]["grad_hidden/gru"][row], expected[1],
+                               rtol=1e-4, atol=1e-7)
+    assert "whole batch of 3 sample(s)" in out.read_text()

@@ -54,14 +54,17 @@ def report(model, seed, units, input_dim, cell, overrides, input_path, key, init
     result = run_model(m, data, x, h0, True, chosen)
     grads = None
     if target or of:
-        from ..core.gradients import gradients
-        from ..io.inputs import read_input
+        from ..core.engine import Engine
+        from .grad import _read_target
 
-        y = read_input(target).array if target else None
-        grads = gradients(m, x[chosen], target=None if y is None else y[chosen]
-                          if y.shape[0] == x.shape[0] else y, loss=loss, of=of)
+        # the loss of the whole batch, as `rnncli grad` and Keras compute it (a mean over
+        # the batch); the page shows the chosen sample's rows of it
+        y = _read_target(target, None, m, x) if target else None
+        grads = m.gradients(x, y, loss, of, h0, jacobian=chosen,
+                            engine=Engine(one_shot=True))
     sel = selection(result, steps, unit_list)  # an empty one is an error, as in forward
-    html = build(m, result, 0, chosen[0], grads, describe(m), sel.steps, sel.units)
+    html = build(m, result, 0, chosen[0], grads, describe(m), sel.steps, sel.units,
+                 gradient_sample=chosen[0], batch=x.shape[0] if target else None)
     with open_output(output, "w", force) as fh:
         fh.write(html)
     if output != "-":

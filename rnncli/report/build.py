@@ -10,12 +10,13 @@ from . import Page, heatmap, histogram, line_plot, stacked_bars
 
 
 def report(model, result, sample=0, sample_label=None, gradients=None, summary=None,
-           steps=None, units=None) -> str:
+           steps=None, units=None, gradient_sample=None, batch=None) -> str:
     """The page, as HTML text. ``result``: a traced run; ``sample``: the row of ``result``
     to show (numbered ``sample_label`` in the input); ``gradients``: what
     ``rnncli.core.gradients`` returns, or None; ``summary``: rnncli.present.summary's
     ``describe(model)``; ``steps`` (a slice of processing steps) and ``units`` (indices)
-    narrow the state pictures."""
+    narrow the state pictures. ``gradient_sample``: the row of ``gradients`` to show (default
+    ``sample``); ``batch``: how many samples the loss was computed over, said on the page."""
     label = sample if sample_label is None else sample_label
     src = model.source
     import os
@@ -29,7 +30,8 @@ def report(model, result, sample=0, sample_label=None, gradients=None, summary=N
         for direction, d in r.directions.items():
             _layer(page, name, direction, d, sample, steps or slice(None), units)
     if gradients is not None:
-        _gradients(page, gradients, model, sample)
+        _gradients(page, gradients, model,
+                   sample if gradient_sample is None else gradient_sample, batch, label)
     for layer in model.layers:
         _weights(page, layer)
     return page.render()
@@ -129,8 +131,16 @@ def _weights(page, layer):
                 w.ravel(), title=f"{layer.name} {wname}: {w.size} values"))
 
 
-def _gradients(page, grads, model, b):
+def _gradients(page, grads, model, b, batch=None, label=None):
     from ..core.diagnosis import jacobian_bound
+
+    if batch is not None:
+        loss = float(np.asarray(grads["loss"]))
+        page.section("gradients: which loss", "", caption=(
+            f"loss = {loss:.6g}, computed over the whole batch of {batch} sample(s) as "
+            f"`rnncli grad` and Keras compute it (a mean over the batch: each sample's "
+            f"gradient is 1/{batch} of what its loss alone would give); the pictures below "
+            f"show sample {label}'s part of it."))
 
     for key, norms in grads.items():
         if not key.startswith("jacobian_norm/"):
