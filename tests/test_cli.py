@@ -123,6 +123,36 @@ def test_summary_warns_for_weights_only():
     assert "assumed Keras' defaults" in r.stderr
 
 
+BILSTM = ref_path("..", "lstm_gru_reference", "embedding_bilstm_tagger", "model.keras")
+
+
+def test_summary_makes_no_memory_claim_for_a_gated_cells_gates():
+    """An LSTM/GRU keeps memory in c (or through the update gate) whatever U is: a gate's
+    row reads the size of h·U_g only; SimpleRNN keeps its contracting reading."""
+    info = json.loads(run("summary", BILSTM, "-f", "json").stdout)
+    gated = [r for r in info["recurrence"] if r["gate"]]
+    assert len(gated) == 8 and all(r["max_singular_value"] < 1 for r in gated)
+    for r in gated:
+        assert "fades" not in r["reading"] and "memory" not in r["reading"]
+        assert f"h·U_{r['gate']} only shrinks h" in r["reading"]
+    table = run("summary", BILSTM, "--width", "80").stdout
+    assert "fades" not in table and "can keep memory whatever U is" in " ".join(table.split())
+    from rnncli.present.summary import recurrence_reading
+
+    assert recurrence_reading(0.5, 0.8) == "contracting: only shrinks (memory fades)"
+    assert "fades" not in recurrence_reading(0.5, 0.8, "f")
+    assert "can enlarge" in recurrence_reading(0.5, 1.5, "z")
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_summary_never_cuts_a_config_value(width):
+    out = run("summary", BILSTM, "--width", str(width)).stdout
+    assert "…" not in out
+    flat = "".join(line.split("│")[4].strip() for line in out.splitlines()
+                   if line.count("│") == 5 and "Param" not in line)
+    assert "recurrent_activation=sigmoid," in flat
+
+
 def test_random_weights_need_no_file():
     a = run("forward", "--seed", "1", "--units", "2", "-i", S0_IN, "-f", "csv")
     b = run("forward", "--seed", "1", "--units", "2", "-i", S0_IN, "-f", "csv")

@@ -85,9 +85,19 @@ def layer_config(layer) -> str:
 ONE = 1e-3  # radius and norm this close to 1 are 1: float32 rounding must not decide
 
 
-def recurrence_reading(rho, sigma):
+def recurrence_reading(rho, sigma, gate=""):
+    """What h·U does to the state, from U's spectral radius ``rho`` and norm ``sigma``.
+    For one gate's block of a gated cell (LSTM, GRU: ``gate`` named) only the size of
+    h·U_g, that gate's share of z, is read: the cell state c (LSTM) and the update gate
+    (GRU) can keep memory whatever U is, so no memory claim is made for them."""
     if not (np.isfinite(rho) and np.isfinite(sigma)):
         return "not computed: the kernel holds NaN or Inf"
+    if gate:
+        if abs(sigma - 1) <= ONE:
+            return f"h·U_{gate} keeps h's size at most (‖h·U_{gate}‖ ≤ σ‖h‖)"
+        if sigma < 1:
+            return f"h·U_{gate} only shrinks h (‖h·U_{gate}‖ ≤ σ‖h‖)"
+        return f"h·U_{gate} can enlarge h (‖h·U_{gate}‖ ≤ σ‖h‖)"
     if abs(sigma - 1) <= ONE and abs(rho - 1) <= ONE:
         return "norm-preserving (orthogonal): rotates, never shrinks"
     if sigma < 1:
@@ -244,7 +254,7 @@ def describe(model) -> dict:
                 where = " ".join(p for p in (la.name, d, gate and f"gate {gate}") if p)
                 rec.append({"layer": la.name, "direction": d, "gate": gate, "name": where,
                             "spectral_radius": rho, "max_singular_value": sigma,
-                            "exact": exact, "reading": recurrence_reading(rho, sigma)})
+                            "exact": exact, "reading": recurrence_reading(rho, sigma, gate)})
                 if not exact:
                     estimated.add(f"{la.name!r} ({inner.cell.units} units)")
     warnings = list(model.notes)
