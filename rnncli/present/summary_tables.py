@@ -32,7 +32,7 @@ def _fitted(columns, rows, width, optional=(), wrap=None):
         cells = [str(r[columns.index(c)]) for r in rows]
         numeric = all(_is_number_text(v) for v in cells) and cells
         if c == wrap:
-            t.add_column(c, ratio=1)
+            t.add_column(c, ratio=1, overflow="fold")  # a long word breaks, never "…"
         else:
             t.add_column(c, justify="right" if numeric else "left", no_wrap=True,
                          min_width=max([len(c)] + [len(v) for v in cells]))
@@ -73,7 +73,12 @@ def summary_tables(info, width=120) -> list:
         rows = [(r["name"], f"{r['spectral_radius']:.4f}", f"{r['max_singular_value']:.4f}",
                  r["reading"]) for r in info["recurrence"]]
         r, _ = _fitted(("layer", "radius ρ", "norm σ", "reading"), rows, width, wrap="reading")
+        notes = ["ρ: spectral radius (growth over many steps); σ: largest singular value "
+                 "(growth in one step)"]
+        if any(r["gate"] for r in info["recurrence"]):
+            notes.append("gated cells (LSTM, GRU): each gate's row reads only the size of "
+                         "h·U_g; the cell state c (LSTM) and the update gate z (GRU) can keep "
+                         "memory whatever U is (docs/math.md)")
         out.append(Group(Text("Recurrent kernels (what h·U does to the state)", style="bold"), r,
-                         *_notes(["ρ: spectral radius (growth over many steps); σ: largest "
-                                  "singular value (growth in one step)"])))
+                         *_notes(notes)))
     return out
