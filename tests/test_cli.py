@@ -331,3 +331,30 @@ def test_a_wrong_initial_state_is_judged_against_the_whole_batch():
             "--initial-state", sample("seed001_input.npy"), "--sample", "0")
     assert r.exit_code == 1
     assert "must have shape (5,) or (2, 5), got (10, 3)" in r.stderr  # 2 samples, not 1
+
+
+TORCH_LSTM2 = ref_path("..", "torch_onnx", "torch_lstm_2layer")
+
+
+def test_trace_npy_asks_only_for_what_is_missing(tmp_path):
+    out = str(tmp_path / "t.npy")
+    args = ["trace", f"{TORCH_LSTM2}/model.pt", "-i", f"{TORCH_LSTM2}/input.npy", "-f", "npy",
+            "-o", out]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2
+    assert "choose one --gate (i, f, c, o, state)" in r.stderr
+    assert "--layer" not in r.stderr.split("Error:")[-1]
+    r = CliRunner().invoke(cli, args + ["--layer", "lstm_l0", "--gate", "f"])
+    assert r.exit_code == 0, r.stderr
+    assert np.load(out).shape[:2] == (3, 5) and np.load(out).shape[-1] == 6
+
+
+@pytest.mark.parametrize("model, gate, expected", [
+    (S0, "f", "has no gates, only one trace section; leave out --gate"),
+    (f"{TORCH_LSTM2}/model.pt", "x", "expected one of i, f, c, o, state"),
+])
+def test_trace_an_unknown_gate_lists_the_valid_ones(model, gate, expected):
+    data = S0_IN if model == S0 else f"{TORCH_LSTM2}/input.npy"
+    r = CliRunner().invoke(cli, ["trace", model, "-i", data, "--gate", gate])
+    assert r.exit_code == 2
+    assert expected in r.stderr and "no trace section" not in r.stderr

@@ -188,9 +188,21 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
             fh.write("\n")
         elif fmt == "npy":
             if len(views) != 1:
-                raise click.UsageError("npy holds one array: choose one layer with --layer "
-                                       "(LAYER/forward or LAYER/backward for Bidirectional) "
-                                       "and one --gate")
+                raise click.UsageError(_one_array(views))
             fh.write(formats.npy_bytes(formats.trace_stack(views[0])))
 
     emit(output, fmt, force, write)
+
+
+def _one_array(views):
+    """Why a trace's views don't make one npy array: only what is missing is asked for."""
+    where = {(v.layer, v.direction) for v in views}
+    want = []
+    if len({v.layer for v in views}) > 1:
+        want.append("one layer with --layer")
+    elif len(where) > 1:
+        want.append("one direction with --layer LAYER/forward or LAYER/backward")
+    sections = sorted({v.section for v in views}, key=[v.section for v in views].index)
+    if len(sections) > 1:
+        want.append(f"one --gate ({', '.join(sections)})")
+    return f"npy holds one array: choose {' and '.join(want)}"

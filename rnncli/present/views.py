@@ -175,7 +175,10 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
         units = _pick(H, sel.units)
         ix = np.ix_(samples, steps, units)
         mask = None if tr.mask is None else tr.mask[np.ix_(samples, steps)]
-        for section, cols, act, value in tr.cell.trace_sections(tr):
+        found = tr.cell.trace_sections(tr)
+        if sections and not any(s in sections for s, *_ in found):
+            raise UsageError(_no_such_section(name, tr.cell, sections, [s for s, *_ in found]))
+        for section, cols, act, value in found:
             if sections and section not in sections:
                 continue
             arrays = {k: a[ix] for k, a in cols.items()}
@@ -190,6 +193,16 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
                                    units, arrays, terms, mask, T, H, section, value,
                                    tr.cell.section_titles(section)))
     if not views:
-        raise RnncliError(f"layer {name!r} has no trace" + (
-            f" section {', '.join(sections)}" if sections else ""))
+        raise RnncliError(f"layer {name!r} has no trace")
     return views
+
+
+def _no_such_section(name, cell, asked, valid):
+    """--gate names none of a layer's trace sections: say which there are."""
+    kind = type(cell).__name__.removesuffix("Cell") or "this cell"
+    asked = ", ".join(asked)
+    if valid == [""]:
+        return (f"--gate {asked}: layer {name!r} ({kind}) has no gates, only one trace "
+                f"section; leave out --gate (LSTM: i, f, c, o, state; GRU: z, r, h, state)")
+    return (f"--gate {asked}: layer {name!r} ({kind}) has no such gate or section; expected "
+            f"one of {', '.join(valid)}")
