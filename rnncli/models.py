@@ -55,6 +55,51 @@ def _is_onnx(head, path):
 
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _is_keras(head, path):
+    """HDF5 (.h5, .weights.h5) or a zip (.keras, .npz)."""
+    return head.startswith((HDF5_MAGIC, *ZIP_MAGICS))
+
+
+READ_FORMATS = ".keras, .h5, .weights.h5, .npz (Keras), .pt, .safetensors (PyTorch) or .onnx"
+
+
+def _looks_like_table(head) -> bool:
+    """Text whose first lines are numbers (or a header of names) between , ; or tabs."""
+    try:
+        lines = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8").strip().splitlines()[:3]
+    except UnicodeDecodeError:
+        return False
+    lines = lines[:-1] if len(lines) > 1 and len(head) >= 512 else lines  # the last may be cut
+    if not lines:
+        return False
+
+    def number(cell):
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    rows = [[c.strip() for c in line.replace(";", ",").replace("\t", ",").split(",")]
+            for line in lines]
+    data = rows[1:] if len(rows) > 1 and not all(map(number, rows[0])) else rows
+    return bool(data) and all(all(map(number, r)) for r in data) and \
+        (len(data[0]) > 1 or len(data) > 1)
+
+
+def not_a_model(path, head) -> str:
+    """The sentence for a file no reader recognises; says when it looks like data."""
+    looks = ""
+    if head.startswith(NPY_MAGIC):
+        looks = " (it is a single .npy array, input data or a state: give it with -i, after " \
+                "the model)"
+    elif _looks_like_table(head):
+        looks = " (it looks like CSV/TSV input data: give it with -i, after the model)"
+    return f"{path}: not a model file rnncli reads{looks}; expected {READ_FORMATS}"
 
 
 def model_file_kind(head: bytes, path: str = "", names=()) -> str | None:
@@ -81,7 +126,7 @@ READERS = [
     Reader("pytorch .pt", "rnncli.torch.model", _is_torch_zip),
     Reader("safetensors", "rnncli.torch.model", _is_safetensors),
     Reader("onnx", "rnncli.onnx.model", _is_onnx),
-    Reader("keras", "rnncli.keras.files", lambda head, path: True),  # HDF5, zip, or says why
+    Reader("keras", "rnncli.keras.files", _is_keras),
 ]
 
 WRITERS = [
@@ -121,7 +166,7 @@ def load_model(path, overrides: dict | None = None):
         if reader.sniff(head, path):
             module = _module(reader.module, path)
             return module.load(path, overrides)
-    raise ModelFileError(f"{path}: not a model file rnncli reads")
+    raise ModelFileError(not_a_model(path, head))
 
 
 def _module(name, path):

@@ -94,7 +94,54 @@ def test_a_model_file_given_as_input_is_named_as_one(name, via):
             with open(path, "rb") as f:
                 read_input("-", stdin=io.BytesIO(f.read()))
     assert f"is {kind}" in str(e.value) and "not input data" in str(e.value)
-    assert "give the model first and the input with -i" in str(e.value)
+    assert "-i takes the input sequences; give the model file as the command's first " \
+        "argument (MODEL)" in str(e.value) and "forward" not in str(e.value)
+
+
+@pytest.mark.parametrize("args, option", [
+    (["report", "{m}", "-i", "{x}", "--target", "{m}", "-o", "{o}"], "--target takes"),
+    (["forward", "{m}", "-i", "{x}", "--initial-state", "{m}"], "--initial-state takes"),
+    (["forward", "{m}", "-i", "{x}", "--initial-state", "{h5}"], "--initial-state takes"),
+])
+def test_a_model_given_where_data_belongs_names_the_option(tmp_path, args, option):
+    """The message names the option the model file came through, and recognises a .keras
+    (a zip) given as an initial state (it said "holds no arrays")."""
+    import os
+
+    from click.testing import CliRunner
+
+    from rnncli.cli import cli
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    case = os.path.join(root, "tests", "data", "gradient_gated", "gru_reset_after_mse")
+    subs = {"m": os.path.join(case, "model.keras"), "x": os.path.join(case, "input.npy"),
+            "o": str(tmp_path / "r.html"),
+            "h5": os.path.join(root, "sample_weights", "seed000_two_units_k2.h5")}
+    r = CliRunner().invoke(cli, [a.format(**subs) for a in args])
+    assert r.exit_code == 1, r.output
+    assert option in r.stderr and "not input data" in r.stderr
+    assert "holds no arrays" not in r.stderr and "rnncli forward MODEL" not in r.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("path, looks", [
+    ("sample_weights/seed000_input.csv", "it looks like CSV/TSV input data"),
+    ("sample_weights/seed001_input.npy", "it is a single .npy array"),
+    ("README.md", None),
+])
+def test_a_file_no_reader_knows_lists_every_format(path, looks):
+    import os
+
+    from rnncli.errors import ModelFileError
+    from rnncli.models import load_model
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with pytest.raises(ModelFileError) as e:
+        load_model(os.path.join(root, path))
+    msg = str(e.value)
+    for fmt in (".keras", ".h5", ".weights.h5", ".npz", ".pt", ".safetensors", ".onnx"):
+        assert fmt in msg
+    assert (looks in msg) if looks else "looks like" not in msg and "input data" not in msg
 
 
 def test_weights_npz_given_as_input_says_they_look_like_weights(tmp_path):

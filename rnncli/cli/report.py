@@ -55,11 +55,11 @@ def report(model, seed, units, input_dim, cell, overrides, input_path, key, init
     grads = None
     if target or of:
         from ..core.engine import Engine
-        from .grad import _read_target
+        from ..io.inputs import read_target
 
         # the loss of the whole batch, as `rnncli grad` and Keras compute it (a mean over
         # the batch); the page shows the chosen sample's rows of it
-        y = _read_target(target, None, m, x) if target else None
+        y = read_target(target, None, m, x) if target else None
         grads = m.gradients(x, y, loss, of, h0, jacobian=chosen,
                             engine=Engine(one_shot=True))
     sel = selection(result, steps, unit_list)  # an empty one is an error, as in forward

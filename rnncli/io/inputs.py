@@ -90,29 +90,49 @@ def is_tty_stdin(stdin=None) -> bool:
         return False
 
 
-def read_input(source, key: str | None = None, stdin=None) -> InputData:
-    """Read ``source`` (a path, or ``-`` for stdin) into an array; format from content."""
+OPTIONS = {  # the option a file came through -> what it should hold, for messages
+    "-i": "the input sequences",
+    "--target": "the targets",
+    "--initial-state": "initial states (an array, or an .npz of h and c)",
+}
+
+
+def read_input(source, key: str | None = None, stdin=None, option: str = "-i") -> InputData:
+    """Read ``source`` (a path, or ``-`` for stdin) into an array; format from content.
+    ``option``: the command-line option the file came through (``-i``, ``--target``,
+    ``--initial-state``), named when it is a model file instead of data."""
     if source == "-":
         stream = sys.stdin if stdin is None else stdin
         if stream is None:
             raise InputDataError("<stdin>: is closed; expected data piped in, like -i - < x.csv")
-        return _from_stream(getattr(stream, "buffer", stream), "<stdin>", key)
+        return _from_stream(getattr(stream, "buffer", stream), "<stdin>", key, option)
     path = os.fspath(source)
     if os.path.isdir(path):
         raise InputDataError(f"{path}: is a directory; expected a CSV, TSV, .npy or .npz file")
     try:
         with open(path, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a pipe, /dev/fd/N, a device
-                return _from_stream(f, path, key)
-            kind = _sniff(npyio._read_exact(f.read, HEAD), path)
+                return _from_stream(f, path, key, option)
+            kind = _sniff(npyio._read_exact(f.read, HEAD), path, option)
             if kind == "npy":
                 return _data(npyio.map_file(path, path, InputDataError), path, False)
             if kind == "zip":
-                return _data(_npz(path, path, key), path, False)
+                return _data(_npz(path, path, key, option), path, False)
             f.seek(0)
             return _data(_table(_text(f), path), path, True)
     except OSError as e:
         raise file_error(path, e, InputDataError) from None
+
+
+def read_target(path, key, model, x) -> np.ndarray:
+    """``--target``: the targets for input ``x`` of ``model``; a CSV's rows are the
+    samples when the model's output has no time axis (a CSV reads as one sequence)."""
+    data = read_input(path, key, option="--target")
+    t = data.array
+    if data.tabular and t.ndim == 3 and t.shape[0] == 1 and \
+            model.run(x[:1], trace=False, sequences=False).output.ndim == 2:
+        t = t[0]
+    return t
 
 
 def _text(binary):
@@ -126,7 +146,7 @@ def _data(arr, name, tabular):
     return InputData(arr, name, tabular)
 
 
-def _sniff(head: bytes, name: str) -> str:
+def _sniff(head: bytes, name: str, option: str = "-i") -> str:
     """"npy", "zip" or "text" from a file's first bytes; a sentence for anything else."""
     if not head.strip() and len(head) < HEAD:
         raise InputDataError(f"{name}: is empty; expected rows of numbers (one row per "
@@ -135,7 +155,7 @@ def _sniff(head: bytes, name: str) -> str:
         return "npy"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    _refuse_a_model(name, head)
+    refuse_a_model(name, head, option=option)
     if b"\x00" in head:
         raise InputDataError(f"{name}: binary data that is not NPY or NPZ; expected CSV/TSV "
                              f"text or a .npy/.npz array")
@@ -150,13 +170,15 @@ def _sniff(head: bytes, name: str) -> str:
     return "text"
 
 
-def _refuse_a_model(name, head, names=()):
+def refuse_a_model(name, head, names=(), option="-i"):
+    """A model file given where data belongs (through ``option``): one sentence saying so."""
     from ..models import model_file_kind
 
     kind = model_file_kind(head, name, names)
     if kind:
-        raise InputDataError(f"{name}: is {kind}, not input data; give the model first and "
-                             f"the input with -i, e.g. rnncli forward MODEL -i x.csv")
+        what = OPTIONS.get(option, "data")
+        raise InputDataError(f"{name}: is {kind}, not input data; {option} takes {what}; give the "
+                             f"model file as the command's first argument (MODEL)")
 
 
 class _Prefixed(io.RawIOBase):
@@ -182,14 +204,14 @@ def _read_text_or_bytes(stream, n):
     return data.encode() if isinstance(data, str) else data
 
 
-def _from_stream(stream, name, key) -> InputData:
+def _from_stream(stream, name, key, option="-i") -> InputData:
     """Stdin or a pipe: told apart by its first bytes, then read only as far as needed."""
     try:
         head = npyio._read_exact(lambda n: _read_text_or_bytes(stream, n), HEAD)
     except (OSError, ValueError):  # a closed or unreadable descriptor
         raise InputDataError(f"{name}: is closed or cannot be read; expected data piped in, "
                              f"like -i - < x.csv") from None
-    kind = _sniff(head, name)
+    kind = _sniff(head, name, option)
     rest = io.BufferedReader(_Prefixed(head, stream), 1 << 16)
     if kind == "npy":
         return _data(npyio.read_stream(rest, name, InputDataError), name, False)
@@ -199,24 +221,24 @@ def _from_stream(stream, name, key) -> InputData:
             buf.write(part)
             limits.check_bytes(buf.tell(), f"{name}: NPZ data on a stream takes over",
                                error=InputDataError)
-        return _data(_npz(buf, name, key), name, False)
+        return _data(_npz(buf, name, key, option), name, False)
     return _data(_table(_text(rest), name), name, True)
 
 
-def _npz(source, name, key):
+def _npz(source, name, key, option="-i"):
     try:
         with zipfile.ZipFile(source) as zf:
             files = npyio.npz_keys(zf)
             if key is None:
-                _refuse_a_model(name, b"", zf.namelist()[:64])
+                refuse_a_model(name, b"", zf.namelist()[:64], option)
                 if not any(n.endswith(".npy") for n in zf.namelist()):
                     raise InputDataError(f"{name}: zip archive holds no .npy arrays "
                                          f"({printable(', '.join(files[:4]), 80)}); expected "
                                          f"an .npz written by numpy.savez")
                 if len(files) != 1:
                     weights = sum("kernel" in f or "weight" in f for f in files) >= 2
-                    hint = ("; they look like model weights: give the model first, the "
-                            "input with -i" if weights else "")
+                    hint = (f"; they look like model weights: give the model file as the "
+                            f"first argument, and {option} the data" if weights else "")
                     raise InputDataError(f"{name}: holds {len(files)} arrays "
                                          f"({printable(', '.join(files[:6]), 120)}); choose "
                                          f"one with --key{hint}")

@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 from ..errors import InputDataError
-from .inputs import read_input
+from .inputs import read_input, refuse_a_model
 from .npyio import printable
+
+OPTION = "--initial-state"
 
 
 def read_initial_state(path):
@@ -24,7 +26,7 @@ def read_initial_state(path):
                                  f"expected h, c (the first recurrent layer's) or "
                                  f"LAYER/h, LAYER/c for each")
         return arrays
-    state = read_input(path).array
+    state = read_input(path, option=OPTION).array
     if state.ndim == 3 and state.shape[0] == 1:  # a CSV is read as one sequence
         state = state[0]
     return state
@@ -47,9 +49,11 @@ def _npz_arrays(path):
 
     try:
         with zipfile.ZipFile(path) as z:
-            keys = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+            names = z.namelist()
+            keys = [n[:-4] for n in names if n.endswith(".npy")]
     except ZIP_ERRORS as e:  # NotImplementedError too: a zip of an unknown version
         raise InputDataError(f"{printable(path)}: damaged .npz ({_short(e)})") from None
+    refuse_a_model(printable(path), b"", names[:64], OPTION)
     if not keys:
         raise InputDataError(f"{printable(path)}: holds no arrays; expected h (and c)")
-    return {k: read_input(path, k).array for k in keys}
+    return {k: read_input(path, k, option=OPTION).array for k in keys}
