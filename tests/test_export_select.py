@@ -323,3 +323,50 @@ def test_onnx_arrays_follow_the_selection(tmp_path):
     assert "Y" not in steps.files and "Y_c" in steps.files
     r = invoke("export", m, "-i", x, "-o", tmp_path / "y.npz", "--what", "Y", "--steps", "0")
     assert r.exit_code == 2 and "--steps doesn't apply to ONNX's Y" in r.stderr
+
+
+MIXED = ref_path("..", "lstm_gru_reference", "mixed_stack", "model.keras")  # rnn, lstm, gru
+MIXED_IN = ref_path("..", "lstm_gru_reference", "mixed_stack", "input.npy")
+
+
+@pytest.mark.parametrize("command", ["export", "trace"])
+def test_csv_columns_keep_their_place_whatever_the_selection(tmp_path, command):
+    """The csv header is the model's (every cell kind's columns in a fixed order), so `h`
+    is the same column with every layer and with one layer or gate picked."""
+    pick = "--layers" if command == "export" else "--layer"
+    picks = {"all": [pick, "rnn,lstm,gru"], "gru": [pick, "gru"], "lstm": [pick, "lstm"]}
+    if command == "trace":
+        picks["f"] = [pick, "lstm", "--gate", "f"]
+    tables = {}
+    for name, extra in picks.items():
+        out = str(tmp_path / f"{name}.csv")
+        r = CliRunner().invoke(cli, [command, MIXED, "-i", MIXED_IN, "-f", "csv", "-o", out,
+                                     *extra])
+        assert r.exit_code == 0, r.output
+        with open(out, newline="") as f:
+            tables[name] = list(csv.reader(f))
+    headers = {name: tuple(t[0]) for name, t in tables.items()}
+    assert len(set(headers.values())) == 1, headers
+    rows, layer = tables["all"][1:], headers["all"].index("layer")
+    assert {r[layer] for r in rows} == {"rnn", "lstm", "gru"}
+    for name in ("gru", "lstm"):
+        assert tables[name][1:] == [r for r in rows if r[layer] == name]
+    h = headers["all"].index("h")
+    assert all(r[h] for r in rows if r[layer] == "rnn")  # SimpleRNN rows fill h
+
+
+def test_ndjson_and_json_largest_is_a_list_like_note():
+    """A gated cell's state section has no x·W/h·U/b parts: `largest` is "" per unit (the
+    csv's blank `dominant`), a list like `note`, not null."""
+    args = ["trace", MIXED, "-i", MIXED_IN, "--layer", "lstm,gru"]
+    lines = CliRunner().invoke(cli, [*args, "-f", "ndjson"]).stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {r["section"] for r in records} >= {"state", "f", "z"}
+    for r in records:
+        assert isinstance(r["largest"], list) and isinstance(r["note"], list)
+        assert len(r["largest"]) == len(r["note"]) == len(r["units"])
+    assert {x for r in records if r["section"] == "state" for x in r["largest"]} == {""}
+    doc = json.loads(CliRunner().invoke(cli, [*args, "-f", "json"]).stdout)
+    for t in doc["traces"]:
+        assert np.shape(t["largest"]) == np.shape(t["note"]) == np.shape(t["h" if "h" in t
+                                                                            else "gate"])

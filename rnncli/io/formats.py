@@ -108,13 +108,18 @@ def states_document(views, outputs, precision=None, source=None):
 # ---------------------------------------------------------------- trace
 
 
-def trace_header(views) -> list:
-    """One header for every view: a ``section`` column when a gated cell is among them, the
-    union of the cells' columns in order of appearance (blank in the rows of a section that
-    has no such column: an LSTM's state section has no ``xw``), the terms' ``x0_w ...``."""
+def trace_header(views, own=False) -> list:
+    """One header for every view: a ``section`` column when a gated cell is in the model,
+    the columns of every cell kind of the model in a fixed order (the views'
+    ``model_columns``: the same whatever layers or gates are shown; blank in the rows of a
+    section that has no such column: an LSTM's state section has no ``xw``), the terms'
+    ``x0_w ...``. ``own``: the views' own columns only (one view's row layout)."""
     views = list(views)
-    section = ["section"] if any(v.section for v in views) else []
-    columns = list(dict.fromkeys(c for v in views for c in v.columns))
+    fixed = [] if own else [c for v in views for c in (v.model_columns or ())]
+    columns = list(dict.fromkeys([*fixed, *(c for v in views for c in v.columns)]))
+    section = ["section"] if any(v.section for v in views) or (
+        not own and any(v.model_columns and "gate" in v.model_columns for v in views)) \
+        else []
     features = max((v.terms.shape[2] for v in views if v.terms is not None), default=0)
     return ["layer", "direction", *section, "sample", "step", "t", "unit", *columns,
             "dominant", "flag", *(f"x{i}_w" for i in range(features))]
@@ -122,7 +127,7 @@ def trace_header(views) -> list:
 
 def trace_rows(view, header, precision=None):
     """The view's rows, one per sample, step and unit, laid out under ``header``."""
-    own = trace_header([view])
+    own = trace_header([view], own=True)
     place = [header.index(c) for c in own]
     if own == header:
         place = None
@@ -169,7 +174,10 @@ def write_trace(views, fmt_name, out, precision=None, header=True):
                     if v.section:
                         rec["section"] = v.section
                     rec.update({k: _list(v.arrays[k][bi, si], precision) for k in v.columns})
-                    rec["largest"] = None if dominant is None else DOMINANT[dominant[bi, si]].tolist()
+                    # a section with no x·W, h·U, b parts (a gated cell's state) has "" per
+                    # unit, as csv leaves dominant blank: always a list, like note
+                    rec["largest"] = [""] * len(v.units) if dominant is None else \
+                        DOMINANT[dominant[bi, si]].tolist()
                     rec["note"] = flags[bi, si].tolist()
                     out.write(json.dumps(rec) + "\n")
     else:
@@ -186,7 +194,8 @@ def trace_document(views, precision=None, source=None):
             entry["section"] = v.section
         entry.update({k: _list(v.arrays[k], precision) for k in v.columns})
         dominant = v.dominant()
-        entry["largest"] = None if dominant is None else DOMINANT[dominant].tolist()
+        entry["largest"] = np.full(v.arrays[v.value].shape, "", object).tolist() \
+            if dominant is None else DOMINANT[dominant].tolist()
         entry["note"] = v.flags().tolist()
         if v.terms is not None:
             entry["terms"] = _list(v.terms, precision)

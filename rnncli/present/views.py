@@ -124,6 +124,9 @@ class TraceView:
     section: str = ""
     value: str = "h"
     titles: dict | None = None
+    # the csv/tsv header's columns for the whole model, whatever layers are shown (see
+    # model_columns); None: the view's own
+    model_columns: tuple | None = None
 
     @property
     def columns(self) -> tuple:
@@ -168,6 +171,7 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
     those named in ``sections``)."""
     r = result.layers[name]
     views = []
+    header = model_columns(result)
     for direction, tr in r.traces.items():
         B, T, H = tr["h"].shape
         samples = np.arange(B)
@@ -191,10 +195,29 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
                 terms = share[samples][:, steps][..., units]
             views.append(TraceView(name, direction, act, samples, steps, tr.step_index[steps],
                                    units, arrays, terms, mask, T, H, section, value,
-                                   tr.cell.section_titles(section)))
+                                   tr.cell.section_titles(section), header))
     if not views:
         raise RnncliError(f"layer {name!r} has no trace")
     return views
+
+
+def model_columns(result) -> tuple:
+    """The trace columns of every traced recurrent layer of ``result``, whichever are
+    shown: cell kinds in the registry's order (SimpleRNN, LSTM, GRU, then any other), each
+    kind's columns in its own order. csv/tsv lay every row out under these, so a column's
+    position depends on the model alone, never on --layers/--gate (docs/export.md)."""
+    from ..core.cells import registry
+
+    order = [cell for cell, _ in registry().values()]
+    found = {}
+    for r in result.layers.values():
+        for tr in (r.traces or {}).values():
+            kind = type(tr.cell)
+            if kind not in found:
+                found[kind] = [c for _, cols, *_ in tr.cell.trace_sections(tr) for c in cols]
+    kinds = sorted(found, key=lambda k: (order.index(k) if k in order else len(order),
+                                         k.__name__))
+    return tuple(dict.fromkeys(c for k in kinds for c in found[k]))
 
 
 def _no_such_section(name, cell, asked, valid):
