@@ -87,6 +87,15 @@ view_options = bundle(
 )
 
 
+color_option = click.option(
+    "--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+    show_default=True, help="Colour tables: on a terminal (auto), always (for less -R), or "
+    "never. NO_COLOR and FORCE_COLOR are honoured.")
+width_option = click.option(
+    "--width", type=click.IntRange(40, 1000),
+    help="Table width in columns (default: the terminal's, else $COLUMNS, else 120).")
+
+
 def output_options(formats):
     return bundle(
         click.option("-f", "--format", "fmt", type=click.Choice(formats),
@@ -94,12 +103,8 @@ def output_options(formats):
         click.option("-o", "--output", default="-", metavar="PATH",
                      help="Write to PATH instead of stdout."),
         click.option("--force", is_flag=True, help="Overwrite an existing output file."),
-        click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
-                     show_default=True, help="Colour tables: on a terminal (auto), always "
-                     "(for less -R), or never. NO_COLOR and FORCE_COLOR are honoured."),
-        click.option("--width", type=click.IntRange(40, 1000),
-                     help="Table width in columns (default: the terminal's, else $COLUMNS, "
-                     "else 120)."),
+        color_option,
+        width_option,
     )
 
 
