@@ -301,3 +301,11 @@ def test_a_wrong_initial_state_is_judged_against_the_whole_batch():
             "--initial-state", sample("seed001_input.npy"), "--sample", "0")
     assert r.exit_code == 1
     assert "must have shape (5,) or (2, 5), got (10, 3)" in r.stderr  # 2 samples, not 1
+
+
+@pytest.mark.parametrize("command", ["forward", "trace"])
+def test_a_format_contradicting_the_extension_is_refused(tmp_path, command):
+    out = tmp_path / "x.npy"
+    r = run(command, S0, "-i", S0_IN, "-f", "csv", "-o", str(out))
+    assert r.exit_code == 2 and f"-f csv contradicts -o {out}" in r.output
+    assert not out.exists()

@@ -175,7 +175,7 @@ def test_sample_cuts_the_data_outputs(tmp_path):
 
 def test_a_format_contradicting_the_extension_is_refused(tmp_path):
     r = run(MODEL, "-i", X, "--target", Y, "-f", "csv", "-o", str(tmp_path / "g.npz"))
-    assert r.exit_code == 2 and "-f csv contradicts -o" in r.output
+    assert r.exit_code == 2 and "-f csv contradicts -o" in r.output, r.output
     assert not (tmp_path / "g.npz").exists()
 
 

@@ -244,3 +244,21 @@ def test_zarr_without_the_dask_extra_names_it(tmp_path, monkeypatch, missing):
         f"rnncli: error: writing .zarr needs dask and zarr, and {missing} is not installed; "
         "install them with: pip install 'rnncli[dask]'"]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt,name", [("csv", "x.zarr"), ("npz", "x.csv"), ("json", "x.h5"),
+                                      ("csv", "x.npy")])
+def test_a_format_contradicting_the_extension_is_refused(tmp_path, fmt, name):
+    out = tmp_path / name
+    r = invoke("export", sample("seed000_two_units.keras"), "-i",
+               sample("seed000_input.csv"), "-f", fmt, "-o", str(out))
+    assert r.exit_code == 2, r.output
+    assert f"-f {fmt} contradicts -o {out}" in r.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt,name", [("lstmvis", "x.h5"), ("csv", "x.txt"), ("tsv", "x.tab")])
+def test_a_format_agreeing_with_the_extension_is_kept(tmp_path, fmt, name):
+    r = invoke("export", sample("seed000_two_units.keras"), "-i",
+               sample("seed000_input.csv"), "-f", fmt, "-o", str(tmp_path / name))
+    assert r.exit_code == 0, r.output

@@ -279,7 +279,7 @@ def test_ndjson_to_stdout_is_one_object_a_line():
 ])
 @pytest.mark.parametrize("fmt", ["npz", "ndjson"])
 def test_bad_selections_are_usage_errors(tmp_path, args, message, fmt):
-    out = tmp_path / f"x.{fmt}"
+    out = tmp_path / (f"x.{fmt}" if "-f" not in args else "x.out")  # (-f: its own format)
     r = invoke("export", BIDI, "-i", BIDI_IN, "-o", out, *args)
     assert r.exit_code == 2, r.output
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

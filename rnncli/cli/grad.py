@@ -155,8 +155,8 @@ def _format_for(output, fmt):
     refused (CSV text in a .npz would fool whoever opens it)."""
     ext = next((e for e in GRAD_FORMATS[1:] if output.lower().endswith("." + e)), None)
     if fmt and ext and fmt != ext:
-        raise click.UsageError(f"-f {fmt} contradicts -o {output} (a .{ext} name); expected "
-                               f"-f {ext}, or an -o name that ends in .{fmt}")
+        raise click.UsageError(f"-f {fmt} contradicts -o {output} (a .{ext} name holds "
+                               f"{ext}); drop -f, or name the file for {fmt}")
     if fmt:
         return fmt
     if output == "-":

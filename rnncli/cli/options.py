@@ -200,14 +200,18 @@ def run_model(model, data, x, h0, trace, samples=None):
 
 
 def format_for(output, fmt, choices):
-    """--format, else -o's extension, else a table."""
+    """--format, else -o's extension, else a table; a --format that contradicts -o's
+    extension (CSV text into a .npy) is refused."""
+    from ..io.formats import EXTENSIONS
+
+    ext = os.path.splitext(output)[1].lower() if output and output != "-" else ""
+    found = EXTENSIONS.get(ext)
     if fmt:
+        if found and found != fmt:
+            raise click.UsageError(f"-f {fmt} contradicts -o {output} (a {ext} name holds "
+                                   f"{found}); drop -f, or name the file for {fmt}")
         return fmt
     if output and output != "-":
-        from ..io.formats import EXTENSIONS
-
-        ext = os.path.splitext(output)[1].lower()
-        found = EXTENSIONS.get(ext)
         if found in choices:
             return found
         raise click.UsageError(f"-o {output}: can't tell the format from {ext or 'no extension'}; "
