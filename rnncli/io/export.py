@@ -24,7 +24,7 @@ import zipfile
 import numpy as np
 
 from .. import signals
-from ..errors import OutputError, RnncliError, UsageError
+from ..errors import OutputError, RnncliError, UsageError, there_are
 from .atomic import atomic_path, open_output, spill_folder
 
 RESULT_FORMATS = ("npz", "h5", "csv", "tsv", "json", "ndjson", "npy", "lstmvis", "zarr")
@@ -292,9 +292,10 @@ class NpySink(NpzSink):
 
     def _check(self):
         if len(self.files) != 1:
-            raise RnncliError(f".npy holds one array; choose one with --what (e.g. "
-                              f"{next(iter(self.files), 'hidden/<layer>')}); there are "
-                              f"{len(self.files)}")
+            names = list(self.files)
+            raise UsageError(f".npy holds one array; choose one with --what (e.g. "
+                             f"{next(iter(names), 'hidden/<layer>')}); "
+                             f"{there_are(len(names), 'array')}: {', '.join(names) or 'none'}")
 
     def _finish(self, fh):
         self._member(fh, next(iter(self.files)))
