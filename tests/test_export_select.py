@@ -351,3 +351,13 @@ def test_there_are_and_index_range_agree_in_number():
     assert there_are(1) == "there is 1" and there_are(1, "array") == "there is 1 array"
     assert there_are(7, "array") == "there are 7 arrays" and there_are(0) == "there are 0"
     assert index_range(1, "sample") == "sample 0" and index_range(3, "unit") == "unit 0 to 2"
+
+
+def test_the_wrote_line_names_the_steps_and_units(tmp_path):
+    out = tmp_path / "x.npz"
+    r = invoke("export", BIDI, "-i", BIDI_IN, "-o", out, "--sample", "1", "--steps", "0:2",
+               "-u", "0")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.strip() == f"rnncli: wrote {out} (npz, 1 of 3 samples, steps 0:2, units 0)"
+    with np.load(out) as z:
+        assert z["hidden/top"].shape == (1, 2, 1)
