@@ -188,7 +188,10 @@ def test_set_overrides_weights_only_config():
      "input has 3 features per timestep; the model expects 5", 1),
     (["forward", "nope.keras", "-i", S0_IN], "nope.keras: no such file", 1),
     (["forward", S0_IN, "-i", S0_IN], "not a model file", 1),
-    (["forward", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'", 1),
+    (["forward", S0, "-i", S0_IN, "--layer", "nope"],
+     "no recurrent layer 'nope' in the model; expected a name or index of one of: simple_rnn",
+     2),
+    (["trace", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'", 2),
     (["forward", S0, "-i", S0_IN, "--set", "bogus.activation=relu"],
      "no layer 'bogus'; expected one of: simple_rnn", 2),
     (["forward", S0, "-i", S0_IN, "--set", "units=7"],
@@ -301,3 +304,11 @@ def test_a_wrong_initial_state_is_judged_against_the_whole_batch():
             "--initial-state", sample("seed001_input.npy"), "--sample", "0")
     assert r.exit_code == 1
     assert "must have shape (5,) or (2, 5), got (10, 3)" in r.stderr  # 2 samples, not 1
+
+
+@pytest.mark.parametrize("command", ["forward", "trace"])
+def test_a_format_contradicting_the_extension_is_refused(tmp_path, command):
+    out = tmp_path / "x.npy"
+    r = run(command, S0, "-i", S0_IN, "-f", "csv", "-o", str(out))
+    assert r.exit_code == 2 and f"-f csv contradicts -o {out}" in r.output
+    assert not out.exists()
