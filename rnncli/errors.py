@@ -38,3 +38,16 @@ def file_error(path, exc: OSError, cls=RnncliError) -> RnncliError:
     if isinstance(exc, PermissionError):
         return cls(f"{path}: permission denied")
     return cls(f"{path}: cannot be read ({exc.strerror or exc})")
+
+
+def there_are(n: int, noun: str = "") -> str:
+    """``there is 1 array`` / ``there are 7 arrays`` (``there is 1`` without a noun), for
+    messages that say how many there are."""
+    noun = f" {noun}{'' if n == 1 else 's'}" if noun else ""
+    return f"there {'is' if n == 1 else 'are'} {n}{noun}"
+
+
+def index_range(n: int, what: str = "") -> str:
+    """The valid indices of ``n`` things: ``sample 0`` for one, ``sample 0 to 2``."""
+    lead = f"{what} " if what else ""
+    return f"{lead}0" if n == 1 else f"{lead}0 to {n - 1}"

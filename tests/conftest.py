@@ -152,3 +152,20 @@ def rest_of(proc, timeout=60):
     """(exit code, the rest of stderr) once ``proc`` ends."""
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, (getattr(proc, "stderr_rest", b"") + err).decode()
+
+
+def signals_at_default(then=None):
+    """A ``preexec_fn`` for a child that a test will signal: SIGINT, SIGTERM and SIGHUP at
+    their default, whatever this process inherited. A shell starts a background job
+    (``pytest ... &``) with SIGINT ignored, its children inherit that, and rnncli rightly
+    keeps an ignored signal ignored: a Ctrl-C test would then wait for an exit that never
+    comes. ``then``: another preexec function to run after."""
+    import signal
+
+    def preexec():
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        if then is not None:
+            then()
+
+    return preexec

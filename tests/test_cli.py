@@ -218,7 +218,10 @@ def test_set_overrides_weights_only_config():
      "input has 3 features per timestep; the model expects 5", 1),
     (["forward", "nope.keras", "-i", S0_IN], "nope.keras: no such file", 1),
     (["forward", S0_IN, "-i", S0_IN], "not a model file", 1),
-    (["forward", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'", 1),
+    (["forward", S0, "-i", S0_IN, "--layer", "nope"],
+     "no recurrent layer 'nope' in the model; expected a name or index of one of: simple_rnn",
+     2),
+    (["trace", S0, "-i", S0_IN, "--layer", "nope"], "no recurrent layer 'nope'", 2),
     (["forward", S0, "-i", S0_IN, "--set", "bogus.activation=relu"],
      "no layer 'bogus'; expected one of: simple_rnn", 2),
     (["forward", S0, "-i", S0_IN, "--set", "units=7"],
@@ -358,3 +361,11 @@ def test_trace_an_unknown_gate_lists_the_valid_ones(model, gate, expected):
     r = CliRunner().invoke(cli, ["trace", model, "-i", data, "--gate", gate])
     assert r.exit_code == 2
     assert expected in r.stderr and "no trace section" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["forward", "trace"])
+def test_a_format_contradicting_the_extension_is_refused(tmp_path, command):
+    out = tmp_path / "x.npy"
+    r = run(command, S0, "-i", S0_IN, "-f", "csv", "-o", str(out))
+    assert r.exit_code == 2 and f"-f csv contradicts -o {out}" in r.output
+    assert not out.exists()

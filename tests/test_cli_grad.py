@@ -104,3 +104,86 @@ def test_gated_table_explains_its_missing_bound_and_shows_only_its_samples():
     assert "bound –: a gated cell has none (docs/math.md)" in r.output
     expected = np.load(os.path.join(case, "expected_jacobian_norm_gru.npy"))  # TensorFlow's
     assert f"{expected[1, 0]:.5g}" in r.output
+
+
+EMB = os.path.join(DATA, "gradient_gated", "embedding_masked_lstm_scce")
+EMB_MODEL, EMB_Y = os.path.join(EMB, "model.keras"), os.path.join(EMB, "target.npy")
+SCCE = ("--target", EMB_Y, "--loss", "sparse_categorical_crossentropy")
+
+
+def _ids_csv(tmp_path):
+    """The case's int token ids as a CSV (sample,token): they read back as floats."""
+    x = np.load(os.path.join(EMB, "input.npy"))
+    path = tmp_path / "ids.csv"
+    path.write_text("sample,token\n" + "".join(f"{b},{v}\n" for b in range(x.shape[0])
+                                               for v in x[b]))
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["npy", "csv"])
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "npz"])
+def test_every_format_works_on_an_embedding_model(tmp_path, source, fmt):
+    """Token ids into an Embedding: no grad_input (they aren't differentiable), whether they
+    come as ints (.npy) or floats (CSV); the weight gradients are TensorFlow's."""
+    x = os.path.join(EMB, "input.npy") if source == "npy" else _ids_csv(tmp_path)
+    out = tmp_path / f"g.{fmt}"
+    r = run(EMB_MODEL, "-i", x, *SCCE, "-o", "-" if fmt == "table" else str(out))
+    assert r.exit_code == 0, r.output
+    assert "unexpected" not in r.output
+    if fmt == "table":
+        assert "input saliency: none (token ids into an Embedding aren't differentiable)" \
+            in r.output
+        assert "‖dL/dx_t‖" not in r.output
+    elif fmt == "csv":
+        text = out.read_text()
+        assert "grad_input" not in text and "grad_hidden_norm/lstm,2,6,6," in text
+    elif fmt == "json":
+        doc = json.loads(out.read_text())
+        assert "grad_input" not in doc["arrays"]
+    else:
+        with np.load(out) as z, np.load(os.path.join(EMB, "expected_grad_weights.npz")) as w:
+            assert "grad_input" not in z.files
+            np.testing.assert_allclose(z["grad/emb/embeddings"], w["emb/embeddings"],
+                                       rtol=1e-4, atol=1e-6)
+
+
+def test_sample_cuts_the_data_outputs(tmp_path):
+    expected = np.load(os.path.join(EMB, "expected_grad_hidden_lstm.npy"))  # TensorFlow's
+    r = run(EMB_MODEL, "-i", os.path.join(EMB, "input.npy"), *SCCE, "--sample", "2",
+            "-f", "csv")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()[1:]
+    assert lines and {ln.split(",")[1] for ln in lines} == {"2"}  # the input's index
+    norm = [ln for ln in lines if ln.startswith("grad_hidden_norm/lstm,2,6,")][0]
+    assert float(norm.split(",")[-1]) == pytest.approx(np.linalg.norm(expected[2, 6]),
+                                                       rel=1e-4)
+    r = run(EMB_MODEL, "-i", os.path.join(EMB, "input.npy"), *SCCE, "--sample", "0,2",
+            "-f", "json")
+    doc = json.loads(r.output)
+    assert doc["samples"] == [0, 2]
+    np.testing.assert_allclose(doc["arrays"]["grad_hidden/lstm"], expected[[0, 2]],
+                               rtol=1e-4, atol=1e-5)
+    out = tmp_path / "g.npz"
+    r = run(EMB_MODEL, "-i", os.path.join(EMB, "input.npy"), *SCCE, "--sample", "1",
+            "-o", str(out))
+    assert r.exit_code == 0, r.output
+    with np.load(out) as z, np.load(os.path.join(EMB, "expected_grad_weights.npz")) as w:
+        np.testing.assert_allclose(z["grad_hidden/lstm"], expected[[1]], rtol=1e-4, atol=1e-5)
+        # the loss and the weight gradients stay the whole batch's
+        np.testing.assert_allclose(z["grad/head/bias"], w["head/bias"], rtol=1e-4, atol=1e-6)
+
+
+def test_a_format_contradicting_the_extension_is_refused(tmp_path):
+    r = run(MODEL, "-i", X, "--target", Y, "-f", "csv", "-o", str(tmp_path / "g.npz"))
+    assert r.exit_code == 2 and "-f csv contradicts -o" in r.output, r.output
+    assert not (tmp_path / "g.npz").exists()
+
+
+def test_width_color_and_no_trailing_spaces():
+    r = run(MODEL, "-i", X, "--target", Y, "--width", "60", "--color", "never")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines and all(ln == ln.rstrip() for ln in lines)
+    assert max(len(ln) for ln in lines) <= 60
+    r = run(MODEL, "-i", X, "--target", Y, "--color", "always")
+    assert "\x1b[" in r.output

@@ -236,30 +236,26 @@ def test_run_selects_like_export_and_skips_the_trace(tmp_path):
         rd.run(model, da.from_array(x, chunks=100), layers=["nope"])
 
 
-def test_a_worker_killed_mid_export_loses_and_doubles_nothing(tmp_path):
+def test_a_worker_killed_mid_export_loses_and_doubles_nothing(client, tmp_path):
+    # (the module's cluster: its nanny starts a new worker for the one killed here)
     model = rnncli.random_model(5, 64, 32)
     x = np.random.default_rng(3).standard_normal((1200, 100, 32)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    cluster = local_cluster(2)
     killed = []
-    try:
-        with Client(cluster) as client:
-            pids = client.run(os.getpid)  # the worker processes this test started
+    pids = client.run(os.getpid)  # the worker processes of the cluster
 
-            def kill_one_busy_worker(done, total):
-                if killed or done < 4 * 30:
-                    return
-                busy = [w for w, keys in client.processing().items() if keys]
-                if busy:  # as the OOM killer would: no chance to clean up
-                    killed.append(busy[0])
-                    os.kill(pids[busy[0]], signal.SIGKILL)
+    def kill_one_busy_worker(done, total):
+        if killed or done < 4 * 30:
+            return
+        busy = [w for w, keys in client.processing().items() if keys]
+        if busy:  # as the OOM killer would: no chance to clean up
+            killed.append(busy[0])
+            os.kill(pids[busy[0]], signal.SIGKILL)
 
-            summary = rd.export_zarr(model, str(tmp_path / "x.npy"), str(tmp_path / "k.zarr"),
-                                     what="hidden,state", scheduler=client, batch_chunk=30,
-                                     progress=kill_one_busy_worker)
-            after = set(client.scheduler_info()["workers"])
-    finally:
-        cluster.close()
+    summary = rd.export_zarr(model, str(tmp_path / "x.npy"), str(tmp_path / "k.zarr"),
+                             what="hidden,state", scheduler=client, batch_chunk=30,
+                             progress=kill_one_busy_worker)
+    after = set(client.scheduler_info()["workers"])
     assert killed and killed[0] in pids and killed[0] not in after  # it really died
     assert summary["written"] == summary["chunks"] == 40
     assert status(str(tmp_path / "k.zarr"))[0]["complete"]

@@ -3,15 +3,18 @@
 - docs/cli.md's reference is generated from each command's --help (refresh:
   RNNCLI_UPDATE_DOCS=1); the prose above its "## Reference" is written by hand.
 - In README.md and docs/**/*.md, every ```console block's `$ ` lines are run (in a scratch
-  folder that sees sample_weights/) and their output must match the lines below them;
+  folder that sees sample_weights/; a plain `rnncli ...` line in this process through
+  click's CliRunner, anything else by bash) and their output must match the lines below them;
   every ```sh block's commands must exit 0 (install, test and benchmark commands excepted).
 """
 
 import glob
 import os
 import re
+import shlex
 import subprocess
 import sys
+import traceback
 
 import pytest
 from click.testing import CliRunner
@@ -145,9 +148,34 @@ def same_output(got, expected):
     return all(abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b))) for a, b in zip(g, e))
 
 
+SHELL = set("|<>;&$`\\'\"*?~(){}#")  # anything bash would read as more than words
+
+
+def run_in_process(command, cwd, monkeypatch):
+    """A plain ``rnncli ...`` command through click's CliRunner, in ``cwd`` with run_shown's
+    environment: the same exit code and the same interleaved output as run_shown gives (each
+    documented command was compared), without a Python start-up and imports for each. What
+    only a real process shows (pipes, signals, the installed entry point) is tested in
+    test_pipes.py, test_signals.py and by the shell commands here."""
+    monkeypatch.chdir(cwd)
+    r = CliRunner().invoke(cli, shlex.split(command)[1:], prog_name="rnncli",
+                           env={"COLUMNS": "100", "NO_COLOR": "1"})
+    got = "\n".join(ln.rstrip() for ln in r.output.rstrip("\n").splitlines())
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        got += "\n" + "".join(traceback.format_exception(r.exception))
+    return r.exit_code, got
+
+
+def is_plain_rnncli(command):
+    return command.startswith("rnncli ") and not SHELL & set(command)
+
+
 @pytest.mark.parametrize("command,expected", examples())
-def test_documented_command(scratch, command, expected):
-    code, got = run_shown(command, scratch)
+def test_documented_command(scratch, command, expected, monkeypatch):
+    if is_plain_rnncli(command):
+        code, got = run_in_process(command, scratch, monkeypatch)
+    else:
+        code, got = run_shown(command, scratch)
     assert code == 0, got
     if expected is not None:
         want = "\n".join(ln.rstrip() for ln in expected.rstrip("\n").splitlines())

@@ -221,3 +221,44 @@ def test_progress_counts_written_samples(tmp_path, monkeypatch):
     export_results(model, np.ones((10, 5, 3), np.float32), str(tmp_path / "p.npz"), "npz",
                    batch_size=3, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(6, 10), (9, 10), (10, 10)]  # nothing shown in the first second
+
+
+@pytest.mark.parametrize("missing", ["dask", "zarr", "distributed"])
+def test_zarr_without_the_dask_extra_names_it(tmp_path, monkeypatch, missing):
+    """No dask (or zarr, or distributed for --workers): one line naming the extra, exit 1
+    (as a model file whose reader isn't installed), and nothing written."""
+    import sys
+
+    for before in ("dask", "zarr")[:("dask", "zarr", "distributed").index(missing)]:
+        pytest.importorskip(before)  # (checked in this order: the first missing is named)
+    for name in list(sys.modules):
+        if name == missing or name.startswith(missing + "."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, missing, None)
+    out = tmp_path / "y.zarr"
+    extra = ["--workers", "1"] if missing == "distributed" else []
+    r = invoke("export", sample("seed000_two_units.keras"), "-i",
+               sample("seed000_input.csv"), "-o", str(out), *extra)
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines() == [
+        f"rnncli: error: writing .zarr needs dask and zarr, and {missing} is not installed; "
+        "install them with: pip install 'rnncli[dask]'"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt,name", [("csv", "x.zarr"), ("npz", "x.csv"), ("json", "x.h5"),
+                                      ("csv", "x.npy")])
+def test_a_format_contradicting_the_extension_is_refused(tmp_path, fmt, name):
+    out = tmp_path / name
+    r = invoke("export", sample("seed000_two_units.keras"), "-i",
+               sample("seed000_input.csv"), "-f", fmt, "-o", str(out))
+    assert r.exit_code == 2, r.output
+    assert f"-f {fmt} contradicts -o {out}" in r.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt,name", [("lstmvis", "x.h5"), ("csv", "x.txt"), ("tsv", "x.tab")])
+def test_a_format_agreeing_with_the_extension_is_kept(tmp_path, fmt, name):
+    r = invoke("export", sample("seed000_two_units.keras"), "-i",
+               sample("seed000_input.csv"), "-f", fmt, "-o", str(tmp_path / name))
+    assert r.exit_code == 0, r.output

@@ -279,7 +279,7 @@ def test_ndjson_to_stdout_is_one_object_a_line():
 ])
 @pytest.mark.parametrize("fmt", ["npz", "ndjson"])
 def test_bad_selections_are_usage_errors(tmp_path, args, message, fmt):
-    out = tmp_path / f"x.{fmt}"
+    out = tmp_path / (f"x.{fmt}" if "-f" not in args else "x.out")  # (-f: its own format)
     r = invoke("export", BIDI, "-i", BIDI_IN, "-o", out, *args)
     assert r.exit_code == 2, r.output
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
@@ -370,3 +370,41 @@ def test_ndjson_and_json_largest_is_a_list_like_note():
     for t in doc["traces"]:
         assert np.shape(t["largest"]) == np.shape(t["note"]) == np.shape(t["h" if "h" in t
                                                                             else "gate"])
+
+
+def test_npy_without_what_is_a_usage_error_naming_the_arrays(tmp_path):
+    out = tmp_path / "x.npy"
+    r = invoke("export", sample("seed000_two_units.keras"), "-i", sample("seed000_input.csv"),
+               "-o", out)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().endswith(
+        "there are 7 arrays: output, hidden/simple_rnn, state/simple_rnn, xw/simple_rnn, "
+        "hu/simple_rnn, bias/simple_rnn, z/simple_rnn"), r.stderr
+    assert not out.exists()
+
+
+def test_one_step_is_counted_in_the_singular(tmp_path):
+    one = tmp_path / "one.csv"
+    one.write_text("x0,x1,x2,x3,x4\n1,1,1,1,1\n")
+    r = invoke("export", sample("seed000_two_units.keras"), "-i", one, "-o",
+               tmp_path / "x.npz", "--steps", "1:")
+    assert r.exit_code == 2, r.output
+    assert "--steps 1: selects no step; there is 1 (0)" in r.stderr, r.stderr
+
+
+def test_there_are_and_index_range_agree_in_number():
+    from rnncli.errors import index_range, there_are
+
+    assert there_are(1) == "there is 1" and there_are(1, "array") == "there is 1 array"
+    assert there_are(7, "array") == "there are 7 arrays" and there_are(0) == "there are 0"
+    assert index_range(1, "sample") == "sample 0" and index_range(3, "unit") == "unit 0 to 2"
+
+
+def test_the_wrote_line_names_the_steps_and_units(tmp_path):
+    out = tmp_path / "x.npz"
+    r = invoke("export", BIDI, "-i", BIDI_IN, "-o", out, "--sample", "1", "--steps", "0:2",
+               "-u", "0")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.strip() == f"rnncli: wrote {out} (npz, 1 of 3 samples, steps 0:2, units 0)"
+    with np.load(out) as z:
+        assert z["hidden/top"].shape == (1, 2, 1)

@@ -1,14 +1,20 @@
 """Weights written by rnncli: read back by rnncli always, and by real Keras 3 where installed.
 
-The Keras half is skipped when keras is not importable (CI never installs it); run it with
-an environment that has tensorflow-cpu and keras.
+The Keras half is skipped when keras is not installed (CI never installs it); run it with
+an environment that has tensorflow-cpu and keras. Keras runs in a process of its own
+(tests/keras_predict.py), once for the whole module: imported here, TensorFlow would make
+every later test that forks slower.
 """
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import ref_path
+from conftest import HERE, ref_path
 
 import rnncli
 from rnncli.models import write_weights as export_weights
@@ -70,38 +76,82 @@ def test_random_model_as_keras_file(tmp_path):
     np.testing.assert_allclose(rnncli.load_model(out).run(x).output, model.run(x).output)
 
 
-keras = None
-if os.environ.get("RNNCLI_SKIP_KERAS") != "1":
+def _keras_importable():
+    if os.environ.get("RNNCLI_SKIP_KERAS") == "1":
+        return False
     try:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import keras  # noqa: F811
-    except ImportError:
-        keras = None
+        return importlib.util.find_spec("keras") is not None
+    except (ImportError, ValueError):
+        return False
 
 
-@pytest.mark.skipif(keras is None, reason="keras is not installed")
+needs_keras = pytest.mark.skipif(not _keras_importable(), reason="keras is not installed")
+
+
+@pytest.fixture(scope="module")
+def keras_ran(tmp_path_factory):
+    """Real Keras' predictions for every file below, from one process of its own
+    (tests/keras_predict.py): {job name: output}; a job Keras failed is its error message."""
+    d = tmp_path_factory.mktemp("keras")
+    jobs, failed = [], {}
+    for case, file in MODELS:
+        for fmt in ("keras", "h5"):
+            name = f"{case}/{file}/{fmt}"
+            sub = d / f"{len(jobs)}"
+            sub.mkdir()
+            try:
+                _, out, _ = _written(sub, case, file, fmt)
+            except Exception as e:  # noqa: BLE001 - that case's test fails with it
+                failed[name] = f"rnncli could not write it: {type(e).__name__}: {e}"
+                continue
+            jobs.append({"name": name, "model": out, "x": ref_path(case, "input.npy")})
+    model, x = _random_model_and_input()
+    np.save(d / "x.npy", x)
+    export_weights(model, str(d / "r.keras"), "keras")
+    export_weights(model, str(d / "r.weights.h5"), "weights.h5")
+    jobs.append({"name": "random/keras", "model": str(d / "r.keras"), "x": str(d / "x.npy")})
+    jobs.append({"name": "random/weights.h5", "x": str(d / "x.npy"),
+                 "simple_rnn_weights": {"path": str(d / "r.weights.h5"), "units": 3,
+                                        "input_dim": 4}})
+    (d / "jobs.json").write_text(json.dumps(jobs))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, os.path.join(HERE, "keras_predict.py"),
+                        str(d / "jobs.json"), str(d / "out.npz")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode == 3:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    with np.load(d / "out.npz") as z:
+        ran = {k: z[k] for k in z.files}
+    return ran | {f"{name}.error": error for name, error in failed.items()}
+
+
+def predicted(keras_ran, name):
+    """What Keras computed for a job (its error fails the test)."""
+    if name + ".error" in keras_ran:
+        pytest.fail(f"Keras could not run {name}: {keras_ran[name + '.error']}")
+    return keras_ran[name]
+
+
+def _random_model_and_input():
+    model = rnncli.random_model(5, units=3, input_dim=4)
+    x = np.random.default_rng(1).normal(size=(2, 7, 4)).astype(np.float32)
+    return model, x
+
+
+@needs_keras
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 @pytest.mark.parametrize("case,file", MODELS)
-def test_keras_loads_what_rnncli_wrote(tmp_path, case, file, fmt):
-    model, out, x = _written(tmp_path, case, file, fmt)
-    k = keras.saving.load_model(out, compile=False)
-    got = k.predict(x, verbose=0)
-    got = got if isinstance(got, list) else [got]
+def test_keras_loads_what_rnncli_wrote(keras_ran, case, file, fmt):
+    got = predicted(keras_ran, f"{case}/{file}/{fmt}")
     expected = np.load(ref_path(case, "expected_output.npy"))
-    np.testing.assert_allclose(got[0], expected, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(keras is None, reason="keras is not installed")
-def test_keras_load_weights_and_random_models(tmp_path):
-    model = rnncli.random_model(5, units=3, input_dim=4)
-    out = str(tmp_path / "r.keras")
-    export_weights(model, out, "keras")
-    x = np.random.default_rng(1).normal(size=(2, 7, 4)).astype(np.float32)
-    k = keras.saving.load_model(out, compile=False)
-    np.testing.assert_allclose(k.predict(x, verbose=0), model.run(x).output, atol=1e-5)
-    w = str(tmp_path / "r.weights.h5")
-    export_weights(model, w, "weights.h5")
-    k2 = keras.Sequential([keras.Input((None, 4)),
-                           keras.layers.SimpleRNN(3, return_sequences=True)])
-    k2.load_weights(w)
-    np.testing.assert_allclose(k2.predict(x, verbose=0), model.run(x).output, atol=1e-5)
+@needs_keras
+def test_keras_load_weights_and_random_models(keras_ran):
+    model, x = _random_model_and_input()
+    np.testing.assert_allclose(predicted(keras_ran, "random/keras"), model.run(x).output,
+                               atol=1e-5)
+    np.testing.assert_allclose(predicted(keras_ran, "random/weights.h5"), model.run(x).output,
+                               atol=1e-5)

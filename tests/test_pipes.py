@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import read_until, rest_of, sample
+from conftest import read_until, rest_of, sample, signals_at_default
 
 RNNCLI = [sys.executable, "-m", "rnncli"]
 S0 = sample("seed000_two_units.keras")
@@ -55,7 +55,8 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     # the numpy loop, so that a million steps take seconds, not milliseconds
     env = dict(os.environ, RNNCLI_ENGINE="numpy", RNNCLI_CHECKPOINTS="1", TMPDIR=str(tmp_path))
     proc = subprocess.Popen(RNNCLI + ["export", S0, "-i", str(x), "-o", str(tmp_path / "out.npz")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=signals_at_default())
     # Interrupt once the export is under way: its spill folder exists and the run follows.
     # rnncli says so on stderr (rnncli/signals.py: checkpoint); no folder watching, no sleep.
     read_until(proc, "rnncli: checkpoint spill")

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_until, rest_of, sample
+from conftest import ROOT, read_until, rest_of, sample, signals_at_default
 
 from rnncli import signals
 
@@ -28,12 +28,14 @@ WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGH
 
 def start(argv, tmp_path, stop_at=None, python=None, env=None, **popen):
     """rnncli (or ``python -c <python>`` with rnncli's arguments) with checkpoints on, its
-    temporary folder inside ``tmp_path``/tmp so that leftovers there are seen."""
+    temporary folder inside ``tmp_path``/tmp so that leftovers there are seen, and the
+    signals tests send at their default (conftest.signals_at_default)."""
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONPATH=ROOT, TMPDIR=str(tmpdir),
                RNNCLI_CHECKPOINTS=stop_at or "1", **(env or {}))
     cmd = [sys.executable] + (["-c", python] if python else ["-m", "rnncli"]) + argv
+    popen["preexec_fn"] = signals_at_default(then=popen.get("preexec_fn"))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             cwd=tmp_path, **popen)
 

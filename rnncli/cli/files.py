@@ -115,7 +115,9 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
                            progress=progress)
     if not quiet and output != "-":
         of = f" of {len(x)}" if n != len(x) else ""
-        note(f"wrote {output} ({fmt}, {n}{of} sample{'s' if len(x) != 1 else ''})")
+        cut = "".join(f", {name} {v}" for name, v in (("steps", steps), ("units", unit_list))
+                      if v)
+        note(f"wrote {output} ({fmt}, {n}{of} sample{'s' if len(x) != 1 else ''}{cut})")
 
 
 @cli.command(short_help="Write the weights as Keras 3, .npz, PyTorch .safetensors or ONNX.")

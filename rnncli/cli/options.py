@@ -87,6 +87,15 @@ view_options = bundle(
 )
 
 
+color_option = click.option(
+    "--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+    show_default=True, help="Colour tables: on a terminal (auto), always (for less -R), or "
+    "never. NO_COLOR and FORCE_COLOR are honoured.")
+width_option = click.option(
+    "--width", type=click.IntRange(40, 1000),
+    help="Table width in columns (default: the terminal's, else $COLUMNS, else 120).")
+
+
 def output_options(formats):
     return bundle(
         click.option("-f", "--format", "fmt", type=click.Choice(formats),
@@ -94,12 +103,8 @@ def output_options(formats):
         click.option("-o", "--output", default="-", metavar="PATH",
                      help="Write to PATH instead of stdout."),
         click.option("--force", is_flag=True, help="Overwrite an existing output file."),
-        click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
-                     show_default=True, help="Colour tables: on a terminal (auto), always "
-                     "(for less -R), or never. NO_COLOR and FORCE_COLOR are honoured."),
-        click.option("--width", type=click.IntRange(40, 1000),
-                     help="Table width in columns (default: the terminal's, else $COLUMNS, "
-                     "else 120)."),
+        color_option,
+        width_option,
     )
 
 
@@ -195,14 +200,18 @@ def run_model(model, data, x, h0, trace, samples=None):
 
 
 def format_for(output, fmt, choices):
-    """--format, else -o's extension, else a table."""
+    """--format, else -o's extension, else a table; a --format that contradicts -o's
+    extension (CSV text into a .npy) is refused."""
+    from ..io.formats import EXTENSIONS
+
+    ext = os.path.splitext(output)[1].lower() if output and output != "-" else ""
+    found = EXTENSIONS.get(ext)
     if fmt:
+        if found and found != fmt:
+            raise click.UsageError(f"-f {fmt} contradicts -o {output} (a {ext} name holds "
+                                   f"{found}); drop -f, or name the file for {fmt}")
         return fmt
     if output and output != "-":
-        from ..io.formats import EXTENSIONS
-
-        ext = os.path.splitext(output)[1].lower()
-        found = EXTENSIONS.get(ext)
         if found in choices:
             return found
         raise click.UsageError(f"-o {output}: can't tell the format from {ext or 'no extension'}; "

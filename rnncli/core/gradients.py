@@ -27,7 +27,8 @@ def gradients(model, x, target=None, loss="mse", of=None, initial_state=None, ja
     """The gradients of a loss (or of one output, ``of``) for input ``x``, by name:
 
     - ``loss``: the value differentiated, a 0-d array (with ``of``: the output's sum);
-    - ``grad_input``: dL/dx, the input's shape (float inputs only: not token ids);
+    - ``grad_input``: dL/dx, the input's shape (float inputs into a first layer that
+      takes features only: token ids into an Embedding, even as floats, have none);
     - ``grad/<layer>/<weight>``: dL/dw for every weight, by Keras' names
       (``grad/<layer>/forward/<weight>`` and ``.../backward/...`` for Bidirectional);
     - ``grad_hidden/<layer>`` (``/forward``, ``/backward``): dL/dh_t (B, T, H), the total
@@ -57,7 +58,7 @@ def gradients(model, x, target=None, loss="mse", of=None, initial_state=None, ja
             value, seeds, logit_seeds = _loss(tape, target, loss)
         g = backprop.backpropagate(tape, seeds, logit_seeds, jacobian)
     out = {"loss": value}
-    if tape.x.dtype.kind == "f":
+    if tape.x.dtype.kind == "f" and not model.takes_token_ids:
         out["grad_input"] = g.input if g.input is not None else np.zeros_like(tape.x)
     for layer in model.layers:
         got = g.weights.get(layer.name, {})
@@ -175,7 +176,7 @@ def check(model, x, grads, target=None, loss="mse", of=None, initial_state=None,
     x = model.check_input(x)
     x64 = x.astype(np.float64) if x.dtype.kind == "f" else x
     arrays = {}
-    if "grad_input" in grads and x64.dtype.kind == "f":
+    if "grad_input" in grads and x64.dtype.kind == "f" and not model.takes_token_ids:
         arrays["grad_input"] = x64
     for layer in m64.layers:
         for name, w in layer.weights().items():

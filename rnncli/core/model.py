@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputDataError, RnncliError, UnsupportedLayerError
+from ..errors import InputDataError, UnsupportedLayerError, UsageError
 from .engine import Engine
 from .graph import ALL_OUTPUTS, Node, Ref  # noqa: F401  (Node: rnncli.core.model.Node, as before)
 from .graph import GraphRun as _GraphRun
@@ -100,7 +100,8 @@ class Model:
             if -len(rec) <= i < len(rec):
                 return rec[i]
         names = ", ".join(la.name for la in rec) or "none"
-        raise RnncliError(f"no recurrent layer {key!r} in the model; expected a name or index "
+        # a UsageError (an RnncliError too): the CLI's --layer nope exits 2, as bad options do
+        raise UsageError(f"no recurrent layer {key!r} in the model; expected a name or index "
                           f"of one of: {names}")
 
     @property

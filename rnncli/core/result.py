@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import RnncliError, UnsupportedLayerError
+from ..errors import RnncliError, UnsupportedLayerError, UsageError
 
 STATIC_TERMS = ("bias", "recurrent_bias")  # the same at every step: (width,), not (B, T, ...)
 
@@ -124,11 +124,11 @@ class _ByLayer(dict):
         if isinstance(key, int) and not isinstance(key, bool) and key not in self:
             names = list(self)
             if not -len(names) <= key < len(names):
-                raise RnncliError(f"no recurrent layer {key}; there are {len(names)} "
+                raise UsageError(f"no recurrent layer {key}; there are {len(names)} "
                                   f"({', '.join(names) or 'none'})")
             key = names[key]
         if key not in self:
-            raise RnncliError(f"no recurrent layer {key!r} in the result; expected one of: "
+            raise UsageError(f"no recurrent layer {key!r} in the result; expected one of: "
                               f"{', '.join(self) or 'none'}")
         return super().__getitem__(key)
 

@@ -24,7 +24,7 @@ import zipfile
 import numpy as np
 
 from .. import signals
-from ..errors import OutputError, RnncliError, UsageError
+from ..errors import OutputError, RnncliError, UsageError, there_are
 from .atomic import atomic_path, open_output, spill_folder
 
 RESULT_FORMATS = ("npz", "h5", "csv", "tsv", "json", "ndjson", "npy", "lstmvis", "zarr")
@@ -37,10 +37,19 @@ STATIC_KINDS = ("bias", "recurrent_bias",  # arrays written once, as they are: b
 RUN_KINDS = ("output", "hidden", "state", "mask", "cell")  # the rest come from the trace
 
 
+ALSO_WRITES = {"lstmvis": "h5"}  # a format whose files another's extension names
+
+
 def format_for(path, fmt=None):
+    """``fmt``, else the one ``path``'s extension names. A ``fmt`` that contradicts a known
+    extension (``-f csv -o x.zarr``) is refused: the file would lie about what it holds."""
+    ext = os.path.splitext(path.rstrip("/"))[1].lower()
     if fmt:
+        known = EXTENSIONS.get(ext)
+        if known and known not in (fmt, ALSO_WRITES.get(fmt)):
+            raise UsageError(f"-f {fmt} contradicts -o {path} (a {ext} name holds {known}); "
+                             f"drop -f, or name the file for {fmt}")
         return fmt
-    ext = os.path.splitext(path)[1].lower()
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]
     raise UsageError(f"-o {path}: can't tell the format from the extension {ext or '(none)'}; "
@@ -283,9 +292,10 @@ class NpySink(NpzSink):
 
     def _check(self):
         if len(self.files) != 1:
-            raise RnncliError(f".npy holds one array; choose one with --what (e.g. "
-                              f"{next(iter(self.files), 'hidden/<layer>')}); there are "
-                              f"{len(self.files)}")
+            names = list(self.files)
+            raise UsageError(f".npy holds one array; choose one with --what (e.g. "
+                             f"{next(iter(names), 'hidden/<layer>')}); "
+                             f"{there_are(len(names), 'array')}: {', '.join(names) or 'none'}")
 
     def _finish(self, fh):
         self._member(fh, next(iter(self.files)))

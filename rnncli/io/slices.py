@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, index_range, there_are
 from ..present.views import parse_index_list, parse_slice
 
 NO_STEPS = ("state", "bias", "recurrent_bias", "h_n", "c_n", "Y_h", "Y_c")  # (…, H): no time axis
@@ -50,7 +50,7 @@ class Pick:
         or a list of indices); the syntax of steps and units."""
         if sample is not None and not isinstance(sample, str):
             if not len(sample):
-                raise UsageError(f"--sample selects nothing (there are {total})")
+                raise UsageError(f"--sample selects nothing ({there_are(total)})")
             sample = ",".join(str(int(s)) for s in sample)
         samples = parse_index_list(sample, "sample", total) if sample else None
         if steps:
@@ -111,8 +111,8 @@ def resolve(pick: Pick, arrays: dict) -> Resolved:
         T = min(sizes)
         steps = parse_slice(pick.steps, "steps")
         if not len(range(T)[steps]):
-            raise UsageError(f"--steps {pick.steps} selects no step; there are {T} "
-                             f"(0 to {T - 1})")
+            raise UsageError(f"--steps {pick.steps} selects no step; {there_are(T)} "
+                             f"({index_range(T)})")
     if pick.units:
         sizes = [arrays[k].shape[-1] for k in keys if _axes(k)[1] is not None]
         if not sizes:

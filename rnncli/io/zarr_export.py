@@ -34,6 +34,24 @@ from . import zarrstore
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+class MissingExtraError(RnncliError):
+    """An optional dependency rnncli needs for this is not installed."""
+
+
+def require_extra(distributed=False):
+    """Fail with one sentence naming the extra to install unless dask and zarr (and
+    distributed, for a cluster) can be imported; before anything is read or written."""
+    import importlib
+
+    for name in ("dask", "dask.array", "zarr") + (("distributed",) if distributed else ()):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise MissingExtraError(
+                f"writing .zarr needs dask and zarr, and {e.name or name} is not installed; "
+                f"install them with: pip install 'rnncli[dask]'") from None
+
+
 # ------------------------------------------------------------------ inputs
 
 
@@ -144,6 +162,7 @@ def export_zarr(model, source, path, *, what=None, layers=None, key=None, initia
                           "of a running cluster, or how many local workers to start")
     if workers is not None and int(workers) < 1:
         raise RnncliError(f"--workers {workers}: expected at least 1")
+    require_extra(distributed=scheduler is not None or workers is not None)
     reader, name = open_source(source, key, model)
     trace_hint = what is None or any(w.strip().split("/")[0] in ("xw", "hu", "bias", "z")
                                      for w in what.split(","))
