@@ -100,6 +100,7 @@ def test_a_model_file_given_as_input_is_named_as_one(name, via):
 
 @pytest.mark.parametrize("args, option", [
     (["report", "{m}", "-i", "{x}", "--target", "{m}", "-o", "{o}"], "--target takes"),
+    (["grad", "{m}", "-i", "{x}", "--target", "{m}"], "--target takes"),
     (["forward", "{m}", "-i", "{x}", "--initial-state", "{m}"], "--initial-state takes"),
     (["forward", "{m}", "-i", "{x}", "--initial-state", "{h5}"], "--initial-state takes"),
 ])

@@ -88,6 +88,7 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
 
     from ..core.engine import Engine
     from ..io.atomic import check_target
+    from ..io.inputs import read_target
 
     fmt = _format_for(output, fmt)
     check_target(output, force)
@@ -98,7 +99,7 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
     data, h0 = load_inputs(input_path, key, initial_state)
     m = get_model(model, seed, units, input_dim, overrides, data, cell)
     x = model_input(m, data, strict)
-    target = None if target_path is None else _read_target(target_path, target_key, m, x)
+    target = None if target_path is None else read_target(target_path, target_key, m, x)
     samples = _chosen(sample, x.shape[0], fmt == "table")
     # the Jacobian norms cost O(B·T·H³): only those of the samples chosen are computed
     g = m.gradients(x, target, loss, of, h0, jacobian=True if samples is None else samples,
@@ -175,19 +176,6 @@ def _cut(g, samples):
     if samples is None:
         return g
     return {k: (v[samples] if k.startswith(PER_SAMPLE) else v) for k, v in g.items()}
-
-
-def _read_target(path, key, model, x):
-    """The target array; a CSV's rows are the samples when the model's output has no
-    time axis (a CSV reads as one sequence)."""
-    from ..io.inputs import read_input
-
-    data = read_input(path, key)
-    t = data.array
-    if data.tabular and t.ndim == 3 and t.shape[0] == 1 and \
-            model.run(x[:1], trace=False, sequences=False).output.ndim == 2:
-        t = t[0]
-    return t
 
 
 def _steps(model, x, g, h0, samples=None):
