@@ -369,3 +369,14 @@ def test_a_format_contradicting_the_extension_is_refused(tmp_path, command):
     r = run(command, S0, "-i", S0_IN, "-f", "csv", "-o", str(out))
     assert r.exit_code == 2 and f"-f csv contradicts -o {out}" in r.output
     assert not out.exists()
+
+
+def test_selection_messages_count_one_in_the_singular_and_quote_no_value():
+    """'there is 1 (sample 0)', not 'there are 1 (sample 0 to 0)'; values as typed."""
+    from rnncli.errors import UsageError
+    from rnncli.present.views import parse_index_list
+
+    with pytest.raises(UsageError, match=r"^--sample 1 is out of range; there is 1 \(sample 0\)$"):
+        parse_index_list("1", "sample", 1)
+    with pytest.raises(UsageError, match=r"^--unit 2:2 selects nothing \(there are 3\)$"):
+        parse_index_list("2:2", "unit", 3)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..errors import RnncliError, UsageError
+from ..errors import RnncliError, UsageError, index_range, there_are
 from .views import Selection, parse_index_list, parse_slice
 
 TABLE_SAMPLES = 3  # samples a table shows unless --sample or --all says otherwise
@@ -77,7 +77,8 @@ def selection(result, steps: str | None, units: str | None) -> Selection:
     if steps_sl is not None:
         T = min(_steps(r) for r in result.layers.values())
         if not len(range(T)[steps_sl]):
-            raise UsageError(f"--steps {steps} selects no step; there are {T} (0 to {T - 1})")
+            raise UsageError(f"--steps {steps} selects no step; {there_are(T)} "
+                              f"({index_range(T)})")
     picked = None
     if units:
         H = min(_width(r) for r in result.layers.values())

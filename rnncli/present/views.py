@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import activations
-from ..errors import RnncliError, UsageError
+from ..errors import RnncliError, UsageError, index_range, there_are
 
 PARTS = ("xw", "hu", "bias")  # the parts of z; `largest` names the biggest
 PART_TITLES = {"xw": "x·W", "hu": "h·U", "bias": "b"}
@@ -31,7 +31,7 @@ def parse_slice(text: str, what: str) -> slice:
         parts = [int(p) if p.strip() else None for p in text.split(":")]
         return slice(*parts)
     except (TypeError, ValueError):
-        raise UsageError(f"--{what} {text!r} is not a slice; expected e.g. 0:10, -5: or 3") from None
+        raise UsageError(f"--{what} {text} is not a slice; expected e.g. 0:10, -5: or 3") from None
 
 
 def parse_index_list(text: str, what: str, size: int) -> list:
@@ -45,14 +45,14 @@ def parse_index_list(text: str, what: str, size: int) -> list:
         try:
             i = int(part)
         except ValueError:
-            raise UsageError(f"--{what} {text!r}: {part!r} is not an index; expected e.g. "
+            raise UsageError(f"--{what} {text}: {part!r} is not an index; expected e.g. "
                              f"0,2 or 0:4") from None
         if not -size <= i < size:
-            raise UsageError(f"--{what} {i} is out of range; there are {size} ({what} 0 to "
-                             f"{size - 1})")
+            raise UsageError(f"--{what} {i} is out of range; {there_are(size)} "
+                             f"({index_range(size, what)})")
         out.append(i % size)
     if not out:
-        raise UsageError(f"--{what} {text!r} selects nothing (there are {size})")
+        raise UsageError(f"--{what} {text} selects nothing ({there_are(size)})")
     return out
 
 
