@@ -147,13 +147,16 @@ def test_auto_picks_numba_for_small_steps(engine):
     assert fast.worth_it(1, 512, 4)  # one row: always
     assert fast.worth_it(4, 256, 4)
     assert fast.worth_it(64, 64, 4)  # float32 LSTM: a dozen numpy passes against one
-    assert not fast.worth_it(256, 64, 4) and fast.worth_it(256, 256, 4)
+    assert fast.worth_it(256, 64, 4) and fast.worth_it(256, 256, 4)  # fused gates
+    assert not fast.worth_it(256, 128, 4)  # numpy's loop was ahead at 128 units
     assert fast.worth_it(16, 64, 1) and not fast.worth_it(64, 64, 1)  # numpy: 3 calls
     assert not fast.worth_it(16, 64, 4, itemsize=8)  # float64: libm's tanh
     assert not fast.worth_it(4, 512, 4, itemsize=8) and fast.worth_it(2, 512, 4, itemsize=8)
     lstm = layer_of("lstm", units=64).cell
     assert E.plan(lstm, 1, 100, None, None).compiled is fast.lstm_recurrence
-    assert E.plan(lstm, 1024, 100, None, None).compiled is None
+    assert E.plan(lstm, 1024, 100, None, None).compiled is fast.lstm_recurrence  # fused gates
+    wide = layer_of("lstm", units=128).cell
+    assert E.plan(wide, 1024, 100, None, None).compiled is None  # numpy's loop ahead there
     assert layer_of("simple_rnn", activation="gelu").cell.compiled() is None  # not compiled
     assert layer_of("gru", reset_after=False).cell.compiled() is None
     # one input per process (the CLI): only where the saved time pays for importing numba
