@@ -580,7 +580,7 @@ def main():
         if args.json:
             with open(args.json, "w") as f:
                 json.dump([_jsonable(r) for r in raw], f)
-        complete = batches == list(GRID_BATCHES) and units == list(GRID_UNITS) and \
+        complete = list(batches) == list(GRID_BATCHES) and list(units) == list(GRID_UNITS) and \
             not args.loaded and not args.quiet and cells == list(CELLS) and len(dtypes) == 2
         if complete:
             replace_between(args.output, "grid", report)
