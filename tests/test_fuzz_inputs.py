@@ -5,7 +5,7 @@ case runs in a forked child (tests/fuzzrun.py) and must end in an array or in an
 RnncliError of one line, within a minute and 1 GiB of peak memory; anything else (another
 exception, a hang, a crash) fails the test and names the case to replay.
 
-200 cases per run; RNNCLI_FUZZ_INPUTS=N for more, RNNCLI_FUZZ_SEED for another sequence,
+100 cases per run; RNNCLI_FUZZ_INPUTS=N for more, RNNCLI_FUZZ_SEED for another sequence,
 RNNCLI_FUZZ_REPORT=folder to keep the counts in folder/inputs.json (cases, outcomes by
 message class, slowest case, highest peak memory).
 """
@@ -27,7 +27,7 @@ from rnncli.errors import RnncliError
 from rnncli.io.inputs import read_input
 from rnncli.io.states import read_initial_state
 
-CASES = int(os.environ.get("RNNCLI_FUZZ_INPUTS", "200"))
+CASES = int(os.environ.get("RNNCLI_FUZZ_INPUTS", "100"))
 SEED = int(os.environ.get("RNNCLI_FUZZ_SEED", "17"))
 
 

@@ -8,7 +8,7 @@ Each case runs in a forked child (tests/fuzzrun.py) and must end in exit 0, or i
 1 or 2 with rnncli's own one-line messages: the "unexpected error" line, a traceback, a
 hang, a crash or a peak over 1 GiB fails the test and leaves the case to replay.
 
-300 cases per run; RNNCLI_FUZZ=N for more, RNNCLI_FUZZ_SEED for another sequence,
+150 cases per run; RNNCLI_FUZZ=N for more, RNNCLI_FUZZ_SEED for another sequence,
 RNNCLI_FUZZ_REPORT=folder to keep the counts in folder/models.json.
 """
 
@@ -26,7 +26,7 @@ import rnncli.errors
 from rnncli.cli import cli
 from rnncli.models import write_weights
 
-CASES = int(os.environ.get("RNNCLI_FUZZ", "300"))
+CASES = int(os.environ.get("RNNCLI_FUZZ", "150"))
 SEED = int(os.environ.get("RNNCLI_FUZZ_SEED", "1234"))
 STATE_MODEL = sample("seed003_initial_state.keras")
 STATE_INPUT = sample("seed003_input.npy")
