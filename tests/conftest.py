@@ -169,3 +169,22 @@ def signals_at_default(then=None):
             then()
 
     return preexec
+
+
+def one_line(exc_type, func, *args, match=None, **kwargs) -> str:
+    """``func(*args, **kwargs)`` raises ``exc_type`` with a message of one line (containing
+    ``match`` when given); returns the message."""
+    with pytest.raises(exc_type) as info:
+        func(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message
+    if match:
+        assert match in message, message
+    return message
+
+
+def ort_run(path, feeds):
+    """ONNX Runtime's outputs by name for ``feeds`` (skips the test without onnxruntime)."""
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))

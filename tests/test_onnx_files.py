@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import one_line, ort_run
 
 from rnncli.errors import ModelFileError, OutputError
 from rnncli.onnx import proto
@@ -42,20 +43,8 @@ def load(case, key):
     return np.load(os.path.join(DATA, case[key] if key == "input" else case["expected"][key]))
 
 
-def one_line_error(func, *args, match=None, **kwargs) -> str:
-    with pytest.raises(ModelFileError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message
-    if match:
-        assert match in message, message
-    return message
 
 
-def ort_run(path, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 # --- the reference models --------------------------------------------------------------
@@ -329,7 +318,7 @@ def model_with(initializers=(), nodes=(), opset=14):
 
 def test_truncated_model(tmp_path):
     raw = open(model_path(ONNX_CASES[1]), "rb").read()
-    one_line_error(read_onnx, write(tmp_path, raw[:1000]), match="past the end")
+    one_line(ModelFileError, read_onnx, write(tmp_path, raw[:1000]), match="past the end")
 
 
 @pytest.mark.parametrize("data, match", [
@@ -344,23 +333,23 @@ def test_truncated_model(tmp_path):
     (b"hello, world", "ModelProto"),
 ])
 def test_broken_protobuf(tmp_path, data, match):
-    one_line_error(read_onnx, write(tmp_path, data), match=match)
+    one_line(ModelFileError, read_onnx, write(tmp_path, data), match=match)
 
 
 def test_packed_varints_that_run_past_their_field(tmp_path):
     t = {"name": "W", "dims": [2], "data_type": 7}
     raw = proto.encode("TensorProto", t) + b"\x3a\x02\x01\x80"  # int64_data: 1, then a cut
-    message = one_line_error(proto.decode, "TensorProto", raw, "w.onnx",
+    message = one_line(ModelFileError, proto.decode, "TensorProto", raw, "w.onnx",
                              match="a varint in TensorProto.int64_data runs past its end")
     assert message.startswith("w.onnx: ")
     raw = proto.encode("TensorProto", t) + b"\x3a\x0b" + b"\xff" * 10 + b"\x01"
-    one_line_error(proto.decode, "TensorProto", raw, "w.onnx", match="longer than 10 bytes")
+    one_line(ModelFileError, proto.decode, "TensorProto", raw, "w.onnx", match="longer than 10 bytes")
 
 
 def test_message_count_is_limited(tmp_path, monkeypatch):
     monkeypatch.setattr(proto, "MAX_MESSAGES", 100)
     data = proto.encode("ModelProto", {"graph": {"node": [{}] * 200}})
-    one_line_error(read_onnx, write(tmp_path, data), match="more than 100 protobuf messages")
+    one_line(ModelFileError, read_onnx, write(tmp_path, data), match="more than 100 protobuf messages")
 
 
 def test_nesting_is_limited(tmp_path):
@@ -369,7 +358,7 @@ def test_nesting_is_limited(tmp_path):
         graph = {"node": [{"op_type": "If", "attribute": [{"name": "then_branch", "type": 5,
                                                            "g": graph}]}]}
     data = proto.encode("ModelProto", {"ir_version": 7, "graph": graph})
-    one_line_error(read_onnx, write(tmp_path, data), match="nest deeper than")
+    one_line(ModelFileError, read_onnx, write(tmp_path, data), match="nest deeper than")
 
 
 @pytest.mark.parametrize("tensor, match", [
@@ -390,7 +379,7 @@ def test_tensors_that_lie_about_their_size(tmp_path, tensor, match):
     path = write(tmp_path, model_with([tensor]))
     tracemalloc.start()
     try:
-        one_line_error(read_onnx, path, match=match)
+        one_line(ModelFileError, read_onnx, path, match=match)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -399,7 +388,7 @@ def test_tensors_that_lie_about_their_size(tmp_path, tensor, match):
 
 def test_duplicate_initializers(tmp_path):
     t = from_array("W", np.zeros(2, np.float32))
-    one_line_error(read_onnx, write(tmp_path, model_with([t, t])), match="two initializers")
+    one_line(ModelFileError, read_onnx, write(tmp_path, model_with([t, t])), match="two initializers")
 
 
 def external(location, offset=None, length=None, dims=(2, 2)):
@@ -444,7 +433,7 @@ def test_external_data_that_is_refused(tmp_path, tensor, match):
     path = write(folder, model_with([tensor]))
     tracemalloc.start()
     try:
-        one_line_error(read_onnx, path, match=match)
+        one_line(ModelFileError, read_onnx, path, match=match)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -453,7 +442,7 @@ def test_external_data_that_is_refused(tmp_path, tensor, match):
 
 def test_opsets(tmp_path):
     rnn = {"op_type": "RNN", "input": ["X", "W", "R"], "output": ["Y"]}
-    one_line_error(read_onnx, write(tmp_path, model_with(nodes=[rnn], opset=6)),
+    one_line(ModelFileError, read_onnx, write(tmp_path, model_with(nodes=[rnn], opset=6)),
                    match="opset 6; expected 7 to 28")
     assert read_onnx(write(tmp_path, model_with(nodes=[rnn], opset=23))).opset == 23
     relu = {"op_type": "Relu", "input": ["X"], "output": ["Y"]}
@@ -497,13 +486,13 @@ def test_every_truncation_and_random_damage_is_a_model_file_error(tmp_path, case
 
 
 def test_missing_file(tmp_path):
-    one_line_error(read_onnx, tmp_path / "none.onnx", match="no such file")
+    one_line(ModelFileError, read_onnx, tmp_path / "none.onnx", match="no such file")
 
 
 def test_bytes_without_a_folder_refuse_external_data():
     raw = open(model_path(ONNX_CASES[0]), "rb").read()
     assert parse_onnx(raw).recurrent_nodes[0].op_type == "RNN"
-    one_line_error(parse_onnx, model_with([external("w.bin")]), "mem.onnx",
+    one_line(ModelFileError, parse_onnx, model_with([external("w.bin")]), "mem.onnx",
                    match="mem.onnx: tensor 'W' keeps its data in an external file, but the "
                          "model was not read from a folder")
 

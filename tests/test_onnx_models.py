@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import one_line, ort_run
 
 import rnncli
 from rnncli.core.model import Model
@@ -33,20 +34,8 @@ def data(case, key):
     return np.load(os.path.join(DATA, rel))
 
 
-def one_line(exc_type, func, *args, match=None, **kwargs):
-    with pytest.raises(exc_type) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message
-    if match:
-        assert match in message, message
-    return message
 
 
-def ort_run(path, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 # --- the reference models ------------------------------------------------------------------

@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import one_line
 
 from rnncli.errors import ModelFileError, OutputError
 from rnncli.torch.pt import read_pt
@@ -38,14 +39,6 @@ def case_path(case, key):
     return os.path.join(DATA, case["files"][key])
 
 
-def one_line_error(func, *args, match=None, **kwargs) -> str:
-    with pytest.raises(ModelFileError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message
-    if match:
-        assert match in message, message
-    return message
 
 
 # --- the reference cases -------------------------------------------------------------
@@ -256,19 +249,19 @@ REFERENCE_ST = os.path.join(DATA, "torch_rnn_tanh", "model.safetensors")
 def test_truncated_safetensors(tmp_path, cut, match):
     path = tmp_path / "cut.safetensors"
     path.write_bytes(open(REFERENCE_ST, "rb").read()[:cut])
-    one_line_error(read_safetensors, path, match=match)
+    one_line(ModelFileError, read_safetensors, path, match=match)
 
 
 def test_extra_bytes_after_the_last_tensor(tmp_path):
     path = tmp_path / "long.safetensors"
     path.write_bytes(open(REFERENCE_ST, "rb").read() + b"\0")
-    one_line_error(read_safetensors, path, match="bytes of tensor data")
+    one_line(ModelFileError, read_safetensors, path, match="bytes of tensor data")
 
 
 def test_header_over_the_limit(tmp_path):
     path = st_file(tmp_path, b"{}", size=200 * 2**20)
-    one_line_error(read_safetensors, path, match="over the limit")
-    one_line_error(read_safetensors, REFERENCE_ST, max_header_bytes=16, match="over the limit")
+    one_line(ModelFileError, read_safetensors, path, match="over the limit")
+    one_line(ModelFileError, read_safetensors, REFERENCE_ST, max_header_bytes=16, match="over the limit")
 
 
 @pytest.mark.parametrize("header, match", [
@@ -291,17 +284,17 @@ def test_header_over_the_limit(tmp_path):
     ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "needs 12 bytes"),
 ])
 def test_lying_headers(tmp_path, header, match):
-    one_line_error(read_safetensors, st_file(tmp_path, header, b"\0" * 16), match=match)
+    one_line(ModelFileError, read_safetensors, st_file(tmp_path, header, b"\0" * 16), match=match)
 
 
 def test_overlapping_tensors(tmp_path):
     header = {**f32("a", [2], 0), **f32("b", [2], 4)}
-    one_line_error(read_safetensors, st_file(tmp_path, header, b"\0" * 12), match="overlap")
+    one_line(ModelFileError, read_safetensors, st_file(tmp_path, header, b"\0" * 12), match="overlap")
 
 
 def test_a_hole_between_tensors(tmp_path):
     header = {**f32("a", [2], 0), **f32("b", [2], 12)}
-    one_line_error(read_safetensors, st_file(tmp_path, header, b"\0" * 20), match="hole")
+    one_line(ModelFileError, read_safetensors, st_file(tmp_path, header, b"\0" * 20), match="hole")
 
 
 def test_offsets_in_any_header_order_are_accepted(tmp_path):
@@ -313,7 +306,7 @@ def test_offsets_in_any_header_order_are_accepted(tmp_path):
 
 def test_a_bool_byte_other_than_0_or_1(tmp_path):
     header = {"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}
-    one_line_error(read_safetensors, st_file(tmp_path, header, b"\x01\x07"), match="0 or 1")
+    one_line(ModelFileError, read_safetensors, st_file(tmp_path, header, b"\x01\x07"), match="0 or 1")
 
 
 def test_a_trillion_element_tensor_is_refused_before_allocating(tmp_path):
@@ -321,7 +314,7 @@ def test_a_trillion_element_tensor_is_refused_before_allocating(tmp_path):
     path = st_file(tmp_path, header, b"\0" * 64)
     tracemalloc.start()
     try:
-        one_line_error(read_safetensors, path, match="bytes of tensor data")
+        one_line(ModelFileError, read_safetensors, path, match="bytes of tensor data")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -329,7 +322,7 @@ def test_a_trillion_element_tensor_is_refused_before_allocating(tmp_path):
 
 
 def test_missing_safetensors_file(tmp_path):
-    one_line_error(read_safetensors, tmp_path / "nope.safetensors", match="no such file")
+    one_line(ModelFileError, read_safetensors, tmp_path / "nope.safetensors", match="no such file")
 
 
 # --- torch.save files built by hand ---------------------------------------------------
@@ -433,7 +426,7 @@ def test_a_pickle_calling_os_system_does_not_run(tmp_path, monkeypatch):
     assert calls == [f"touch {marker}"]
     monkeypatch.undo()
     path = pt_file(tmp_path, pkl, name="model.pt")
-    message = one_line_error(read_pt, path, match="asks for os.system")
+    message = one_line(ModelFileError, read_pt, path, match="asks for os.system")
     assert message == f"{path}: data.pkl asks for os.system, which a state_dict never needs; refused"
     assert not marker.exists()
 
@@ -450,7 +443,7 @@ class _Payload:
 def test_a_reduce_payload_does_not_run(tmp_path, protocol):
     marker = tmp_path / "marker"
     pkl = pickle.dumps({"w": _Payload(marker)}, protocol=protocol)
-    one_line_error(read_pt, pt_file(tmp_path, pkl), match=f"asks for {os.system.__module__}.system")
+    one_line(ModelFileError, read_pt, pt_file(tmp_path, pkl), match=f"asks for {os.system.__module__}.system")
     assert not marker.exists()
 
 
@@ -463,9 +456,9 @@ def test_a_reduce_payload_does_not_run(tmp_path, protocol):
 ])
 def test_a_global_outside_the_allow_list_is_refused_by_name(tmp_path, module, name):
     pkl = b"\x80\x02" + _global(module, name) + b")R."
-    one_line_error(read_pt, pt_file(tmp_path, pkl), match=f"asks for {module}.{name}, which")
+    one_line(ModelFileError, read_pt, pt_file(tmp_path, pkl), match=f"asks for {module}.{name}, which")
     inst = f"(i{module}\n{name}\n.".encode()  # protocol 0's INST: find_class too
-    one_line_error(read_pt, pt_file(tmp_path, inst), match=f"asks for {module}.{name}, which")
+    one_line(ModelFileError, read_pt, pt_file(tmp_path, inst), match=f"asks for {module}.{name}, which")
 
 
 @pytest.mark.parametrize("tensors, storages, match", [
@@ -484,7 +477,7 @@ def test_tensors_that_do_not_fit_their_storage(tmp_path, tensors, storages, matc
     path = pt_file(tmp_path, state_dict_pickle(tensors), storages)
     tracemalloc.start()
     try:
-        one_line_error(read_pt, path, match=match)
+        one_line(ModelFileError, read_pt, path, match=match)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -494,7 +487,7 @@ def test_tensors_that_do_not_fit_their_storage(tmp_path, tensors, storages, matc
 def test_pickled_state_cannot_rewrite_a_checked_storage(tmp_path):
     build = b"N}" + _str("numel") + _int(10**12) + b"s\x86b"  # BUILD (None, {numel: 1e12})
     path = pt_file(tmp_path, state_dict_pickle(GOOD[:1], extra=build), GOOD_BYTES)
-    one_line_error(read_pt, path, match="storage was given pickled state")
+    one_line(ModelFileError, read_pt, path, match="storage was given pickled state")
 
 
 @pytest.mark.parametrize("pkl, match", [
@@ -510,7 +503,7 @@ def test_pickles_that_are_not_state_dicts(tmp_path, pkl, match):
     path = pt_file(tmp_path, pkl)
     tracemalloc.start()
     try:
-        one_line_error(read_pt, path, match=match)
+        one_line(ModelFileError, read_pt, path, match=match)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -518,34 +511,34 @@ def test_pickles_that_are_not_state_dicts(tmp_path, pkl, match):
 
 
 def test_legacy_and_foreign_files(tmp_path):
-    one_line_error(read_pt, os.path.join(EXTRA, "legacy.pt"), match="legacy (non-zip)")
+    one_line(ModelFileError, read_pt, os.path.join(EXTRA, "legacy.pt"), match="legacy (non-zip)")
     text = tmp_path / "text.pt"
     text.write_text("hello")
-    one_line_error(read_pt, text, match="not a zip file")
-    one_line_error(read_pt, tmp_path / "missing.pt", match="no such file")
+    one_line(ModelFileError, read_pt, text, match="not a zip file")
+    one_line(ModelFileError, read_pt, tmp_path / "missing.pt", match="no such file")
     script = tmp_path / "script.pt"
     with zipfile.ZipFile(script, "w") as z:
         z.writestr("model/constants.pkl", b"\x80\x02).")
         z.writestr("model/code/__torch__.py", b"")
-    one_line_error(read_pt, script, match="TorchScript")
+    one_line(ModelFileError, read_pt, script, match="TorchScript")
     empty = tmp_path / "empty.pt"
     with zipfile.ZipFile(empty, "w") as z:
         z.writestr("x/y", b"")
-    one_line_error(read_pt, empty, match="expected exactly one")
+    one_line(ModelFileError, read_pt, empty, match="expected exactly one")
 
 
 def test_truncated_pt(tmp_path):
     raw = open(os.path.join(DATA, "torch_lstm_2layer", "model.pt"), "rb").read()
     path = tmp_path / "cut.pt"
     path.write_bytes(raw[: len(raw) // 2])
-    one_line_error(read_pt, path, match="damaged zip file")
+    one_line(ModelFileError, read_pt, path, match="damaged zip file")
 
 
 def test_compressed_entries_and_bad_byteorder(tmp_path):
     path = pt_file(tmp_path, state_dict_pickle(GOOD), GOOD_BYTES, compress=zipfile.ZIP_DEFLATED)
-    one_line_error(read_pt, path, match="is compressed")
+    one_line(ModelFileError, read_pt, path, match="is compressed")
     path = pt_file(tmp_path, state_dict_pickle(GOOD), GOOD_BYTES, byteorder=b"middle")
-    one_line_error(read_pt, path, match="byteorder is 'middle'")
+    one_line(ModelFileError, read_pt, path, match="byteorder is 'middle'")
 
 
 def test_tied_weights_come_back_as_separate_arrays(tmp_path):

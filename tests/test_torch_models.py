@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import one_line
 
 import rnncli
 from rnncli.errors import ModelFileError, OutputError, RnncliError
@@ -36,14 +37,6 @@ def case_file(case, fmt="safetensors"):
     return os.path.join(DATA, case["files"][fmt])
 
 
-def one_line(exc_type, func, *args, match=None, **kwargs):
-    with pytest.raises(exc_type) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message
-    if match:
-        assert match in message, message
-    return message
 
 
 # --- the reference cases ------------------------------------------------------------------
