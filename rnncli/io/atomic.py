@@ -25,7 +25,7 @@ import tempfile
 from contextlib import contextmanager, suppress
 
 from .. import signals
-from ..errors import OutputError
+from ..errors import OutputError, file_error
 
 _STD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 _FD_PATH = re.compile(r"/(?:dev/fd|proc/self/fd|proc/(\d+)/fd)/(\d+)")
@@ -239,3 +239,16 @@ def open_output(path: str, mode: str = "w", force: bool = False):
 def _unlink(p):
     with suppress(OSError):
         os.unlink(p)
+
+
+def write_bytes(path_or_file, data: bytes) -> None:
+    """``data`` into a binary file object, or into the file at a path (an OSError becomes
+    rnncli's one-line OutputError)."""
+    if hasattr(path_or_file, "write"):
+        path_or_file.write(data)
+        return
+    try:
+        with open(path_or_file, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise file_error(os.fspath(path_or_file), e, OutputError) from None

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError, OutputError, file_error
+from ..io.atomic import write_bytes
 from . import proto
 from .tensor import from_array, to_array, type_name
 
@@ -372,13 +373,5 @@ def write_onnx(path_or_file, nodes, initializers: dict, inputs, outputs, opset: 
     STRING, lists -> INTS/FLOATS/STRINGS, arrays -> TENSOR; ``clip`` and
     ``activation_alpha``/``beta`` are always floats); None values are left out.
     """
-    data = onnx_bytes(nodes, initializers, inputs, outputs, opset, producer_name=producer_name,
-                      graph_name=graph_name)
-    if hasattr(path_or_file, "write"):
-        path_or_file.write(data)
-        return
-    try:
-        with open(path_or_file, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise file_error(os.fspath(path_or_file), e, OutputError) from None
+    write_bytes(path_or_file, onnx_bytes(nodes, initializers, inputs, outputs, opset,
+                                         producer_name=producer_name, graph_name=graph_name))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelFileError, OutputError, file_error
+from ..io.atomic import write_bytes
 
 MAX_HEADER_BYTES = 100 * 2**20
 
@@ -232,12 +233,4 @@ def write_safetensors(path_or_file, tensors: dict, metadata: dict | None = None)
 
     ``path_or_file``: a path, or a binary file object opened for writing.
     """
-    data = safetensors_bytes(tensors, metadata)
-    if hasattr(path_or_file, "write"):
-        path_or_file.write(data)
-        return
-    try:
-        with open(path_or_file, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise file_error(os.fspath(path_or_file), e, OutputError) from None
+    write_bytes(path_or_file, safetensors_bytes(tensors, metadata))
