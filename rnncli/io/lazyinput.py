@@ -48,14 +48,13 @@ def _npy_header(fh, name):
     return shape, fortran, dtype, fh.tell() - start
 
 
-class NpyFile:
-    """An NPY array at ``offset`` in the file ``path``, read a slice at a time."""
+class _LazyArray:
+    """What Dask and the export read of an array on disk besides its slices: ``shape``,
+    ``dtype``, ``ndim``, ``len``."""
 
-    def __init__(self, path, offset, shape, dtype, fortran_order=False, name=None):
-        self.path, self.offset = os.path.abspath(path), offset
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-        self.fortran_order = fortran_order
-        self.name = name or path
+    shape: tuple
+    dtype: np.dtype
+    name: str
 
     @property
     def ndim(self):
@@ -63,6 +62,19 @@ class NpyFile:
 
     def __len__(self):
         return self.shape[0]
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name} {self.shape} {self.dtype}>"
+
+
+class NpyFile(_LazyArray):
+    """An NPY array at ``offset`` in the file ``path``, read a slice at a time."""
+
+    def __init__(self, path, offset, shape, dtype, fortran_order=False, name=None):
+        self.path, self.offset = os.path.abspath(path), offset
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.fortran_order = fortran_order
+        self.name = name or path
 
     def __getitem__(self, index):
         index = index if isinstance(index, tuple) else (index,)
@@ -93,24 +105,14 @@ class NpyFile:
                                  f"{self.shape[0]} rows")
         return out[(slice(None), *rest)] if rest else out
 
-    def __repr__(self):
-        return f"<NpyFile {self.name} {self.shape} {self.dtype}>"
 
-
-class NpzDeflatedMember:
+class NpzDeflatedMember(_LazyArray):
     """A compressed ``.npz`` member, read by decompressing the zip stream up to the rows
     asked for (and no further)."""
 
     def __init__(self, path, member, header_len, shape, dtype, name):
         self.path, self.member, self.header_len = os.path.abspath(path), member, header_len
         self.shape, self.dtype, self.name = tuple(shape), np.dtype(dtype), name
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def __len__(self):
-        return self.shape[0]
 
     def __getitem__(self, index):
         index = index if isinstance(index, tuple) else (index,)
