@@ -118,7 +118,6 @@ class _Chunks(_engine._Rows):
 
     def __init__(self, fn):
         self.fn, self.found, self.stop = fn, [], threading.Event()
-        self.compiled, self.fp_errors = None, {**np.geterr(), "over": "ignore"}
 
     def run(self, t0, t1):
         self.found.append(self.fn(t0, t1))
@@ -154,8 +153,6 @@ class _Steps(_engine._Rows):
         self.cell, self.terms, self.states, self.initial = cell, terms, states, initial
         self.mask, self.g_out, self.g, self.dxp, self.hidden = mask, g_out, g, dxp, hidden
         self.zero_out = zero_out
-        self.compiled, self.blas = None, False  # the numpy loop below, always
-        self.fp_errors = {**np.geterr(), "over": "ignore"}
         self.stop = threading.Event()
 
     def run(self, b0, b1):

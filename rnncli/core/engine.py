@@ -257,7 +257,11 @@ def _compiled_loop(cell, T, B, mask, engine):
 
 class _Rows:
     """The numpy loop over row blocks; writes the shared time-major arrays' rows of each
-    block and the final states ``self.states[i][b0:b1]``."""
+    block and the final states ``self.states[i][b0:b1]``. Subclasses (the backward loop,
+    the Jacobian norms) reuse ``run_blocks`` with their own ``run``."""
+
+    compiled = None  # the cell's compiled loop, run by run_compiled instead of run
+    blas = False
 
     def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms,
                  compiled=None, blas=False):
@@ -265,9 +269,6 @@ class _Rows:
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
         self.compiled, self.blas = compiled, blas
         self.stop = threading.Event()
-        # the caller's floating-point error handling, in every thread (overflow ignored:
-        # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
-        self.fp_errors = {**np.geterr(), "over": "ignore"}
 
     def run_blocks(self, edges, threads):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.
@@ -277,9 +278,12 @@ class _Rows:
         from . import blas
 
         step_loop = self.run if self.compiled is None else self.run_compiled
+        # the caller's floating-point error handling, in every thread (overflow ignored:
+        # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
+        fp_errors = {**np.geterr(), "over": "ignore"}
 
         def run(b0, b1):
-            with np.errstate(**self.fp_errors):
+            with np.errstate(**fp_errors):
                 step_loop(b0, b1)
 
         if threads == 1 or len(edges) == 2:

@@ -45,7 +45,6 @@ class _Blocks(_engine._Rows):
         self.cell, self.terms, self.states, self.initial = cell, terms, states, initial
         self.mask, self.picked, self.norms = mask, picked, norms
         self.stop = threading.Event()
-        self.compiled, self.fp_errors = None, {**np.geterr(), "over": "ignore"}
 
     def run(self, i0, i1):
         idx = self.picked[i0:i1]
