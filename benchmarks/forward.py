@@ -230,7 +230,7 @@ def rnncli_prepare(layer):
     def plan(x):
         """What rnncli's engine chooses for x now: loop, threads (blas: compiled h·U)."""
         how = engine.plan(layer.cell, x.shape[0], x.shape[1], None, None)
-        kind = "numpy" if how.compiled is None else "numba+blas" if how.blas else "numba"
+        kind = "numpy" if how.compiled is None else "numba"
         return f"{kind}:{how.threads}"
 
     prepare.plan = plan

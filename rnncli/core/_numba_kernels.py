@@ -4,24 +4,21 @@ Module-level functions so numba can cache their machine code on disk (cache=True
 the first call in a process then loads instead of compiling. Every kernel runs the steps
 of one chunk for a block of rows, with one signature for every cell:
 
-    kernel(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-           blas_rows)
+    kernel(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev)
 
-``xwb`` (T, n, P) holds x·W + b for those rows; ``u`` the recurrent kernel (H, P); ``rb``
-a GRU's recurrent bias (P,); ``states`` (h[, c]), each (n, H), are updated in place;
-``outs`` (h[, c]) and ``terms`` (the cell's trace terms, or empty arrays) are arrays
-(T, N, width) shared by every block, whose rows ``row0 .. row0 + n`` this block writes (so
-blocks run in threads side by side: the kernels release the GIL). ``mask`` (T, n) bool,
-or (0, 0) for none: a masked step keeps the states and outputs the previous output
-``prev`` (n, H) (zeros with ``zero_out``), as Keras and the numpy loop do. ``gemm``:
-numpy's BLAS cblas_sgemm or cblas_dgemm (a ctypes function, rnncli/core/blas.py), used
-for h·U in blocks of ``blas_rows`` rows or more. Below that each row is computed alone,
-in a fixed order: its numbers never depend on the rows around it.
+``xwb`` (T, n, P) holds x·W + b for those rows; ``panels`` the recurrent kernel packed
+by rnncli/core/_numba_panels.py; ``rb`` a GRU's recurrent bias (P,); ``states`` (h[, c]),
+each (n, H), are updated in place; ``outs`` (h[, c]) and ``terms`` (the cell's trace
+terms, or empty arrays) are arrays (T, N, width) shared by every block, whose rows
+``row0 .. row0 + n`` this block writes (so blocks run in threads side by side: the kernels
+release the GIL). ``mask`` (T, n) bool, or (0, 0) for none: a masked step keeps the states
+and outputs the previous output ``prev`` (n, H) (zeros with ``zero_out``), as Keras and
+the numpy loop do. Each row's h·U sums over the units in order, whatever the rows around
+it: a row's numbers never depend on its batch, block or thread.
 
 Numba inlines ``drive``, ``activate_range``, the cells' row steps (they take functions as
-arguments, which a cached kernel can't keep as calls) and the per-row helpers ``commit``
-and ``matmul_rows``; the activations are ordinary functions that LLVM inlines where it
-pays. Inlining the activations at numba's level too, and the row step at two call sites,
+arguments, which a cached kernel can't keep as calls), ``commit`` and
+``panel_product``; the activations are ordinary functions that LLVM inlines where it pays. Inlining the activations at numba's level too, and the row step at two call sites,
 took 290 s to compile the twelve kernels on a busy machine, this 43-73 s, at the same
 speed (benchmarks: old/new within 5% on LSTM, GRU and SimpleRNN loops, 40 interleaved
 runs each); the compiled code is cached on disk after.
@@ -31,6 +28,8 @@ import math
 
 import numba
 import numpy as np
+
+from ._numba_panels import ROWS, panel_product
 
 # Eigen's float32 tanh: odd/even polynomials on [-7.9053, 7.9053], as TensorFlow uses.
 A1, A3, A5, A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, \
@@ -99,40 +98,25 @@ def activate64(z, act):
 @numba.njit(inline="always")
 def activate_range(a, lo, hi, act, activate):
     """a[lo:hi] = act(a[lo:hi]): one loop per activation, so each is free of branches on
-    ``act`` and vectorizes."""
+    ``act`` and vectorizes, over a view of its own (with the bounds inside the loop, LLVM
+    left the loops over a gated cell's first blocks scalar: 4x slower per value)."""
+    v = a[lo:hi]
+    n = v.shape[0]
     if act == TANH:
-        for j in range(lo, hi):
-            a[j] = activate(a[j], TANH)
+        for j in range(n):
+            v[j] = activate(v[j], TANH)
     elif act == SIGMOID:
-        for j in range(lo, hi):
-            a[j] = activate(a[j], SIGMOID)
+        for j in range(n):
+            v[j] = activate(v[j], SIGMOID)
     elif act == RELU:
-        for j in range(lo, hi):
-            a[j] = activate(a[j], RELU)
+        for j in range(n):
+            v[j] = activate(v[j], RELU)
     elif act == HARD_SIGMOID:
-        for j in range(lo, hi):
-            a[j] = activate(a[j], HARD_SIGMOID)
+        for j in range(n):
+            v[j] = activate(v[j], HARD_SIGMOID)
     elif act == HARD_SIGMOID_K2:
-        for j in range(lo, hi):
-            a[j] = activate(a[j], HARD_SIGMOID_K2)
-
-
-GROUP = 4  # rows whose products share each row of U while it is in L1
-
-
-@numba.njit(inline="always")
-def matmul_rows(h, b0, b1, u, acc):
-    """acc[b - b0, :] = h[b]·u for b in b0..b1, each summed over h's units in order (the
-    same sum for a row whatever the rows beside it); a row of u is read once for all."""
-    H, P = u.shape
-    for k in range(b1 - b0):
-        for j in range(P):
-            acc[k, j] = 0
-    for i in range(H):
-        for k in range(b1 - b0):
-            hi = h[b0 + k, i]
-            for j in range(P):
-                acc[k, j] += hi * u[i, j]
+        for j in range(n):
+            v[j] = activate(v[j], HARD_SIGMOID_K2)
 
 
 @numba.njit(inline="always")
@@ -159,30 +143,21 @@ def commit(t, b, r, outs, states, mask, zero_out, prev, one):
 
 
 @numba.njit(inline="always")
-def drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, row, activate, one, trace):
-    """The steps of a chunk: per step, h·U, then each row's ``row`` (its cell's step, which
-    writes its new states to ``outs``) and commit. h·U is BLAS's (``gemm``, numpy's own
-    cblas_?gemm, single-threaded) for blocks of ``blas_rows`` rows or more, in one call
-    for the block; for fewer, where BLAS's copying U into its panels costs more than the
-    product, it is this module's loop, GROUP rows at a time."""
+def drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, row,
+          activate, one, trace):
+    """The steps of a chunk: per step and group of up to ROWS rows, the group's h·U (from
+    U packed in panels, rnncli/core/_numba_panels.py), then each row's ``row`` (its cell's
+    step, which writes its new states to ``outs``) and commit."""
     T, n, P = xwb.shape
-    H = u.shape[0]
     h = states[0]
-    use_gemm = n >= blas_rows
-    size = n if use_gemm else GROUP  # rows whose h·U is computed at once
-    acc = np.empty((size, P), dtype=xwb.dtype)
+    acc = np.empty((ROWS, panels.shape[0] * panels.shape[2]), dtype=xwb.dtype)
     for t in range(T):
-        if use_gemm:
-            gemm(101, 111, 111, n, P, H, one, h.ctypes, H, u.ctypes, P, one - one,
-                 acc.ctypes, P)  # row-major, no transposes: acc = h·u
-        for g0 in range(0, n, size):
-            g1 = min(n, g0 + size)
-            if not use_gemm:
-                matmul_rows(h, g0, g1, u, acc)
+        for g0 in range(0, n, ROWS):
+            g1 = min(n, g0 + ROWS)
+            panel_product(h, g0, g1, panels, acc)
             for b in range(g0, g1):  # one call site: the cell's step is inlined once
                 r = row0 + b
-                row(xwb[t, b], acc[b - g0], rb, states, b, outs, t, r, act, ract, terms,
+                row(xwb[t, b], acc[b - g0, :P], rb, states, b, outs, t, r, act, ract, terms,
                     activate, one, trace)
                 commit(t, b, r, outs, states, mask, zero_out, prev, one)
 
@@ -299,99 +274,75 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
 # Per cell, float32 or float64, traced or not: constants folded at compile time.
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, simple_row,
-          activate32, np.float32(1), False)
+def simple_f32(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          simple_row, activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, simple_row,
-          activate32, np.float32(1), True)
+def simple_f32_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          simple_row, activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, simple_row,
-          activate64, 1.0, False)
+def simple_f64(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          simple_row, activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, simple_row,
-          activate64, 1.0, True)
+def simple_f64_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          simple_row, activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, lstm_row,
-          activate32, np.float32(1), False)
+def lstm_f32(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          lstm_row, activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, lstm_row,
-          activate32, np.float32(1), True)
+def lstm_f32_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          lstm_row, activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, lstm_row,
-          activate64, 1.0, False)
+def lstm_f64(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          lstm_row, activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, lstm_row,
-          activate64, 1.0, True)
+def lstm_f64_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          lstm_row, activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, gru_row,
-          activate32, np.float32(1), False)
+def gru_f32(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          gru_row, activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, gru_row,
-          activate32, np.float32(1), True)
+def gru_f32_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          gru_row, activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, gru_row,
-          activate64, 1.0, False)
+def gru_f64(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          gru_row, activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64_trace(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-        blas_rows):
-    drive(xwb, u, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, gemm,
-          blas_rows, gru_row,
-          activate64, 1.0, True)
+def gru_f64_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
+    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
+          gru_row, activate64, 1.0, True)
 
 
 KERNELS = {  # (cell, float32?, traced?)

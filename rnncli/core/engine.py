@@ -154,13 +154,11 @@ def block_edges(B, parts, min_rows=None):
 @dataclass(frozen=True)
 class Plan:
     """How a scan runs: the cell's compiled loop or None (numpy), in ``threads`` threads
-    over the row blocks ``edges``; ``blas``: the compiled loop takes h·U from BLAS (decided
-    for the whole batch, never per block, so the thread count changes no number)."""
+    over the row blocks ``edges``."""
 
     compiled: object
     threads: int
     edges: list
-    blas: bool = False
 
 
 def plan(cell, B, T, mask, engine) -> Plan:
@@ -170,13 +168,11 @@ def plan(cell, B, T, mask, engine) -> Plan:
     if loop is not None:
         from . import fast
 
-        use_blas = fast.use_blas(B, cell.dtype)
-        min_rows = fast.min_block_rows(cell.units, len(cell.gates) or 1, cell.dtype.itemsize,
-                                       use_blas)
+        min_rows = fast.min_block_rows()
         parts = max(1, min(engine.threads or threads(), B // min_rows))
         if parts == 1:
-            return Plan(loop, 1, [0, B], use_blas)
-        return Plan(loop, parts, block_edges(B, parts, min_rows), use_blas)
+            return Plan(loop, 1, [0, B])
+        return Plan(loop, parts, block_edges(B, parts, min_rows))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \
@@ -223,8 +219,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     if T:
         mask_t = None if mask is None else \
             np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
-        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
-                    how.blas)
+        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled)
         job.run_blocks(how.edges, how.threads)
         states = job.states
 
@@ -261,13 +256,16 @@ class _Rows:
     the Jacobian norms) reuse ``run_blocks`` with their own ``run``."""
 
     compiled = None  # the cell's compiled loop, run by run_compiled instead of run
-    blas = False
 
     def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms,
-                 compiled=None, blas=False):
+                 compiled=None):
         self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
-        self.compiled, self.blas = compiled, blas
+        self.compiled = compiled
+        if compiled is not None:
+            from . import fast
+
+            self.panels = fast.pack(cell)  # U once for every block
         self.stop = threading.Event()
 
     def run_blocks(self, edges, threads):
@@ -392,7 +390,7 @@ class _Rows:
             part = None if terms is None else \
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
-            states = self.compiled(cell, xp, states, out, part, row0, mask, self.zero_out,
-                                   prev, self.blas)
+            states = self.compiled(cell, self.panels, xp, states, out, part, row0, mask,
+                                   self.zero_out, prev)
         for i, s in enumerate(states):
             self.states[i][b0:b1] = s

@@ -24,8 +24,6 @@ import importlib.util
 
 import numpy as np
 
-from . import blas
-
 # Activations the kernels compute (their codes in _numba_kernels).
 CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
 ACTIVATIONS = tuple(CODES)
@@ -33,10 +31,6 @@ HARD_SIGMOID_K2 = 5
 # In a one-shot process (the CLI) importing numba and loading its cached code costs about
 # 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
 ONE_SHOT_MIN_STEPS = 100_000
-# Batches of this many rows or more take h·U from BLAS (numpy's, single-threaded) inside
-# the compiled loop; fewer rows from the loop's own code, which beats BLAS there (BLAS
-# copies U into its panels every call: 1 row x 512 units, 0.58 ms against 0.06 ms).
-BLAS_ROWS = 8
 # Shorter sequences take the numpy loop: their fixed costs dominate anyway, and their
 # numbers are then those of the CLI's one-shot runs to the bit.
 MIN_STEPS = 64
@@ -53,22 +47,12 @@ def code(name, keras_major=3):
     return CODES.get(name)
 
 
-_copies = {}
+def pack(cell):
+    """The cell's recurrent kernel packed for the compiled loops' h·U (once per scan:
+    rnncli/core/_numba_panels.py)."""
+    from ._numba_panels import pack as pack_panels
 
-
-def _contiguous(a, dtype):
-    """``a`` as a C-contiguous array of ``dtype``: itself, or a copy made once (Keras'
-    orthogonal recurrent kernels of gated cells come transposed, and copying 4 MB every
-    call cost more than a short sequence)."""
-    if a.dtype == dtype and a.flags.c_contiguous:
-        return a
-    key = id(a)
-    hit = _copies.get(key)
-    if hit is None or hit[0] is not a:
-        if len(_copies) > 64:
-            _copies.clear()
-        hit = _copies[key] = (a, np.ascontiguousarray(a, dtype))
-    return hit[1]
+    return pack_panels(np.asarray(cell.recurrent_kernel, cell.dtype))
 
 
 TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
@@ -76,13 +60,13 @@ TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"
 
 
 def _recurrence(kind):
-    def loop(cell, xwb, states, out, terms=None, row0=0, mask=None, zero_out=False,
-             prev=None, blas_products=False):
-        """A cell's steps over a chunk for a block of n rows: ``xwb`` (T, n, P) holds
-        x·W + b; fills rows row0 .. row0 + n of ``out[state]`` (T, N, H) for each state
-        and, when given, of the cell's ``terms``; ``mask`` (T, n) bool with ``prev``
-        (n, H), the previous outputs (updated); ``blas_products``: h·U from numpy's BLAS
-        (see use_blas). Returns the final states (n, H)."""
+    def loop(cell, panels, xwb, states, out, terms=None, row0=0, mask=None, zero_out=False,
+             prev=None):
+        """A cell's steps over a chunk for a block of n rows: ``panels``, the cell's
+        :func:`pack`; ``xwb`` (T, n, P) holds x·W + b; fills rows row0 .. row0 + n of
+        ``out[state]`` (T, N, H) for each state and, when given, of the cell's ``terms``;
+        ``mask`` (T, n) bool with ``prev`` (n, H), the previous outputs (updated).
+        Returns the final states (n, H)."""
         from ._numba_kernels import KERNELS
 
         dtype = xwb.dtype
@@ -98,13 +82,10 @@ def _recurrence(kind):
         if mask is None:
             mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
         ract = getattr(cell, "recurrent_activation", "linear")
-        gemm = blas.gemm(dtype) if blas_products else None
-        rows = 0 if gemm is not None else 2**62
         KERNELS[kind, dtype == np.float32, traced](
-            xwb, _contiguous(cell.recurrent_kernel, dtype), rb, states, outs, row0,
-            code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
-            np.ascontiguousarray(mask), bool(zero_out), prev,
-            gemm if gemm is not None else blas.no_gemm(dtype), rows)
+            xwb, panels, rb, states, outs, row0, code(cell.activation, cell.keras_major),
+            code(ract, cell.keras_major), t, np.ascontiguousarray(mask), bool(zero_out),
+            prev)
         return states
 
     loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"
@@ -146,13 +127,6 @@ def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     return B <= 64 or H <= 64 or H >= 256
 
 
-def use_blas(B: int, dtype) -> bool:
-    """Whether a compiled loop over B rows takes h·U from numpy's BLAS: from BLAS_ROWS rows,
-    where BLAS exists as rnncli/core/blas.py can drive it. Decided for a batch, not for a
-    block, so that a thread count never changes a number."""
-    return B >= BLAS_ROWS and blas.gemm(dtype) is not None
-
-
 def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
     """Whether the compiled backward loop beats numpy's: many steps, each with a small
     product (measured on 2 cores: near batch x units = 256 in float32, 64 in float64).
@@ -187,10 +161,11 @@ def simple_rnn_backward(job):
     job.g[0][...] = g
 
 
-def min_block_rows(H: int, gates: int = 1, itemsize: int = 4, blas_products=False) -> int:
-    """Fewest rows a thread's block of the compiled loop should have: BLAS copies U into
-    its panels every call, and the loop's own code reads U once a step for every 4 rows,
-    so blocks of a row or two on a U of megabytes multiply the memory traffic."""
-    if blas_products:
-        return BLAS_ROWS
-    return 1 if gates * H * H * itemsize <= 2**20 else 4
+def min_block_rows() -> int:
+    """Fewest rows a thread's block of the compiled loop should have: one full group of
+    rows (rnncli/core/_numba_panels.py: 8 with AVX-512, 4 without), as a group reads all
+    of U every step and smaller ones reuse each value of U less (measured: LSTM (16, 200,
+    32, 64) 11.0 us a step in one block, 15.6 in two threads of 2-row blocks)."""
+    from ._numba_panels import ROWS
+
+    return ROWS

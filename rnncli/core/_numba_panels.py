@@ -1,0 +1,157 @@
+"""h·U for the compiled loops (rnncli/core/_numba_kernels.py): a register-blocked product
+over a recurrent kernel packed once per scan (numba; imported only with the kernels).
+
+Why not BLAS: each step's h·U is a small product (a block of rows times U), and BLAS
+copies U into its panels on every call, which at 8-64 rows costs as much as the product
+itself; numpy's OpenBLAS also picks its AVX2 kernels on CPUs it doesn't know (an AMD EPYC
+with AVX-512 here). Packing U once and reading it panel by panel, with the products of
+``ROWS`` rows kept in vector registers, runs at about twice OpenBLAS's single-threaded
+rate on its own big sgemm (benchmarks/forward.py; docs/performance.md).
+
+The layout: U (H, P) becomes ``panels`` (P' / NR, H, NR), P' = P rounded up to NR
+columns (zeros beyond P); panel p holds U's columns p·NR .. p·NR + NR, row after row.
+For a group of up to ``ROWS`` rows, :func:`panel_product` keeps ``rows x NR``
+accumulators in registers and adds h[b, i]·U[i, j] for i = 0, 1, .., H-1, one fused
+multiply-add each. Every number is that sequence for its own row and column: the same
+bits whatever the rows beside it, the block it is in, or the thread that runs it.
+
+The product is written as LLVM vector code (an ``@intrinsic``) because numba's loops
+left the accumulators in memory (5 GFLOP/s against 230 here). Vector lengths follow the
+CPU numba compiles for: 64-byte vectors with AVX-512 (8 rows x 2 vectors: 16 of its 32
+registers), 32-byte ones otherwise (4 rows x 2 vectors of 16 registers).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _has_avx512() -> bool:
+    from numba.core import config
+
+    if config.CPU_FEATURES is not None:
+        return "+avx512f" in config.CPU_FEATURES
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512f"))
+
+
+VECTOR_BYTES = 64 if _has_avx512() else 32
+ROWS = 8 if VECTOR_BYTES == 64 else 4  # rows a group computes at once
+VECTORS = 2  # vectors of columns a panel is wide
+
+
+def panel_width(itemsize: int) -> int:
+    """NR: the columns of a panel, for values of ``itemsize`` bytes."""
+    return VECTORS * VECTOR_BYTES // itemsize
+
+
+def pack(u: np.ndarray) -> np.ndarray:
+    """U (H, P) as panels (ceil(P / NR), H, NR), zeros past column P."""
+    H, P = u.shape
+    nr = panel_width(u.dtype.itemsize)
+    count = -(-P // nr)
+    padded = np.zeros((H, count * nr), u.dtype)
+    padded[:, :P] = u
+    return np.ascontiguousarray(padded.reshape(H, count, nr).transpose(1, 0, 2))
+
+
+def _panel_product(rows):
+    """An intrinsic ``product(h, b0, n, panels, p, acc)``: acc[m, p·NR .. p·NR + NR] =
+    h[b0 + m]·U[:, those columns] for m < ``rows`` (rows past n repeat row b0 + n - 1,
+    their results unused: acc has ``rows`` rows or more)."""
+
+    @intrinsic
+    def product(typingctx, h, b0, n, panels, p, acc):
+        arrays = (h, panels, acc)
+        if any(not isinstance(a, types.Array) or a.layout != "C" or a.dtype != h.dtype
+               for a in arrays) or h.dtype not in (types.float32, types.float64):
+            return None  # a typing error: only C-contiguous float32 or float64 arrays
+
+        def codegen(context, builder, sig, args):
+            h_type, _, _, panels_type, _, acc_type = sig.args
+            h_arr = context.make_array(h_type)(context, builder, args[0])
+            panels_arr = context.make_array(panels_type)(context, builder, args[3])
+            acc_arr = context.make_array(acc_type)(context, builder, args[5])
+            b0, n, p = args[1], args[2], args[4]
+            value = context.get_value_type(h_type.dtype)
+            lanes = VECTOR_BYTES // (h_type.dtype.bitwidth // 8)
+            vector = ir.VectorType(value, lanes)
+            pointer = vector.as_pointer()
+            index = ir.IntType(64)
+            nr = VECTORS * lanes
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector] * 3),
+                f"llvm.fma.v{lanes}f{h_type.dtype.bitwidth}")
+            units = builder.extract_value(h_arr.shape, 1)
+            width = builder.extract_value(acc_arr.shape, 1)
+
+            def const(v):
+                return ir.Constant(index, v)
+
+            sums = [[cgutils.alloca_once(builder, vector) for _ in range(VECTORS)]
+                    for _ in range(rows)]
+            for slot in (s for row in sums for s in row):
+                builder.store(ir.Constant(vector, None), slot)
+            last = builder.sub(n, const(1))
+            h_rows = []
+            for m in range(rows):
+                k = builder.select(builder.icmp_signed("<", const(m), n), const(m), last)
+                h_rows.append(builder.gep(h_arr.data, [builder.mul(builder.add(b0, k), units)]))
+            panel = builder.gep(panels_arr.data, [builder.mul(p, builder.mul(units, const(nr)))])
+            undef = ir.Constant(vector, ir.Undefined)
+            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            with cgutils.for_range(builder, units) as loop:
+                i = loop.index
+                u_row = builder.gep(panel, [builder.mul(i, const(nr))])
+                u = [builder.load(builder.bitcast(builder.gep(u_row, [const(v * lanes)]),
+                                                  pointer), align=4)
+                     for v in range(VECTORS)]
+                for m in range(rows):
+                    hv = builder.load(builder.gep(h_rows[m], [i]))
+                    hv = builder.shuffle_vector(
+                        builder.insert_element(undef, hv, ir.Constant(ir.IntType(32), 0)),
+                        undef, broadcast)
+                    for v in range(VECTORS):
+                        s = sums[m][v]
+                        builder.store(builder.call(fma, [hv, u[v], builder.load(s)]), s)
+            column = builder.mul(p, const(nr))
+            for m in range(rows):
+                out = builder.gep(acc_arr.data, [builder.add(builder.mul(const(m), width), column)])
+                for v in range(VECTORS):
+                    target = builder.bitcast(builder.gep(out, [const(v * lanes)]), pointer)
+                    builder.store(builder.load(sums[m][v]), target, align=4)
+            return context.get_dummy_value()
+
+        return types.void(h, b0, n, panels, p, acc), codegen
+
+    return product
+
+
+_product_1 = _panel_product(1)
+_product_2 = _panel_product(2)
+_product_4 = _panel_product(4)
+_product_rows = _panel_product(ROWS)
+
+
+@numba.njit(inline="always")
+def panel_product(h, b0, b1, panels, acc):
+    """acc[b - b0, :P'] = h[b]·U for b in b0 .. b1 (at most ROWS rows), U as ``pack``
+    left it; acc (ROWS, P') C-contiguous, h (N, H) C-contiguous."""
+    n = b1 - b0
+    for p in range(panels.shape[0]):
+        if n == 1:
+            _product_1(h, b0, n, panels, p, acc)
+        elif n == 2:
+            _product_2(h, b0, n, panels, p, acc)
+        elif n <= 4:
+            _product_4(h, b0, n, panels, p, acc)
+        else:
+            _product_rows(h, b0, n, panels, p, acc)
