@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras, assert_same_numbers
+from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
 
 from rnncli.core import engine as E
 from rnncli.core import fast
