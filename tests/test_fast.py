@@ -144,18 +144,16 @@ def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell
 
 def test_auto_picks_numba_for_small_steps(engine):
     engine("auto")
-    assert fast.worth_it(1, 512, 4)  # one row: always
-    assert fast.worth_it(4, 256, 4)
-    assert fast.worth_it(64, 64, 4)  # float32 LSTM: a dozen numpy passes against one
-    assert fast.worth_it(256, 64, 4) and fast.worth_it(256, 256, 4)  # fused gates
-    assert not fast.worth_it(256, 128, 4)  # numpy's loop was ahead at 128 units
-    assert fast.worth_it(16, 64, 1) and not fast.worth_it(64, 64, 1)  # numpy: 3 calls
-    assert not fast.worth_it(16, 64, 4, itemsize=8)  # float64: libm's tanh
-    assert not fast.worth_it(4, 512, 4, itemsize=8) and fast.worth_it(2, 512, 4, itemsize=8)
+    assert fast.worth_it(1, 512, 4) and fast.worth_it(4, 512, 1, itemsize=8)  # few rows
+    assert fast.worth_it(1024, 128, 4) and fast.worth_it(1024, 512, 3)  # float32 gated
+    assert fast.worth_it(1024, 64, 1) and not fast.worth_it(1024, 16, 1)  # half padding
+    assert fast.worth_it(1024, 16, 3, itemsize=8)  # float64 GRU
+    assert fast.worth_it(64, 256, 4, itemsize=8) and not fast.worth_it(256, 512, 4, itemsize=8)
+    assert not fast.worth_it(64, 64, 1, itemsize=8)  # float64 SimpleRNN: mostly libm's tanh
     lstm = layer_of("lstm", units=64).cell
     assert E.plan(lstm, 1, 100, None, None).compiled is fast.lstm_recurrence
-    assert E.plan(lstm, 1024, 100, None, None).compiled is fast.lstm_recurrence  # fused gates
-    wide = layer_of("lstm", units=128).cell
+    assert E.plan(lstm, 1024, 3, None, None).compiled is fast.lstm_recurrence  # any length
+    wide = layer_of("lstm", units=512, dtype=np.float64).cell
     assert E.plan(wide, 1024, 100, None, None).compiled is None  # numpy's loop ahead there
     assert layer_of("simple_rnn", activation="gelu").cell.compiled() is None  # not compiled
     assert layer_of("gru", reset_after=False).cell.compiled() is None
@@ -163,6 +161,8 @@ def test_auto_picks_numba_for_small_steps(engine):
     once = E.Engine(one_shot=True)
     assert E.plan(lstm, 1, 10000, None, once).compiled is None
     assert E.plan(lstm, 1, 200_000, None, once).compiled is not None
+    assert E.plan(lstm, 256, 100, None, once).compiled is None  # 0.4G multiply-adds
+    assert E.plan(lstm, 256, 2000, None, once).compiled is not None  # 8.4G
     engine("numpy")
     assert E.plan(lstm, 1, 200_000, None, None).compiled is None
     assert E.plan(lstm, 1, 200_000, None, E.Engine("numpy")).compiled is None

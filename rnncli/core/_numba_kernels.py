@@ -4,24 +4,28 @@ Module-level functions so numba can cache their machine code on disk (cache=True
 the first call in a process then loads instead of compiling. Every kernel runs the steps
 of one chunk for a block of rows, with one signature for every cell:
 
-    kernel(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev)
+    kernel(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+           zero_out, prev)
 
-``xwb`` (T, n, P) holds x·W + b for those rows; ``panels`` the recurrent kernel packed
-by rnncli/core/_numba_panels.py; ``rb`` a GRU's recurrent bias (P,); ``states`` (h[, c]),
-each (n, H), are updated in place; ``outs`` (h[, c]) and ``terms`` (the cell's trace
-terms, or empty arrays) are arrays (T, N, width) shared by every block, whose rows
-``row0 .. row0 + n`` this block writes (so blocks run in threads side by side: the kernels
-release the GIL). ``mask`` (T, n) bool, or (0, 0) for none: a masked step keeps the states
-and outputs the previous output ``prev`` (n, H) (zeros with ``zero_out``), as Keras and
-the numpy loop do. Each row's h·U sums over the units in order, whatever the rows around
-it: a row's numbers never depend on its batch, block or thread.
+``x`` (n, T, D) holds those rows' inputs (rows and steps may be apart in memory);
+``kernel`` and ``panels`` the kernel and recurrent kernel packed by
+rnncli/core/_numba_panels.py, ``bias`` (P,) the input bias (zeros for none); ``rb`` a
+GRU's recurrent bias (P,); ``states`` (h[, c]), each (n, H), are updated in place;
+``outs`` (h[, c]), ``xw`` (x·W, traced) and ``terms`` (the cell's trace terms; empty
+arrays when not traced) are arrays (T, N, width) shared by every block, whose rows
+``row0 .. row0 + n`` this block writes (so blocks run in threads side by side: the
+kernels release the GIL). ``mask`` (T, n) bool, or (0, 0) for none: a masked step keeps
+the states and outputs the previous output ``prev`` (n, H) (zeros with ``zero_out``), as
+Keras and the numpy loop do. Each row's x·W and h·U sum over their inputs in order,
+whatever the rows around it: a row's numbers never depend on its batch, block or thread.
 
 Numba inlines ``drive``, ``activate_range``, the cells' row steps (they take functions as
-arguments, which a cached kernel can't keep as calls), ``commit`` and
-``panel_product``; the activations are ordinary functions that LLVM inlines where it pays. Inlining the activations at numba's level too, and the row step at two call sites,
-took 290 s to compile the twelve kernels on a busy machine, this 43-73 s, at the same
-speed (benchmarks: old/new within 5% on LSTM, GRU and SimpleRNN loops, 40 interleaved
-runs each); the compiled code is cached on disk after.
+arguments, which a cached kernel can't keep as calls), ``commit`` and ``panel_product``;
+the activations are ordinary functions that LLVM inlines where it pays. Inlining the
+activations at numba's level too, and the row step at two call sites, took 290 s to
+compile the twelve kernels on a busy machine, this 43-73 s, at the same speed
+(benchmarks: old/new within 5% on LSTM, GRU and SimpleRNN loops, 40 interleaved runs
+each); the compiled code is cached on disk after.
 """
 
 import math
@@ -143,21 +147,31 @@ def commit(t, b, r, outs, states, mask, zero_out, prev, one):
 
 
 @numba.njit(inline="always")
-def drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev, row,
-          activate, one, trace):
-    """The steps of a chunk: per step and group of up to ROWS rows, the group's h·U (from
-    U packed in panels, rnncli/core/_numba_panels.py), then each row's ``row`` (its cell's
-    step, which writes its new states to ``outs``) and commit."""
-    T, n, P = xwb.shape
+def drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, row, activate, one, trace):
+    """The steps of a chunk: per step and group of up to ROWS rows, the group's x·W + b
+    and h·U (W and U packed in panels, rnncli/core/_numba_panels.py), then each row's
+    ``row`` (its cell's step, which writes its new states to ``outs``) and commit."""
+    n, T, _ = x.shape
+    P = bias.shape[0]
     h = states[0]
-    acc = np.empty((ROWS, panels.shape[0] * panels.shape[2]), dtype=xwb.dtype)
+    acc = np.empty((ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
+    xacc = np.empty((ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
     for t in range(T):
+        xt = x[:, t, :]
         for g0 in range(0, n, ROWS):
             g1 = min(n, g0 + ROWS)
+            panel_product(xt, g0, g1, kernel, xacc)
             panel_product(h, g0, g1, panels, acc)
             for b in range(g0, g1):  # one call site: the cell's step is inlined once
                 r = row0 + b
-                row(xwb[t, b], acc[b - g0, :P], rb, states, b, outs, t, r, act, ract, terms,
+                xwb = xacc[b - g0, :P]
+                if trace:
+                    for j in range(P):
+                        xw[t, r, j] = xwb[j]
+                for j in range(P):
+                    xwb[j] += bias[j]
+                row(xwb, acc[b - g0, :P], rb, states, b, outs, t, r, act, ract, terms,
                     activate, one, trace)
                 commit(t, b, r, outs, states, mask, zero_out, prev, one)
 
@@ -274,75 +288,99 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
 # Per cell, float32 or float64, traced or not: constants folded at compile time.
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          simple_row, activate32, np.float32(1), False)
+def simple_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, simple_row,
+          activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          simple_row, activate32, np.float32(1), True)
+def simple_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, simple_row,
+          activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          simple_row, activate64, 1.0, False)
+def simple_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, simple_row,
+          activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          simple_row, activate64, 1.0, True)
+def simple_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, simple_row,
+          activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          lstm_row, activate32, np.float32(1), False)
+def lstm_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, lstm_row,
+          activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          lstm_row, activate32, np.float32(1), True)
+def lstm_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, lstm_row,
+          activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          lstm_row, activate64, 1.0, False)
+def lstm_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, lstm_row,
+          activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          lstm_row, activate64, 1.0, True)
+def lstm_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, lstm_row,
+          activate64, 1.0, True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          gru_row, activate32, np.float32(1), False)
+def gru_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, gru_row,
+          activate32, np.float32(1), False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          gru_row, activate32, np.float32(1), True)
+def gru_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, gru_row,
+          activate32, np.float32(1), True)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          gru_row, activate64, 1.0, False)
+def gru_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, gru_row,
+          activate64, 1.0, False)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64_trace(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev):
-    drive(xwb, panels, rb, states, outs, row0, act, ract, terms, mask, zero_out, prev,
-          gru_row, activate64, 1.0, True)
+def gru_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        zero_out, prev):
+    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+          zero_out, prev, gru_row,
+          activate64, 1.0, True)
 
 
 KERNELS = {  # (cell, float32?, traced?)

@@ -63,17 +63,18 @@ def pack(u: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(H, count, nr).transpose(1, 0, 2))
 
 
-def _panel_product(rows):
-    """An intrinsic ``product(h, b0, n, panels, p, acc)``: acc[m, p·NR .. p·NR + NR] =
-    h[b0 + m]·U[:, those columns] for m < ``rows`` (rows past n repeat row b0 + n - 1,
-    their results unused: acc has ``rows`` rows or more)."""
+def _panel_product(rows, count=1):
+    """An intrinsic ``product(h, b0, n, panels, p, acc)``: acc[m, p·NR .. (p + count)·NR]
+    = h[b0 + m]·U[:, those columns] for m < ``rows`` (rows past n repeat row b0 + n - 1,
+    their results unused: acc has ``rows`` rows or more). ``count`` panels at once keep
+    a few rows' chains of multiply-adds from waiting on each other."""
 
     @intrinsic
     def product(typingctx, h, b0, n, panels, p, acc):
         arrays = (h, panels, acc)
-        if any(not isinstance(a, types.Array) or a.layout != "C" or a.dtype != h.dtype
-               for a in arrays) or h.dtype not in (types.float32, types.float64):
-            return None  # a typing error: only C-contiguous float32 or float64 arrays
+        if any(not isinstance(a, types.Array) or a.dtype != h.dtype for a in arrays) or \
+                h.dtype not in (types.float32, types.float64) or panels.layout != "C":
+            return None  # a typing error: float32 or float64 arrays, panels as pack made them
 
         def codegen(context, builder, sig, args):
             h_type, _, _, panels_type, _, acc_type = sig.args
@@ -91,43 +92,51 @@ def _panel_product(rows):
                 builder.module, ir.FunctionType(vector, [vector] * 3),
                 f"llvm.fma.v{lanes}f{h_type.dtype.bitwidth}")
             units = builder.extract_value(h_arr.shape, 1)
-            width = builder.extract_value(acc_arr.shape, 1)
+            h_stride = builder.extract_value(h_arr.strides, 0)  # bytes
+            acc_stride = builder.extract_value(acc_arr.strides, 0)
+            byte = ir.IntType(8).as_pointer()
+            element = h_arr.data.type
+
+            def row_of(arr, stride, k):  # &arr[k, 0]: rows may be apart, columns adjacent
+                start = builder.bitcast(arr.data, byte)
+                return builder.bitcast(builder.gep(start, [builder.mul(k, stride)]), element)
 
             def const(v):
                 return ir.Constant(index, v)
 
-            sums = [[cgutils.alloca_once(builder, vector) for _ in range(VECTORS)]
-                    for _ in range(rows)]
+            columns = [(q, v) for q in range(count) for v in range(VECTORS)]
+            sums = [[cgutils.alloca_once(builder, vector) for _ in columns] for _ in range(rows)]
             for slot in (s for row in sums for s in row):
                 builder.store(ir.Constant(vector, None), slot)
             last = builder.sub(n, const(1))
             h_rows = []
             for m in range(rows):
                 k = builder.select(builder.icmp_signed("<", const(m), n), const(m), last)
-                h_rows.append(builder.gep(h_arr.data, [builder.mul(builder.add(b0, k), units)]))
+                h_rows.append(row_of(h_arr, h_stride, builder.add(b0, k)))
             panel = builder.gep(panels_arr.data, [builder.mul(p, builder.mul(units, const(nr)))])
             undef = ir.Constant(vector, ir.Undefined)
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            stride = builder.mul(units, const(nr))  # from one panel to the next
             with cgutils.for_range(builder, units) as loop:
                 i = loop.index
                 u_row = builder.gep(panel, [builder.mul(i, const(nr))])
-                u = [builder.load(builder.bitcast(builder.gep(u_row, [const(v * lanes)]),
-                                                  pointer), align=4)
-                     for v in range(VECTORS)]
+                u = [builder.load(builder.bitcast(builder.gep(u_row, [
+                    builder.add(builder.mul(const(q), stride), const(v * lanes))]),
+                    pointer), align=4) for q, v in columns]
                 for m in range(rows):
                     hv = builder.load(builder.gep(h_rows[m], [i]))
                     hv = builder.shuffle_vector(
                         builder.insert_element(undef, hv, ir.Constant(ir.IntType(32), 0)),
                         undef, broadcast)
-                    for v in range(VECTORS):
-                        s = sums[m][v]
-                        builder.store(builder.call(fma, [hv, u[v], builder.load(s)]), s)
+                    for k, s in enumerate(sums[m]):
+                        builder.store(builder.call(fma, [hv, u[k], builder.load(s)]), s)
             column = builder.mul(p, const(nr))
             for m in range(rows):
-                out = builder.gep(acc_arr.data, [builder.add(builder.mul(const(m), width), column)])
-                for v in range(VECTORS):
-                    target = builder.bitcast(builder.gep(out, [const(v * lanes)]), pointer)
-                    builder.store(builder.load(sums[m][v]), target, align=4)
+                out = builder.gep(row_of(acc_arr, acc_stride, const(m)), [column])
+                for k, (q, v) in enumerate(columns):
+                    target = builder.bitcast(builder.gep(out, [const(q * nr + v * lanes)]),
+                                             pointer)
+                    builder.store(builder.load(sums[m][k]), target, align=4)
             return context.get_dummy_value()
 
         return types.void(h, b0, n, panels, p, acc), codegen
@@ -135,8 +144,11 @@ def _panel_product(rows):
     return product
 
 
+# (rows, panels at once): at least 8 chains of multiply-adds for few rows
 _product_1 = _panel_product(1)
+_product_1x4 = _panel_product(1, 4)
 _product_2 = _panel_product(2)
+_product_2x2 = _panel_product(2, 2)
 _product_4 = _panel_product(4)
 _product_rows = _panel_product(ROWS)
 
@@ -144,14 +156,23 @@ _product_rows = _panel_product(ROWS)
 @numba.njit(inline="always")
 def panel_product(h, b0, b1, panels, acc):
     """acc[b - b0, :P'] = h[b]·U for b in b0 .. b1 (at most ROWS rows), U as ``pack``
-    left it; acc (ROWS, P') C-contiguous, h (N, H) C-contiguous."""
+    left it; h (N, H) and acc (ROWS or more, P') with adjacent columns (rows may be apart:
+    h can be x[:, t, :])."""
     n = b1 - b0
-    for p in range(panels.shape[0]):
-        if n == 1:
+    count = panels.shape[0]
+    if n == 1:
+        for p in range(0, count - 3, 4):
+            _product_1x4(h, b0, n, panels, p, acc)
+        for p in range(count - count % 4, count):
             _product_1(h, b0, n, panels, p, acc)
-        elif n == 2:
-            _product_2(h, b0, n, panels, p, acc)
-        elif n <= 4:
+    elif n == 2:
+        for p in range(0, count - 1, 2):
+            _product_2x2(h, b0, n, panels, p, acc)
+        if count % 2:
+            _product_2(h, b0, n, panels, count - 1, acc)
+    elif n <= 4:
+        for p in range(count):
             _product_4(h, b0, n, panels, p, acc)
-        else:
+    else:
+        for p in range(count):
             _product_rows(h, b0, n, panels, p, acc)

@@ -244,10 +244,11 @@ def _compiled_loop(cell, T, B, mask, engine):
         return None
     if engine.kind == "numba":
         return loop
-    if T < (fast.ONE_SHOT_MIN_STEPS if engine.one_shot else fast.MIN_STEPS):
+    gates = len(cell.gates) or 1
+    if engine.one_shot and T < fast.ONE_SHOT_MIN_STEPS and \
+            T * B * gates * cell.units**2 < fast.ONE_SHOT_MIN_PRODUCTS:
         return None
-    return loop if fast.worth_it(B, cell.units, len(cell.gates) or 1,
-                                 cell.dtype.itemsize) else None
+    return loop if fast.worth_it(B, cell.units, gates, cell.dtype.itemsize) else None
 
 
 class _Rows:
@@ -265,7 +266,7 @@ class _Rows:
         if compiled is not None:
             from . import fast
 
-            self.panels = fast.pack(cell)  # U once for every block
+            self.packed = fast.Packed(cell)  # once for every block
         self.stop = threading.Event()
 
     def run_blocks(self, edges, threads):
@@ -361,14 +362,13 @@ class _Rows:
             self.states[i][b0:b1] = states[i]
 
     def run_compiled(self, b0, b1):
-        """The cell's compiled loop (rnncli/core/fast.py) over rows b0..b1, a few MiB of
-        x·W + b at a time; it writes the shared arrays' rows itself."""
+        """The cell's compiled loop (rnncli/core/fast.py) over rows b0..b1, in chunks of
+        steps (a few MiB of outputs where they are not kept); it computes x·W + b itself
+        and writes the shared arrays' rows."""
         cell, x, terms = self.cell, self.x[b0:b1], self.terms
         n, T, _ = x.shape
-        kernel, bias = cell.input_projection()
-        P = kernel.shape[1]
-        C = chunk_steps(n, P, kernel.dtype.itemsize, T, self.chunk_bytes(n, 4 * CHUNK_BYTES))
-        project = _Projection(n, C, kernel, None if terms is not None else bias)
+        P = cell.input_projection()[0].shape[1]
+        C = chunk_steps(n, P, cell.dtype.itemsize, T, self.chunk_bytes(n, 4 * CHUNK_BYTES))
         seqs = self.seqs
         scratch = {} if seqs else \
             {s: np.empty((C, n, cell.units), cell.dtype) for s in cell.state_names}
@@ -380,17 +380,13 @@ class _Rows:
             if self.stop.is_set():
                 return
             t1 = min(T, t0 + C)
-            xp = project(x[:, t0:t1])
-            if terms is not None:
-                terms["xw"][t0:t1, b0:b1] = xp
-                if bias is not None:
-                    xp = xp + bias
             out = {s: (seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0])
                    for s in cell.state_names}
             part = None if terms is None else \
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
+            xw = None if terms is None else terms["xw"][t0:t1]
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
-            states = self.compiled(cell, self.panels, xp, states, out, part, row0, mask,
-                                   self.zero_out, prev)
+            states = self.compiled(cell, self.packed, x[:, t0:t1], states, out, xw, part, row0,
+                                   mask, self.zero_out, prev)
         for i, s in enumerate(states):
             self.states[i][b0:b1] = s

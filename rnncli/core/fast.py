@@ -29,11 +29,11 @@ CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
 ACTIVATIONS = tuple(CODES)
 HARD_SIGMOID_K2 = 5
 # In a one-shot process (the CLI) importing numba and loading its cached code costs about
-# 0.3 s, which numpy's per-step overhead (~2.5 us) only exceeds past ~100k steps.
+# 0.4 s, which the compiled loop saves past ~100k steps (numpy's ~2.5 us a call) or
+# ~2^32 multiply-adds of h·U (it saves ~0.1 ns of each: LSTM (256, 50, 32, 64) 0.47 ->
+# 0.10 ms a step for 4.2M).
 ONE_SHOT_MIN_STEPS = 100_000
-# Shorter sequences take the numpy loop: their fixed costs dominate anyway, and their
-# numbers are then those of the CLI's one-shot runs to the bit.
-MIN_STEPS = 64
+ONE_SHOT_MIN_PRODUCTS = 2**32
 
 
 def available(engine) -> bool:
@@ -47,12 +47,24 @@ def code(name, keras_major=3):
     return CODES.get(name)
 
 
-def pack(cell):
-    """The cell's recurrent kernel packed for the compiled loops' h·U (once per scan:
-    rnncli/core/_numba_panels.py)."""
-    from ._numba_panels import pack as pack_panels
+class Packed:
+    """A cell's weights as the compiled loops read them, packed once per scan
+    (rnncli/core/_numba_panels.py): ``kernel`` and ``recurrent_kernel`` in panels,
+    ``bias`` (P,) the input bias (zeros for none) and ``recurrent_bias`` (P,) a GRU's
+    (zeros for other cells)."""
 
-    return pack_panels(np.asarray(cell.recurrent_kernel, cell.dtype))
+    def __init__(self, cell):
+        from ._numba_panels import pack
+
+        dtype = cell.dtype
+        kernel, bias = cell.input_projection()
+        P = kernel.shape[1]
+        self.kernel = pack(np.asarray(kernel, dtype))
+        self.recurrent_kernel = pack(np.asarray(cell.recurrent_kernel, dtype))
+        self.bias = np.zeros(P, dtype) if bias is None else np.ascontiguousarray(bias, dtype)
+        rb = getattr(cell, "recurrent_bias", None)
+        self.recurrent_bias = np.zeros(P, dtype) if rb is None else \
+            np.ascontiguousarray(rb, dtype)
 
 
 TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
@@ -60,32 +72,33 @@ TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"
 
 
 def _recurrence(kind):
-    def loop(cell, panels, xwb, states, out, terms=None, row0=0, mask=None, zero_out=False,
-             prev=None):
-        """A cell's steps over a chunk for a block of n rows: ``panels``, the cell's
-        :func:`pack`; ``xwb`` (T, n, P) holds x·W + b; fills rows row0 .. row0 + n of
-        ``out[state]`` (T, N, H) for each state and, when given, of the cell's ``terms``;
-        ``mask`` (T, n) bool with ``prev`` (n, H), the previous outputs (updated).
-        Returns the final states (n, H)."""
+    def loop(cell, packed, x, states, out, xw=None, terms=None, row0=0, mask=None,
+             zero_out=False, prev=None):
+        """A cell's steps over a chunk for a block of n rows: ``packed``, the cell's
+        :class:`Packed` weights; ``x`` (n, T, D) the inputs; fills rows row0 .. row0 + n
+        of ``out[state]`` (T, N, H) for each state and, when given, of ``xw`` (x·W, T, N,
+        P) and the cell's ``terms``; ``mask`` (T, n) bool with ``prev`` (n, H), the
+        previous outputs (updated). Returns the final states (n, H)."""
         from ._numba_kernels import KERNELS
 
-        dtype = xwb.dtype
+        dtype = cell.dtype
         H = cell.units
+        if x.dtype != dtype or x.strides[2] != dtype.itemsize:
+            x = np.ascontiguousarray(x, dtype)
         traced = terms is not None
         empty = np.empty((0, 0, 0), dtype)
         t = tuple(terms[n] for n in TERMS[kind]) if traced else ()
         t = t + (empty,) * (6 - len(t))
         states = tuple(np.array(s, dtype=dtype) for s in states)
         outs = tuple(out[n] for n in cell.state_names)
-        rb = getattr(cell, "recurrent_bias", None) if kind == "gru" else None
-        rb = np.zeros(xwb.shape[2], dtype) if rb is None else np.ascontiguousarray(rb, dtype)
         if mask is None:
             mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
         ract = getattr(cell, "recurrent_activation", "linear")
         KERNELS[kind, dtype == np.float32, traced](
-            xwb, panels, rb, states, outs, row0, code(cell.activation, cell.keras_major),
-            code(ract, cell.keras_major), t, np.ascontiguousarray(mask), bool(zero_out),
-            prev)
+            x, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias,
+            states, outs, empty if xw is None else xw, row0,
+            code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
+            np.ascontiguousarray(mask), bool(zero_out), prev)
         return states
 
     loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"
@@ -99,32 +112,28 @@ gru_recurrence = _recurrence("gru")  # reset_after=True only
 
 def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     """Whether the compiled loop beats numpy's for B rows of H units (``gates`` blocks in
-    the kernel: LSTM 4, GRU 3), measured with benchmarks/choices.py on the grid of
-    benchmarks/forward.py --grid (docs/performance.md). It wins wherever numpy's fixed cost
-    per call, a few us, outweighs what BLAS saves over its plain loops, and, in float32,
-    wherever a gated cell's dozen elementwise passes cost more than its one fused pass:
+    the kernel: LSTM 4, GRU 3). Measured on 2 cores (numpy loop time / compiled, grid
+    steps of benchmarks/forward.py; docs/performance.md): the compiled loop's h·U runs
+    at about twice OpenBLAS's rate and its elementwise work in one pass, so it wins
 
-    - one or two rows always (numpy's one-row product even costs BLAS a copy of U every
-      step), up to 4 rows while U is at most 2^18 values;
-    - float32 SimpleRNN: up to 16 rows, or B x H^2 multiply-adds a step up to 2^15 (numpy
-      needs 3 calls a step);
-    - float32 LSTM and GRU: up to 64 rows, or up to 64 units at any batch (numpy's dozen
-      passes over (B, 4H) arrays a step cost 2-4x the fused loop there: (256, 200, 32, 64)
-      LSTM 66 -> 33 ms, GRU 96 -> 23 ms; (1024, 100, 32, 32) GRU 51 -> 17 ms), or 256 units
-      and more (about 1.1x either way beyond); at 128 units numpy's loop was ahead;
-    - float64: B x gates x H^2 up to 2^11 (SimpleRNN) or 2^14 (LSTM, GRU): libm's tanh and
-      exp don't vectorize as float32's rational tanh does, numpy's do.
+    - up to 4 rows always (numpy's per-call cost dominates there);
+    - float32 LSTM and GRU everywhere (1.2-7.6x), SimpleRNN from 32 units or up to 256
+      rows (1.2-3.2x; 0.80x at (1024, 200, 32, 16), where a panel of 32 columns is half
+      padding);
+    - float64 GRU everywhere (1.3-2.1x); float64 LSTM up to 256 rows while B x H is at
+      most 2^14 (1.1-1.6x; 0.75-0.88x beyond); float64 SimpleRNN from 512 units, or
+      256 units up to 16 rows (1.25-2.4x; 0.35-0.9x below): libm's tanh doesn't
+      vectorize, numpy's does, and a SimpleRNN step is mostly tanh when H is small.
     """
-    if B <= 2:
+    if B <= 4:
         return True
-    per_step = gates * H * H
-    if B <= 4 and per_step <= 2**18:
+    if itemsize <= 4:
+        return gates > 1 or H >= 32 or B <= 256
+    if gates == 3:
         return True
-    if itemsize > 4:
-        return B * per_step <= (2**11 if gates == 1 else 2**14)
-    if gates == 1:
-        return B <= 16 or B * per_step <= 2**15
-    return B <= 64 or H <= 64 or H >= 256
+    if gates == 4:
+        return B <= 256 and B * H <= 2**14
+    return H >= 512 or (B <= 16 and H >= 256)
 
 
 def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
