@@ -196,12 +196,6 @@ def run_grid(args, peers, cells, dtypes, batches, units):
     return out, raw, time.perf_counter() - started
 
 
-def abbreviated(table):
-    for p, a in F.PEER_ABBREV.items():
-        table = table.replace(f" {p} |", f" {a} |")
-    return table
-
-
 def grad_over_forward(rows, batches, units):
     """rnncli's gradient time over its forward time, per cell (forward.py's grid_table
     prints ``trace / rnncli``: given grad as "trace" and forward as "rnncli")."""
@@ -213,9 +207,10 @@ def grad_over_forward(rows, batches, units):
 def grid_report(out, peers, batches, units, elapsed, rounds):
     tol = ", ".join(f"{v:g} {d}" for d, v in TOLERANCE.items())
     lines = [f"Grid: batch (rows) x units (columns), {F.GRID_FEATURES} features, timesteps "
-             f"per point chosen so the slowest contender's gradient takes roughly "
-             f"{F.TARGET_SECONDS * 1e3:.0f} ms (forward.py's grid_steps for "
-             f"{F.TARGET_SECONDS * 1e3 / GRAD_COST:.0f} ms: at least {F.MIN_STEPS}); "
+             f"per point from forward.py's grid_steps for a third of its "
+             f"{F.TARGET_SECONDS * 1e3:.0f} ms (a gradient costs about three forward passes), "
+             f"so the slowest contender's call takes tens of ms (at least {F.MIN_STEPS} "
+             f"steps); "
              f"{THREADS} threads for rnncli and torch, {F.THREADS} for Keras; {rounds} rounds. "
              f"Each cell: the worst peer's time / rnncli's for the mse loss and the gradients "
              f"of the input and every weight (above 1: rnncli ahead of every peer), and which "
@@ -225,7 +220,7 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
     worst_all = []
     for condition, cell, dtype, rows, l0, l1 in out:
         lines += [f"**{cell} {dtype}, {condition}** (load {l0} -> {l1})", "",
-                  abbreviated(F.grid_table(rows, peers, batches, units, "ratio")), ""]
+                  F.grid_table(rows, peers, batches, units, "ratio"), ""]
         worst_all += [(w[0], w[1], condition, cell, dtype, r["shape"]) for r in rows
                       if (w := F.worst_peer(r, peers)) is not None]
     lines += ["rnncli's gradient time / its forward time (`model.run(x, trace=False)`), "
@@ -262,6 +257,10 @@ def details_table(raw, peers):
 
 def main(args):
     peers = [p for p in args.peers.split(",") if p]
+    if set(peers) - set(PEERS):
+        raise SystemExit(f"grad.py --grid: unknown peer(s) {', '.join(set(peers) - set(PEERS))}; "
+                         f"expected some of {', '.join(PEERS)} (ONNX Runtime has no backward "
+                         f"pass here)")
     cells = [c for c in args.cells.split(",") if c]
     dtypes = [np.dtype(d).type for d in args.dtype.split(",") if d]
     batches = [int(v) for v in args.batches.split(",")] if args.batches else F.GRID_BATCHES
