@@ -101,7 +101,9 @@ def blocks(a, order, gates):
 # converting (what is timed).
 
 
-def peer_torch(cell, k, u, b, dtype):
+def torch_rnn(cell, k, u, b, dtype):
+    """``torch.nn.RNN``/``LSTM``/``GRU`` (batch_first) holding Keras-layout weights, mapped
+    gate by gate (a bias of shape (2, g·H) is GRU's input and recurrent bias)."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -116,6 +118,13 @@ def peer_torch(cell, k, u, b, dtype):
         rnn.weight_hh_l0.copy_(torch.from_numpy(blocks(u, order, g).T.copy()))
         rnn.bias_ih_l0.copy_(torch.from_numpy(blocks(b_ih, order, g)))
         rnn.bias_hh_l0.copy_(torch.from_numpy(blocks(b_hh, order, g)))
+    return rnn
+
+
+def peer_torch(cell, k, u, b, dtype):
+    import torch
+
+    rnn = torch_rnn(cell, k, u, b, dtype)
 
     def prepare(x):
         xt = torch.from_numpy(x)
@@ -129,14 +138,16 @@ def peer_torch(cell, k, u, b, dtype):
     return prepare
 
 
-def peer_keras(cell, k, u, b, dtype):
+def keras_layer(cell, k, u, b, dtype):
+    """A built Keras SimpleRNN/LSTM/GRU returning sequences, holding these weights; TF set
+    to THREADS threads (once: TF takes it only before its first op)."""
     import keras
     import tensorflow as tf
 
-    if not getattr(peer_keras, "configured", False):
+    if not getattr(keras_layer, "configured", False):
         tf.config.threading.set_intra_op_parallelism_threads(THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(THREADS)
-        peer_keras.configured = True
+        keras_layer.configured = True
     dt = "float64" if dtype == np.float64 else "float32"
     cls = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM,
            "gru": keras.layers.GRU}[cell]
@@ -144,6 +155,14 @@ def peer_keras(cell, k, u, b, dtype):
     layer = cls(H, return_sequences=True, dtype=dt)
     layer.build((None, None, D))
     layer.set_weights([k, u, b])
+    return layer
+
+
+def peer_keras(cell, k, u, b, dtype):
+    import tensorflow as tf
+
+    layer = keras_layer(cell, k, u, b, dtype)
+    dt, D = ("float64" if dtype == np.float64 else "float32"), k.shape[0]
     # one trace for every batch and length
     fn = tf.function(lambda t: layer(t), jit_compile=False,
                      input_signature=[tf.TensorSpec([None, None, D], dt)])
@@ -312,12 +331,12 @@ def nice(n):
     return max(d * p for d in (1, 2, 5) if d * p <= n)
 
 
-def grid_steps(cell, B, H, D=GRID_FEATURES):
-    """Timesteps for a grid point: about TARGET_SECONDS of the slowest peer, modelled as
+def grid_steps(cell, B, H, D=GRID_FEATURES, target=TARGET_SECONDS):
+    """Timesteps for a grid point: about ``target`` seconds of the slowest peer, modelled as
     STEP_SECONDS a step (Keras' while loop, at batch 1) plus its multiply-adds at
     PEER_FLOPS. A formula, not a measurement, so that every run has the same shapes."""
     step = STEP_SECONDS + flops(cell, B, 1, D, H) / PEER_FLOPS
-    return int(min(MAX_STEPS, max(MIN_STEPS, nice(TARGET_SECONDS / step))))
+    return int(min(MAX_STEPS, max(MIN_STEPS, nice(target / step))))
 
 
 def grid_point(cell, B, H, dtype, makers, notes, rounds, with_sgemm=False):
