@@ -173,3 +173,49 @@ def test_numba_path_matches_keras(engine, case, fmt, path):
     engine("numba")
     assert_outputs_match_keras(case, path)
     assert os.environ["RNNCLI_ENGINE"] == "numba"
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("sequences", [True, False])
+def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype, threads,
+                                                       sequences):
+    """A batch too small to split by rows has each step's units split across threads
+    (rnncli/core/_numba_split.py): the same bits as one thread, over chunks of steps,
+    from given initial states, keeping the sequence or only the final states."""
+    monkeypatch.setattr(E, "CHUNK_BYTES", 2**14)  # several chunks
+    units = 864 if cell == "simple_rnn" else 384  # past the split's thresholds; 2, 3 | H
+    layer = layer_of(cell, dtype, units=units)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 90, 3)).astype(dtype)
+    h0 = tuple(rng.normal(size=(3, units)).astype(dtype) * 0.5
+               for _ in layer.cell.state_names)
+    split = E.plan(layer.cell, 3, 90, None, E.Engine("numba", threads=threads))
+    assert split.split == threads
+
+    def run(engine):
+        return layer.run(x, initial_state=h0, keep=sequences, engine=engine)
+
+    one = run(E.Engine("numba", threads=1))
+    many = run(E.Engine("numba", threads=threads))
+    assert bool(many.sequences) == sequences
+    for name in one.sequences:
+        np.testing.assert_array_equal(many.sequences[name], one.sequences[name])
+    for name in one.states:
+        np.testing.assert_array_equal(many.states[name], one.states[name])
+    assert_close_runs(run("numpy"), many, dtype)
+
+
+def test_split_is_only_for_small_batches_with_big_steps():
+    assert fast.split_parts(1, 512, 4, 4, threads=2) == 2
+    assert fast.split_parts(4, 128, 4, 4, threads=2) == 0  # 0.7-0.9x measured
+    assert fast.split_parts(1, 512, 1, 4, threads=2) == 0 and fast.split_parts(8, 512, 1, 4, 2)
+    assert fast.split_parts(4, 128, 1, 8, threads=2) == 2  # float64
+    assert fast.split_parts(64, 512, 4, 4, threads=2) == 0  # rows split instead
+    assert fast.split_parts(1, 511, 4, 4, threads=2) == 0  # no even split of the units
+    assert fast.split_parts(1, 512, 4, 4, threads=1) == 0
+    lstm = layer_of("lstm", units=512).cell
+    assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2)).split == 2
+    assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2), trace=True).split == 0
+    assert E.plan(lstm, 1, 100, np.ones((1, 100), bool), E.Engine("numba", threads=2)).split == 0

@@ -154,22 +154,29 @@ def block_edges(B, parts, min_rows=None):
 @dataclass(frozen=True)
 class Plan:
     """How a scan runs: the cell's compiled loop or None (numpy), in ``threads`` threads
-    over the row blocks ``edges``."""
+    over the row blocks ``edges``; ``split``: the compiled loop splits each step's units
+    into this many parts instead (0: it doesn't)."""
 
     compiled: object
     threads: int
     edges: list
+    split: int = 0
 
 
-def plan(cell, B, T, mask, engine) -> Plan:
+def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     """The loop, threads and row blocks for a scan of B rows and T steps."""
     engine = as_engine(engine)
     loop = _compiled_loop(cell, T, B, mask, engine)
     if loop is not None:
         from . import fast
 
+        available = engine.threads or threads()
+        split = 0 if trace or mask is not None else fast.split_parts(
+            B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
+        if split:
+            return Plan(loop, split, list(range(split + 1)), split)
         min_rows = fast.min_block_rows()
-        parts = max(1, min(engine.threads or threads(), B // min_rows))
+        parts = max(1, min(available, B // min_rows))
         if parts == 1:
             return Plan(loop, 1, [0, B])
         return Plan(loop, parts, block_edges(B, parts, min_rows))
@@ -194,7 +201,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     states = cell.initial_states(B) if states is None else \
         tuple(np.array(s, dtype=dtype, copy=True) for s in states)
     rows = B
-    how = plan(cell, B, T, mask, engine)
+    how = plan(cell, B, T, mask, engine, trace)
     if B == 1 and T > 0 and how.compiled is None:
         # BLAS may take one row through its matrix-vector product, which sums in another
         # order than a batch's matrix-matrix product: two copies keep a sample's numbers
@@ -219,8 +226,15 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     if T:
         mask_t = None if mask is None else \
             np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
-        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled)
-        job.run_blocks(how.edges, how.threads)
+        job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
+                    bool(how.split))
+        try:
+            if how.split:
+                job.run_split(how.split)
+            else:
+                job.run_blocks(how.edges, how.threads)
+        finally:
+            job.release()
         states = job.states
 
     def batch_major(a):
@@ -259,24 +273,32 @@ class _Rows:
     compiled = None  # the cell's compiled loop, run by run_compiled instead of run
 
     def __init__(self, cell, x, states, mask_t, zero_output_for_mask, seqs, terms,
-                 compiled=None):
+                 compiled=None, split=False):
         self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
         self.compiled = compiled
-        if compiled is not None:
+        self.stop = threading.Event()
+        self.packed = None
+        if compiled is not None and not split:
             from . import fast
 
             self.packed = fast.Packed(cell)  # once for every block
-        self.stop = threading.Event()
 
-    def run_blocks(self, edges, threads):
+    def release(self):
+        """Give back the packed weights' buffers (rnncli/core/fast.py, Packed)."""
+        if self.packed is not None:
+            self.packed.release()
+            self.packed = None
+
+    def run_blocks(self, edges, threads, step_loop=None):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.
         BLAS runs single-threaded throughout: a multi-threaded product every step makes
         every step wait for its slowest thread, which on a busy machine is one whose core
         was taken (measured: benchmarks/forward.py --grid --loaded)."""
         from . import blas
 
-        step_loop = self.run if self.compiled is None else self.run_compiled
+        if step_loop is None:
+            step_loop = self.run if self.compiled is None else self.run_compiled
         # the caller's floating-point error handling, in every thread (overflow ignored:
         # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
         fp_errors = {**np.geterr(), "over": "ignore"}
@@ -390,3 +412,43 @@ class _Rows:
                                    mask, self.zero_out, prev)
         for i, s in enumerate(states):
             self.states[i][b0:b1] = s
+
+    def run_split(self, parts):
+        """The compiled loop with each step's units split into ``parts`` items that
+        ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once."""
+        from . import fast
+
+        cell, x, seqs = self.cell, self.x, self.seqs
+        B, T, _ = x.shape
+        H, dtype = cell.units, cell.dtype
+        packed = fast.Packed(cell, parts)
+        hbuf = np.empty((2, B, H), dtype)
+        hbuf[0] = self.states[0]
+        c = np.array(self.states[1], dtype) if len(self.states) > 1 else hbuf[1]
+        counters = np.zeros(2, np.int64)
+        C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
+        scratch = {} if seqs else \
+            {s: np.empty((C, B, H), dtype) for s in cell.state_names}
+
+        def participant(_first, _last):
+            for t0 in range(0, T, C):
+                t1 = min(T, t0 + C)
+                outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
+                             for s in cell.state_names)
+                pending = -1
+                while True:
+                    if self.stop.is_set():
+                        return
+                    pending = fast.split_steps(cell, packed, x[:, t0:t1], hbuf, c, outs, t0,
+                                               counters, t1 * parts, pending)
+                    if pending < 0:
+                        break
+                    os.sched_yield()  # another thread holds step pending // parts - 1
+
+        try:
+            self.run_blocks(list(range(parts + 1)), parts, participant)
+        finally:
+            packed.release()
+        self.states[0][...] = hbuf[T % 2]
+        if len(self.states) > 1:
+            self.states[1][...] = c

@@ -1,0 +1,189 @@
+"""A compiled loop whose steps are split by units across threads, for batches too small
+to split by rows (numba; imported only when the engine picks it).
+
+With a row or two and a U of megabytes, a step is one pass over U, and one core reads it
+from the shared cache at a fraction of what two do. Here each step is cut into ``parts``
+items, item q computing units j0 .. j1 of every gate (U's and W's columns for them,
+packed apart: rnncli/core/fast.py, SplitPacked). Threads claim items one after another
+from a shared counter, so a thread whose core is taken leaves its items to the others,
+and one thread alone runs them all. An item of step t waits until every item of step t-1
+is done (h is read from one buffer and written to the other, two in turn); a wait longer
+than a short spin returns to Python, which yields the core and calls again (nothing
+spins past ``SPIN`` loads). A unit's numbers are those of the one-thread loop: its
+products sum over the same inputs in the same order.
+
+The states: ``hbuf`` (2, n, H), h at even steps in [0], odd in [1]; ``c`` (n, H), an
+LSTM's cell state, each part updating its own units. No mask and no trace: the engine
+takes this loop only without them.
+"""
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from ._numba_kernels import activate32, activate64, gru_row, lstm_row, simple_row
+from ._numba_panels import ROWS, panel_product
+
+SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
+
+
+def _check(counters):
+    return isinstance(counters, types.Array) and counters.dtype == types.int64 and \
+        counters.ndim == 1
+
+
+@intrinsic
+def atomic_load(typingctx, counters, i):
+    """counters[i], read with acquire ordering."""
+    if not _check(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.load_atomic(builder.gep(arr.data, [args[1]]), "acquire", 8)
+
+    return types.int64(counters, i), codegen
+
+
+@intrinsic
+def atomic_add(typingctx, counters, i, value):
+    """counters[i] += value, atomically, with release ordering."""
+    if not _check(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        builder.atomic_rmw("add", builder.gep(arr.data, [args[1]]), args[2], "acq_rel")
+        return context.get_dummy_value()
+
+    return types.void(counters, i, value), codegen
+
+
+@intrinsic
+def compare_exchange(typingctx, counters, i, old, new):
+    """counters[i] = new if it is old; whether it was."""
+    if not _check(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        pair = builder.cmpxchg(builder.gep(arr.data, [args[1]]), args[2], args[3],
+                               "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(counters, i, old, new), codegen
+
+
+CLAIMED, DONE = 0, 1  # the counters
+
+
+@numba.njit(inline="always")
+def claim(counters, limit):
+    """The next item, or -1 once ``limit`` items are claimed."""
+    while True:
+        k = atomic_load(counters, CLAIMED)
+        if k >= limit:
+            return -1
+        if compare_exchange(counters, CLAIMED, k, k + 1):
+            return k
+
+
+@numba.njit(inline="always")
+def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                limit, pending, act, ract, row, activate, one, has_c):
+    """Items of steps t0 .. t0 + T (x and outs hold those steps) until ``limit`` items
+    are claimed: returns -1, or an item whose wait ran past SPIN (call again with it as
+    ``pending``)."""
+    n = x.shape[0]
+    Hl = hbuf.shape[2] // parts
+    P = biases.shape[1]
+    acc = np.empty((ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
+    xacc = np.empty((ROWS, kernels.shape[1] * kernels.shape[3]), dtype=hbuf.dtype)
+    empty = np.empty((0, 0, 0), dtype=hbuf.dtype)
+    terms = (empty, empty, empty, empty, empty, empty)
+    k = pending
+    while True:
+        if k < 0:
+            k = claim(counters, limit)
+            if k < 0:
+                return -1
+        tg, q = k // parts, k % parts
+        spins = 0
+        while atomic_load(counters, DONE) < tg * parts:  # step tg - 1 not finished
+            spins += 1
+            if spins > SPIN:
+                return k
+        t = tg - t0
+        j0 = q * Hl
+        hcur, hnext = hbuf[tg % 2], hbuf[(tg + 1) % 2]
+        states = (hcur[:, j0:j0 + Hl], c[:, j0:j0 + Hl])
+        part_outs = (outs[0][:, :, j0:j0 + Hl], outs[1][:, :, j0:j0 + Hl])
+        bias, rb = biases[q], rbs[q]
+        xt = x[:, t, :]
+        for g0 in range(0, n, ROWS):
+            g1 = min(n, g0 + ROWS)
+            panel_product(xt, g0, g1, kernels[q], xacc)
+            panel_product(hcur, g0, g1, panels[q], acc)
+            for b in range(g0, g1):
+                xwb = xacc[b - g0, :P]
+                for j in range(P):
+                    xwb[j] += bias[j]
+                row(xwb, acc[b - g0, :P], rb, states, b, part_outs, t, b, act, ract, terms,
+                    activate, one, False)
+                for j in range(Hl):
+                    hnext[b, j0 + j] = part_outs[0][t, b, j]
+                if has_c:
+                    for j in range(Hl):
+                        c[b, j0 + j] = part_outs[1][t, b, j]
+        atomic_add(counters, DONE, 1)
+        k = -1
+
+
+# Per cell, float32 or float64 (the arguments are split_drive's, up to ``ract``).
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def simple_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+               pending, act, ract):
+    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                       limit, pending, act, ract, simple_row, activate32, np.float32(1), False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def simple_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+               pending, act, ract):
+    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                       limit, pending, act, ract, simple_row, activate64, 1.0, False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def lstm_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+             pending, act, ract):
+    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                       limit, pending, act, ract, lstm_row, activate32, np.float32(1), True)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def lstm_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+             pending, act, ract):
+    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                       limit, pending, act, ract, lstm_row, activate64, 1.0, True)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def gru_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+            pending, act, ract):
+    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                       limit, pending, act, ract, gru_row, activate32, np.float32(1), False)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def gru_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+            pending, act, ract):
+    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+                       limit, pending, act, ract, gru_row, activate64, 1.0, False)
+
+
+KERNELS = {("simple", True): simple_f32, ("simple", False): simple_f64,
+           ("lstm", True): lstm_f32, ("lstm", False): lstm_f64,
+           ("gru", True): gru_f32, ("gru", False): gru_f64}
