@@ -33,7 +33,7 @@ import math
 import numba
 import numpy as np
 
-from ._numba_panels import ROWS, panel_product
+from ._numba_panels import BLOCK, ROWS, panel_product
 
 # Eigen's float32 tanh: odd/even polynomials on [-7.9053, 7.9053], as TensorFlow uses.
 A1, A3, A5, A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, \
@@ -149,18 +149,18 @@ def commit(t, b, r, outs, states, mask, zero_out, prev, one):
 @numba.njit(inline="always")
 def drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
           zero_out, prev, row, activate, one, trace):
-    """The steps of a chunk: per step and group of up to ROWS rows, the group's x·W + b
+    """The steps of a chunk: per step and group of up to BLOCK rows, the group's x·W + b
     and h·U (W and U packed in panels, rnncli/core/_numba_panels.py), then each row's
     ``row`` (its cell's step, which writes its new states to ``outs``) and commit."""
     n, T, _ = x.shape
     P = bias.shape[0]
     h = states[0]
-    acc = np.empty((ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
-    xacc = np.empty((ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
+    acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
+    xacc = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
     for t in range(T):
         xt = x[:, t, :]
-        for g0 in range(0, n, ROWS):
-            g1 = min(n, g0 + ROWS)
+        for g0 in range(0, n, BLOCK):
+            g1 = min(n, g0 + BLOCK)
             panel_product(xt, g0, g1, kernel, xacc)
             panel_product(h, g0, g1, panels, acc)
             for b in range(g0, g1):  # one call site: the cell's step is inlined once

@@ -23,7 +23,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ._numba_kernels import activate32, activate64, gru_row, lstm_row, simple_row
-from ._numba_panels import ROWS, panel_product
+from ._numba_panels import BLOCK, ROWS, panel_product
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
 
@@ -98,8 +98,8 @@ def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, pa
     n = x.shape[0]
     Hl = hbuf.shape[2] // parts
     P = biases.shape[1]
-    acc = np.empty((ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
-    xacc = np.empty((ROWS, kernels.shape[1] * kernels.shape[3]), dtype=hbuf.dtype)
+    acc = np.empty((BLOCK + ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
+    xacc = np.empty((BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]), dtype=hbuf.dtype)
     empty = np.empty((0, 0, 0), dtype=hbuf.dtype)
     terms = (empty, empty, empty, empty, empty, empty)
     k = pending
@@ -121,8 +121,8 @@ def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, pa
         part_outs = (outs[0][:, :, j0:j0 + Hl], outs[1][:, :, j0:j0 + Hl])
         bias, rb = biases[q], rbs[q]
         xt = x[:, t, :]
-        for g0 in range(0, n, ROWS):
-            g1 = min(n, g0 + ROWS)
+        for g0 in range(0, n, BLOCK):
+            g1 = min(n, g0 + BLOCK)
             panel_product(xt, g0, g1, kernels[q], xacc)
             panel_product(hcur, g0, g1, panels[q], acc)
             for b in range(g0, g1):
