@@ -178,18 +178,19 @@ gru_recurrence = _recurrence("gru")  # reset_after=True only
 
 def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     """Whether the compiled loop beats numpy's for B rows of H units (``gates`` blocks in
-    the kernel: LSTM 4, GRU 3). Measured on 2 cores (numpy loop time / compiled, grid
-    steps of benchmarks/forward.py; docs/performance.md): the compiled loop's h·U runs
-    at about twice OpenBLAS's rate and its elementwise work in one pass, so it wins
+    the kernel: LSTM 4, GRU 3). Measured on 2 cores (numpy loop time / compiled, at
+    shapes of benchmarks/forward.py --grid, its number of steps; docs/performance.md):
+    the compiled loop's products run at about twice OpenBLAS's rate here and its
+    elementwise work is one pass, so it wins
 
     - up to 4 rows always (numpy's per-call cost dominates there);
-    - float32 LSTM and GRU everywhere (1.2-7.6x), SimpleRNN from 32 units or up to 256
-      rows (1.2-3.2x; 0.80x at (1024, 200, 32, 16), where a panel of 32 columns is half
+    - float32 LSTM and GRU everywhere (2.0-7.6x), SimpleRNN from 32 units or up to 256
+      rows (1.5-3.7x; 0.60x at (1024, 200, 32, 16), where a panel of 32 columns is half
       padding);
-    - float64 GRU everywhere (1.3-2.1x); float64 LSTM up to 256 rows while B x H is at
-      most 2^14 (1.1-1.6x; 0.75-0.88x beyond); float64 SimpleRNN from 512 units, or
-      256 units up to 16 rows (1.25-2.4x; 0.35-0.9x below): libm's tanh doesn't
-      vectorize, numpy's does, and a SimpleRNN step is mostly tanh when H is small.
+    - float64 GRU everywhere (1.3-2.1x); float64 LSTM from 64 units or up to 256 rows
+      (1.0-2.3x; 0.85x at (1024, 100, 32, 16)); float64 SimpleRNN from 512 units, or
+      256 units up to 16 rows (1.5-3.8x; 0.4-1.0x below): libm's tanh doesn't vectorize,
+      numpy's does, and a SimpleRNN step is mostly tanh when H is small.
     """
     if B <= 4:
         return True
@@ -198,7 +199,7 @@ def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     if gates == 3:
         return True
     if gates == 4:
-        return B <= 256 and B * H <= 2**14
+        return H >= 64 or B <= 256
     return H >= 512 or (B <= 16 and H >= 256)
 
 
