@@ -19,6 +19,9 @@ The product is written as LLVM vector code (an ``@intrinsic``) because numba's l
 left the accumulators in memory (5 GFLOP/s against 230 here). Vector lengths follow the
 CPU numba compiles for: 64-byte vectors with AVX-512 (8 rows x 2 vectors: 16 of its 32
 registers), 32-byte ones otherwise (4 rows x 2 vectors of 16 registers).
+
+numba's disk cache of a kernel is keyed on its own module's file only: after editing this
+one, touch _numba_kernels.py and _numba_split.py, or their cached code stays the old one.
 """
 
 from __future__ import annotations
