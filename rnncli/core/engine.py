@@ -13,8 +13,9 @@ a block runs its whole sequence without waiting for the others, the elementwise 
 runs on every core too, and a thread whose core is busy with something else simply
 claims fewer blocks.
 
-Where a cell has a compiled loop (rnncli/core/fast.py) and the sequence is long with
-small steps, that loop runs instead: numpy's per-call overhead dominates there.
+Where a cell has a compiled loop (rnncli/core/fast.py) and it beats numpy's
+(``fast.worth_it``), that loop runs instead, over the same row blocks; a batch too small
+to split by rows has each step's units split across the threads (``fast.split_scan``).
 """
 
 from __future__ import annotations
@@ -230,7 +231,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
                     bool(how.split))
         try:
             if how.split:
-                job.run_split(how.split)
+                from . import fast
+
+                fast.split_scan(job, how.split)
             else:
                 job.run_blocks(how.edges, how.threads)
         finally:
@@ -412,43 +415,3 @@ class _Rows:
                                    mask, self.zero_out, prev)
         for i, s in enumerate(states):
             self.states[i][b0:b1] = s
-
-    def run_split(self, parts):
-        """The compiled loop with each step's units split into ``parts`` items that
-        ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once."""
-        from . import fast
-
-        cell, x, seqs = self.cell, self.x, self.seqs
-        B, T, _ = x.shape
-        H, dtype = cell.units, cell.dtype
-        packed = fast.Packed(cell, parts)
-        hbuf = np.empty((2, B, H), dtype)
-        hbuf[0] = self.states[0]
-        c = np.array(self.states[1], dtype) if len(self.states) > 1 else hbuf[1]
-        counters = np.zeros(2, np.int64)
-        C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
-        scratch = {} if seqs else \
-            {s: np.empty((C, B, H), dtype) for s in cell.state_names}
-
-        def participant(_first, _last):
-            for t0 in range(0, T, C):
-                t1 = min(T, t0 + C)
-                outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
-                             for s in cell.state_names)
-                pending = -1
-                while True:
-                    if self.stop.is_set():
-                        return
-                    pending = fast.split_steps(cell, packed, x[:, t0:t1], hbuf, c, outs, t0,
-                                               counters, t1 * parts, pending)
-                    if pending < 0:
-                        break
-                    os.sched_yield()  # another thread holds step pending // parts - 1
-
-        try:
-            self.run_blocks(list(range(parts + 1)), parts, participant)
-        finally:
-            packed.release()
-        self.states[0][...] = hbuf[T % 2]
-        if len(self.states) > 1:
-            self.states[1][...] = c

@@ -21,6 +21,7 @@ numba is optional (``pip install 'rnncli[fast]'``); without it, or with
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 
 import numpy as np
@@ -130,6 +131,47 @@ def split_steps(cell, packed, x, hbuf, c, outs, t0, counters, limit, pending=-1)
         x, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias, hbuf,
         c, outs, t0, counters, packed.parts, limit, pending,
         code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
+
+
+def split_scan(job, parts):
+    """A scan's compiled loop with each step's units split into ``parts`` items that
+    ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once; ``job``:
+    the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads)."""
+    from .engine import CHUNK_BYTES, chunk_steps
+
+    cell, x, seqs = job.cell, job.x, job.seqs
+    B, T, _ = x.shape
+    H, dtype = cell.units, cell.dtype
+    packed = Packed(cell, parts)
+    hbuf = np.empty((2, B, H), dtype)
+    hbuf[0] = job.states[0]
+    c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
+    counters = np.zeros(2, np.int64)
+    C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
+    scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
+
+    def participant(_first, _last):
+        for t0 in range(0, T, C):
+            t1 = min(T, t0 + C)
+            outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
+                         for s in cell.state_names)
+            pending = -1
+            while True:
+                if job.stop.is_set():
+                    return
+                pending = split_steps(cell, packed, x[:, t0:t1], hbuf, c, outs, t0, counters,
+                                      t1 * parts, pending)
+                if pending < 0:
+                    break
+                os.sched_yield()  # another thread holds step pending // parts - 1
+
+    try:
+        job.run_blocks(list(range(parts + 1)), parts, participant)
+    finally:
+        packed.release()
+    job.states[0][...] = hbuf[T % 2]
+    if len(job.states) > 1:
+        job.states[1][...] = c
 
 
 TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
