@@ -21,7 +21,8 @@ CPU numba compiles for: 64-byte vectors with AVX-512 (8 rows x 2 vectors: 16 of 
 registers), 32-byte ones otherwise (4 rows x 2 vectors of 16 registers).
 
 numba's disk cache of a kernel is keyed on its own module's file only: after editing this
-one, touch _numba_kernels.py and _numba_split.py, or their cached code stays the old one.
+one, touch _numba_kernels.py and _numba_split.py, or their cached code stays the old one
+(and _numba_split.py after editing _numba_kernels.py, whose row steps it inlines).
 """
 
 from __future__ import annotations
@@ -35,15 +36,18 @@ from numba.extending import intrinsic
 
 
 def _has_avx512() -> bool:
+    """Whether numba compiles for AVX-512: its own view of the CPU's features, which
+    NUMBA_ENABLE_AVX=0 (numba's default on some CPUs) strips of every AVX one."""
     from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
 
     if config.CPU_FEATURES is not None:
-        return "+avx512f" in config.CPU_FEATURES
-    if config.CPU_NAME not in (None, "host"):
+        features = config.CPU_FEATURES
+    elif config.CPU_NAME not in (None, "host"):
         return False
-    import llvmlite.binding as llvm
-
-    return bool(llvm.get_host_cpu_features().get("avx512f"))
+    else:
+        features = get_host_cpu_features()
+    return "+avx512f" in features.split(",")  # not +avx512fp16 and the like
 
 
 VECTOR_BYTES = 64 if _has_avx512() else 32
@@ -78,7 +82,7 @@ def pack(u: np.ndarray, out: np.ndarray = None, columns: np.ndarray = None) -> n
     else:
         for p in range(full):
             c = columns[p * nr:(p + 1) * nr]
-            adjacent = c[-1] - c[0] == nr - 1  # a slice of U (np.take was 50x slower)
+            adjacent = bool((np.diff(c) == 1).all())  # a slice of U (np.take was 50x slower)
             out[p] = u[:, c[0]:c[-1] + 1] if adjacent else u[:, c]
         tail = u[:, columns[full * nr:]]
     if count > full:

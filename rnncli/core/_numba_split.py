@@ -4,7 +4,7 @@ to split by rows (numba; imported only when the engine picks it).
 With a row or two and a U of megabytes, a step is one pass over U, and one core reads it
 from the shared cache at a fraction of what two do. Here each step is cut into ``parts``
 items, item q computing units j0 .. j1 of every gate (U's and W's columns for them,
-packed apart: rnncli/core/fast.py, SplitPacked). Threads claim items one after another
+packed apart: rnncli/core/fast.py, Packed). Threads claim items one after another
 from a shared counter, so a thread whose core is taken leaves its items to the others,
 and one thread alone runs them all. An item of step t waits until every item of step t-1
 is done (h is read from one buffer and written to the other, two in turn); a wait longer
