@@ -114,6 +114,15 @@ class Packed:
         self.kernel = self.recurrent_kernel = None
 
 
+def _check_widths(x, states, packed, H):
+    """The kernels read x's rows and h's as wide as the packed kernels' rows are, unchecked
+    (rnncli/core/_numba_panels.py): a wider one would read past the panels."""
+    if x.shape[2] != packed.kernel.shape[-2] or any(s.shape[1] != H for s in states):
+        raise ValueError(f"inputs of width {x.shape[2]} and states of width "
+                         f"{[s.shape[1] for s in states]}; the cell takes "
+                         f"{packed.kernel.shape[-2]} and {H}")
+
+
 def split_steps(cell, packed, x, hbuf, c, outs, t0, counters, limit, pending=-1):
     """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
     t0 .. t0 + T (``x`` (n, T, D), ``outs`` (h[, c]) (T, n, H) hold those steps) until
@@ -124,6 +133,7 @@ def split_steps(cell, packed, x, hbuf, c, outs, t0, counters, limit, pending=-1)
     dtype = cell.dtype
     if x.dtype != dtype or x.strides[2] != dtype.itemsize:
         x = np.ascontiguousarray(x, dtype)
+    _check_widths(x, (hbuf[0],), packed, cell.units)
     kind = cell.compiled().kind
     ract = getattr(cell, "recurrent_activation", "linear")
     outs = (outs[0], outs[-1])  # the second written by an LSTM only
@@ -197,6 +207,7 @@ def _recurrence(kind):
         t = tuple(terms[n] for n in TERMS[kind]) if traced else ()
         t = t + (empty,) * (6 - len(t))
         states = tuple(np.array(s, dtype=dtype) for s in states)
+        _check_widths(x, states, packed, H)
         outs = tuple(out[n] for n in cell.state_names)
         if mask is None:
             mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
