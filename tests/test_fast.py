@@ -219,3 +219,19 @@ def test_split_is_only_for_small_batches_with_big_steps():
     assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2)).split == 2
     assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2), trace=True).split == 0
     assert E.plan(lstm, 1, 100, np.ones((1, 100), bool), E.Engine("numba", threads=2)).split == 0
+
+
+def test_kernel_caches_follow_every_source_they_inline(tmp_path):
+    """numba keys a cached kernel on its own bytecode and closure: each kernel keeps a hash
+    of the sources it inlines in its closure, so editing _numba_panels.py (or the rows
+    in _numba_kernels.py) compiles them again instead of loading stale code."""
+    from rnncli.core import _numba_kernels, _numba_panels, _numba_split
+
+    def stamps(kernel):
+        return [c.cell_contents for c in kernel.py_func.__closure__]
+
+    ours = _numba_panels.source_stamp("_numba_panels", "_numba_kernels")
+    split = _numba_panels.source_stamp("_numba_panels", "_numba_kernels", "_numba_split")
+    assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())
+    assert all(stamps(k) == [split] for k in _numba_split.KERNELS.values())
+    assert len({ours, split, _numba_panels.source_stamp("_numba_panels")}) == 3

@@ -33,7 +33,7 @@ import math
 import numba
 import numpy as np
 
-from ._numba_panels import BLOCK, ROWS, panel_product
+from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
 # Eigen's float32 tanh: odd/even polynomials on [-7.9053, 7.9053], as TensorFlow uses.
 A1, A3, A5, A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, \
@@ -287,113 +287,109 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
 # ------------------------------------------------------------------ entry points
 # Per cell, float32 or float64, traced or not: constants folded at compile time.
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, simple_row,
-          activate32, np.float32(1), False)
+
+def _kernels(stamp):
+    """The kernels by (cell, float32?, traced?), each keeping ``stamp`` (a hash of this
+    module's and _numba_panels.py's source) in its closure, where numba's disk cache
+    looks: their machine code is compiled again when either file changes."""
+    njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @njit
+    def simple_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                   zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, simple_row, activate32, np.float32(1), False)
+
+    @njit
+    def simple_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                         zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, simple_row, activate32, np.float32(1), True)
+
+    @njit
+    def simple_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                   zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, simple_row, activate64, 1.0, False)
+
+    @njit
+    def simple_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                         zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, simple_row, activate64, 1.0, True)
+
+    @njit
+    def lstm_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                 zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, lstm_row, activate32, np.float32(1), False)
+
+    @njit
+    def lstm_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                       zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, lstm_row, activate32, np.float32(1), True)
+
+    @njit
+    def lstm_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                 zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, lstm_row, activate64, 1.0, False)
+
+    @njit
+    def lstm_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                       zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, lstm_row, activate64, 1.0, True)
+
+    @njit
+    def gru_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, gru_row, activate32, np.float32(1), False)
+
+    @njit
+    def gru_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                      zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, gru_row, activate32, np.float32(1), True)
+
+    @njit
+    def gru_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, gru_row, activate64, 1.0, False)
+
+    @njit
+    def gru_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+                      zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, gru_row, activate64, 1.0, True)
+
+    return {('simple', True, False): simple_f32,
+            ('simple', True, True): simple_f32_trace,
+            ('simple', False, False): simple_f64,
+            ('simple', False, True): simple_f64_trace,
+            ('lstm', True, False): lstm_f32,
+            ('lstm', True, True): lstm_f32_trace,
+            ('lstm', False, False): lstm_f64,
+            ('lstm', False, True): lstm_f64_trace,
+            ('gru', True, False): gru_f32,
+            ('gru', True, True): gru_f32_trace,
+            ('gru', False, False): gru_f64,
+            ('gru', False, True): gru_f64_trace}
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, simple_row,
-          activate32, np.float32(1), True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, simple_row,
-          activate64, 1.0, False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, simple_row,
-          activate64, 1.0, True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, lstm_row,
-          activate32, np.float32(1), False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, lstm_row,
-          activate32, np.float32(1), True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, lstm_row,
-          activate64, 1.0, False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, lstm_row,
-          activate64, 1.0, True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, gru_row,
-          activate32, np.float32(1), False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, gru_row,
-          activate32, np.float32(1), True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, gru_row,
-          activate64, 1.0, False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-        zero_out, prev):
-    drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-          zero_out, prev, gru_row,
-          activate64, 1.0, True)
-
-
-KERNELS = {  # (cell, float32?, traced?)
-    ('simple', True, False): simple_f32,
-    ('simple', True, True): simple_f32_trace,
-    ('simple', False, False): simple_f64,
-    ('simple', False, True): simple_f64_trace,
-    ('lstm', True, False): lstm_f32,
-    ('lstm', True, True): lstm_f32_trace,
-    ('lstm', False, False): lstm_f64,
-    ('lstm', False, True): lstm_f64_trace,
-    ('gru', True, False): gru_f32,
-    ('gru', True, True): gru_f32_trace,
-    ('gru', False, False): gru_f64,
-    ('gru', False, True): gru_f64_trace,
-}
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_kernels"))

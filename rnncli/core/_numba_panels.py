@@ -18,11 +18,9 @@ bits whatever the rows beside it, the block it is in, or the thread that runs it
 The product is written as LLVM vector code (an ``@intrinsic``) because numba's loops
 left the accumulators in memory (5 GFLOP/s against 230 here). Vector lengths follow the
 CPU numba compiles for: 64-byte vectors with AVX-512 (8 rows x 2 vectors: 16 of its 32
-registers), 32-byte ones otherwise (4 rows x 2 vectors of 16 registers).
-
-numba's disk cache of a kernel is keyed on its own module's file only: after editing this
-one, touch _numba_kernels.py and _numba_split.py, or their cached code stays the old one
-(and _numba_split.py after editing _numba_kernels.py, whose row steps it inlines).
+registers), 32-byte ones otherwise (4 rows x 2 vectors of 16 registers). Kernels that
+inline this module keep a hash of its source in their closures (``source_stamp``), so
+numba's disk cache follows its edits.
 """
 
 from __future__ import annotations
@@ -53,6 +51,27 @@ def _has_avx512() -> bool:
 VECTOR_BYTES = 64 if _has_avx512() else 32
 ROWS = 8 if VECTOR_BYTES == 64 else 4  # rows a group computes at once
 VECTORS = 2  # vectors of columns a panel is wide
+
+
+def source_stamp(*modules: str) -> str:
+    """A hash of these modules' source files (names in this package), for compiled kernels
+    to keep in their closures: numba's disk cache keys a function on its own bytecode and
+    closure only, so a kernel that inlines code from another module would otherwise load
+    stale machine code after that module changed."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in modules:
+        try:
+            with open(os.path.join(here, name + ".py"), "rb") as f:
+                digest.update(f.read())
+        except OSError:  # no source (a build of .pyc only): the package's version then
+            from .. import __version__
+
+            digest.update(__version__.encode())
+    return digest.hexdigest()
 
 
 def panel_width(itemsize: int) -> int:

@@ -23,7 +23,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ._numba_kernels import activate32, activate64, gru_row, lstm_row, simple_row
-from ._numba_panels import BLOCK, ROWS, panel_product
+from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
 
@@ -142,48 +142,67 @@ def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, pa
 
 # Per cell, float32 or float64 (the arguments are split_drive's, up to ``ract``).
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
-               pending, act, ract):
-    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                       limit, pending, act, ract, simple_row, activate32, np.float32(1), False)
+
+def _kernels(stamp):
+    """The kernels by (cell, float32?), each keeping ``stamp`` (a hash of this module's,
+    _numba_kernels.py's and _numba_panels.py's source: it inlines their code) in its
+    closure, where numba's disk cache looks."""
+    njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @njit
+    def simple_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+                   pending, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, limit, pending, act, ract, simple_row, activate32, np.float32(1),
+                           False)
+
+    @njit
+    def simple_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+                   pending, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, limit, pending, act, ract, simple_row, activate64, 1.0,
+                           False)
+
+    @njit
+    def lstm_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+                 pending, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, limit, pending, act, ract, lstm_row, activate32, np.float32(1),
+                           True)
+
+    @njit
+    def lstm_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+                 pending, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, limit, pending, act, ract, lstm_row, activate64, 1.0,
+                           True)
+
+    @njit
+    def gru_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+                pending, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, limit, pending, act, ract, gru_row, activate32, np.float32(1),
+                           False)
+
+    @njit
+    def gru_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+                pending, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, limit, pending, act, ract, gru_row, activate64, 1.0,
+                           False)
+
+    return {('simple', True): simple_f32,
+            ('simple', False): simple_f64,
+            ('lstm', True): lstm_f32,
+            ('lstm', False): lstm_f64,
+            ('gru', True): gru_f32,
+            ('gru', False): gru_f64}
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def simple_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
-               pending, act, ract):
-    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                       limit, pending, act, ract, simple_row, activate64, 1.0, False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
-             pending, act, ract):
-    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                       limit, pending, act, ract, lstm_row, activate32, np.float32(1), True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def lstm_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
-             pending, act, ract):
-    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                       limit, pending, act, ract, lstm_row, activate64, 1.0, True)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
-            pending, act, ract):
-    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                       limit, pending, act, ract, gru_row, activate32, np.float32(1), False)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def gru_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
-            pending, act, ract):
-    return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                       limit, pending, act, ract, gru_row, activate64, 1.0, False)
-
-
-KERNELS = {("simple", True): simple_f32, ("simple", False): simple_f64,
-           ("lstm", True): lstm_f32, ("lstm", False): lstm_f64,
-           ("gru", True): gru_f32, ("gru", False): gru_f64}
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_kernels", "_numba_split"))
