@@ -49,15 +49,22 @@ class Job:
         self.claims = itertools.count()  # next() on it is atomic
         self.blocks = len(edges) - 1
         self.lock = threading.Lock()
+        self.helpers_done = threading.Condition(self.lock)
         self.finished = 0
+        self.running = 0  # helpers' blocks under way
         self.done = threading.Event()
         self.errors = []
 
-    def work(self):
+    def work(self, helper=False):
+        """Claim and run blocks until none is left (a helper thread: ``helper``; only the
+        calling thread sees Ctrl-C, which may land anywhere in here)."""
         while True:
             i = next(self.claims)
             if i >= self.blocks:
                 return
+            if helper:
+                with self.lock:
+                    self.running += 1
             try:
                 if not self.stop.is_set():
                     self.run(self.edges[i], self.edges[i + 1])
@@ -67,19 +74,27 @@ class Job:
             finally:
                 with self.lock:
                     self.finished += 1
+                    if helper:
+                        self.running -= 1
+                        self.helpers_done.notify_all()
                     if self.finished == self.blocks:
                         self.done.set()
 
     def wait(self, interruptible=True):
+        """Until every block has finished; or, not interruptible (after a Ctrl-C in the
+        calling thread, with ``stop`` set), until no helper is inside a block: a block
+        the calling thread claimed when Ctrl-C came may never be counted, and helpers
+        start no block once ``stop`` is set."""
         if interruptible:
             self.done.wait()
             return
-        while True:
-            try:
-                self.done.wait()
-                return
-            except BaseException:  # a second Ctrl-C: still let the blocks stop
-                self.stop.set()
+        self.stop.set()
+        with self.lock:
+            while self.running:
+                try:
+                    self.helpers_done.wait(0.1)
+                except BaseException:  # a second Ctrl-C: the blocks are stopping already
+                    pass
 
 
 class Pool:
@@ -105,7 +120,7 @@ class Pool:
 
     def _serve(self):
         while True:
-            self.queue.get().work()
+            self.queue.get().work(helper=True)
 
 
 POOL = Pool()
