@@ -235,3 +235,16 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())
     assert all(stamps(k) == [split] for k in _numba_split.KERNELS.values())
     assert len({ours, split, _numba_panels.source_stamp("_numba_panels")}) == 3
+
+
+def test_packed_weight_buffers_kept_for_reuse_are_bounded(monkeypatch):
+    monkeypatch.setattr(fast, "_free", {})
+    monkeypatch.setattr(fast, "FREE_BYTES", 1000)
+    a, b, c = (np.empty(100, np.float32) for _ in range(3))  # 400 bytes each
+    fast._give(a, b)
+    assert fast._take((100,), np.dtype(np.float32)) is b  # reused, not allocated
+    fast._give(b, c)
+    fast._give(np.empty(100, np.float64))  # past 1000 bytes: the older ones go
+    fast._give(np.empty(300, np.float32))  # bigger than the bound: not kept
+    kept = [x for free in fast._free.values() for x in free]
+    assert sum(x.nbytes for x in kept) <= 1000 and len(kept) == 1

@@ -51,6 +51,7 @@ def code(name, keras_major=3):
 
 _free = {}  # (shape, dtype) -> arrays for packed weights, free to reuse
 _free_lock = threading.Lock()
+FREE_BYTES = 2**26  # kept for reuse at most; past it, the older shapes are dropped
 
 
 def _take(shape, dtype):
@@ -64,6 +65,11 @@ def _take(shape, dtype):
 def _give(*arrays):
     with _free_lock:
         for a in arrays:
+            if a.nbytes > FREE_BYTES:
+                continue
+            kept = sum(b.nbytes for free in _free.values() for b in free)
+            if kept + a.nbytes > FREE_BYTES:
+                _free.clear()  # a long-lived process that meets many models keeps the last
             free = _free.setdefault((a.shape, a.dtype), [])
             if len(free) < 2:
                 free.append(a)
