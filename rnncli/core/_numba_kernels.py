@@ -1,8 +1,9 @@
 """numba kernels for rnncli.core.fast (imported only when numba is installed and wanted).
 
-Module-level functions so numba can cache their machine code on disk (cache=True):
-the first call in a process then loads instead of compiling. Every kernel runs the steps
-of one chunk for a block of rows, with one signature for every cell:
+numba caches their machine code on disk (cache=True), keyed on their code and on a hash
+of the sources they inline (``_kernels``): the first call in a process then loads instead
+of compiling. Every kernel runs the steps of one chunk for a block of rows, with one
+signature for every cell:
 
     kernel(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
            zero_out, prev)
