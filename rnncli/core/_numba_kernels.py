@@ -5,10 +5,11 @@ of the sources they inline (``_kernels``): the first call in a process then load
 of compiling. Every kernel runs the steps of one chunk for a block of rows, with one
 signature for every cell:
 
-    kernel(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    kernel(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
            zero_out, prev)
 
-``x`` (n, T, D) holds those rows' inputs (rows and steps may be apart in memory);
+``x`` (n, T', D) holds those rows' inputs, C-contiguous (one compiled signature), the
+chunk's from step ``x0``;
 ``kernel`` and ``panels`` the kernel and recurrent kernel packed by
 rnncli/core/_numba_panels.py, ``bias`` (P,) the input bias (zeros for none); ``rb`` a
 GRU's recurrent bias (P,); ``states`` (h[, c]), each (n, H), are updated in place;
@@ -148,18 +149,20 @@ def commit(t, b, r, outs, states, mask, zero_out, prev, one):
 
 
 @numba.njit(inline="always")
-def drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
           zero_out, prev, row, activate, one, trace):
-    """The steps of a chunk: per step and group of up to BLOCK rows, the group's x·W + b
-    and h·U (W and U packed in panels, rnncli/core/_numba_panels.py), then each row's
-    ``row`` (its cell's step, which writes its new states to ``outs``) and commit."""
-    n, T, _ = x.shape
+    """The steps of a chunk (as many as ``outs`` holds, x's from step ``x0``): per step and
+    group of up to BLOCK rows, the group's x·W + b and h·U (W and U packed in panels,
+    rnncli/core/_numba_panels.py), then each row's ``row`` (its cell's step, which writes
+    its new states to ``outs``) and commit."""
+    n = x.shape[0]
+    T = outs[0].shape[0]
     P = bias.shape[0]
     h = states[0]
     acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
     xacc = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
     for t in range(T):
-        xt = x[:, t, :]
+        xt = x[:, x0 + t, :]
         for g0 in range(0, n, BLOCK):
             g1 = min(n, g0 + BLOCK)
             panel_product(xt, g0, g1, kernel, xacc)
@@ -296,87 +299,87 @@ def _kernels(stamp):
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
-    def simple_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def simple_f32(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                    zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, simple_row, activate32, np.float32(1), False)
 
     @njit
-    def simple_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def simple_f32_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                          zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, simple_row, activate32, np.float32(1), True)
 
     @njit
-    def simple_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def simple_f64(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                    zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, simple_row, activate64, 1.0, False)
 
     @njit
-    def simple_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def simple_f64_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                          zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, simple_row, activate64, 1.0, True)
 
     @njit
-    def lstm_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def lstm_f32(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                  zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, lstm_row, activate32, np.float32(1), False)
 
     @njit
-    def lstm_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def lstm_f32_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                        zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, lstm_row, activate32, np.float32(1), True)
 
     @njit
-    def lstm_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def lstm_f64(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                  zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, lstm_row, activate64, 1.0, False)
 
     @njit
-    def lstm_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def lstm_f64_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                        zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, lstm_row, activate64, 1.0, True)
 
     @njit
-    def gru_f32(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def gru_f32(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                 zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, gru_row, activate32, np.float32(1), False)
 
     @njit
-    def gru_f32_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def gru_f32_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                       zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, gru_row, activate32, np.float32(1), True)
 
     @njit
-    def gru_f64(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def gru_f64(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                 zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, gru_row, activate64, 1.0, False)
 
     @njit
-    def gru_f64_trace(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+    def gru_f64_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                       zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        drive(x, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
               zero_out, prev, gru_row, activate64, 1.0, True)
 
     return {('simple', True, False): simple_f32,

@@ -92,8 +92,8 @@ def claim(counters, limit):
 @numba.njit(inline="always")
 def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
                 limit, pending, act, ract, row, activate, one, has_c):
-    """Items of steps t0 .. t0 + T (x and outs hold those steps) until ``limit`` items
-    are claimed: returns -1, or an item whose wait ran past SPIN (call again with it as
+    """Items of steps t0 .. t0 + T (outs holds those steps, x every step) until ``limit``
+    items are claimed: returns -1, or an item whose wait ran past SPIN (call again with it as
     ``pending``)."""
     n = x.shape[0]
     Hl = hbuf.shape[2] // parts
@@ -120,7 +120,7 @@ def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, pa
         states = (hcur[:, j0:j0 + Hl], c[:, j0:j0 + Hl])
         part_outs = (outs[0][:, :, j0:j0 + Hl], outs[1][:, :, j0:j0 + Hl])
         bias, rb = biases[q], rbs[q]
-        xt = x[:, t, :]
+        xt = x[:, tg, :]
         for g0 in range(0, n, BLOCK):
             g1 = min(n, g0 + BLOCK)
             panel_product(xt, g0, g1, kernels[q], xacc)

@@ -120,6 +120,12 @@ class Packed:
         self.kernel = self.recurrent_kernel = None
 
 
+def contiguous(x, dtype):
+    """x as the kernels take it: C-contiguous, of the cell's dtype (one compiled signature
+    instead of one per memory layout)."""
+    return x if x.dtype == dtype and x.flags.c_contiguous else np.ascontiguousarray(x, dtype)
+
+
 def _check_widths(x, states, packed, H):
     """The kernels read x's rows and h's as wide as the packed kernels' rows are, unchecked
     (rnncli/core/_numba_panels.py): a wider one would read past the panels."""
@@ -131,14 +137,14 @@ def _check_widths(x, states, packed, H):
 
 def split_steps(cell, packed, x, hbuf, c, outs, t0, counters, limit, pending=-1):
     """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
-    t0 .. t0 + T (``x`` (n, T, D), ``outs`` (h[, c]) (T, n, H) hold those steps) until
+    t0 .. t0 + T (``x`` (n, T', D) the whole sequence, ``outs`` (h[, c]) (T, n, H) those
+    steps) until
     ``limit`` items are claimed: returns -1, or an item to pass back as ``pending``
     after yielding the core."""
     from ._numba_split import KERNELS
 
     dtype = cell.dtype
-    if x.dtype != dtype or x.strides[2] != dtype.itemsize:
-        x = np.ascontiguousarray(x, dtype)
+    x = contiguous(x, dtype)
     _check_widths(x, (hbuf[0],), packed, cell.units)
     kind = cell.compiled().kind
     ract = getattr(cell, "recurrent_activation", "linear")
@@ -155,7 +161,8 @@ def split_scan(job, parts):
     the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads)."""
     from .engine import CHUNK_BYTES, chunk_steps
 
-    cell, x, seqs = job.cell, job.x, job.seqs
+    cell, seqs = job.cell, job.seqs
+    x = contiguous(job.x, cell.dtype)  # once, not per chunk
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
     packed = Packed(cell, parts)
@@ -175,7 +182,7 @@ def split_scan(job, parts):
             while True:
                 if job.stop.is_set():
                     return
-                pending = split_steps(cell, packed, x[:, t0:t1], hbuf, c, outs, t0, counters,
+                pending = split_steps(cell, packed, x, hbuf, c, outs, t0, counters,
                                       t1 * parts, pending)
                 if pending < 0:
                     break
@@ -195,19 +202,22 @@ TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"
 
 
 def _recurrence(kind):
-    def loop(cell, packed, x, states, out, xw=None, terms=None, row0=0, mask=None,
+    def loop(cell, packed, x, x0, states, out, xw=None, terms=None, row0=0, mask=None,
              zero_out=False, prev=None):
         """A cell's steps over a chunk for a block of n rows: ``packed``, the cell's
-        :class:`Packed` weights; ``x`` (n, T, D) the inputs; fills rows row0 .. row0 + n
-        of ``out[state]`` (T, N, H) for each state and, when given, of ``xw`` (x·W, T, N,
-        P) and the cell's ``terms``; ``mask`` (T, n) bool with ``prev`` (n, H), the
-        previous outputs (updated). Returns the final states (n, H)."""
+        :class:`Packed` weights; ``x`` (n, T', D) the inputs, the chunk's from step
+        ``x0`` (best C-contiguous already: it is copied otherwise); fills rows row0 ..
+        row0 + n of ``out[state]`` (T, N, H) for each state and, when given, of ``xw``
+        (x·W, T, N, P) and the cell's ``terms``; ``mask`` (T, n) bool with ``prev`` (n,
+        H), the previous outputs (updated). Returns the final states (n, H)."""
         from ._numba_kernels import KERNELS
 
         dtype = cell.dtype
         H = cell.units
-        if x.dtype != dtype or x.strides[2] != dtype.itemsize:
-            x = np.ascontiguousarray(x, dtype)
+        x = contiguous(x, dtype)
+        if x0 + out[cell.state_names[0]].shape[0] > x.shape[1]:
+            raise ValueError(f"{x.shape[1]} steps of input; the chunk needs steps {x0} .. "
+                             f"{x0 + out[cell.state_names[0]].shape[0]}")
         traced = terms is not None
         empty = np.empty((0, 0, 0), dtype)
         t = tuple(terms[n] for n in TERMS[kind]) if traced else ()
@@ -219,7 +229,7 @@ def _recurrence(kind):
             mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
         ract = getattr(cell, "recurrent_activation", "linear")
         KERNELS[kind, dtype == np.float32, traced](
-            x, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias,
+            x, x0, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias,
             states, outs, empty if xw is None else xw, row0,
             code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
             np.ascontiguousarray(mask), bool(zero_out), prev)
