@@ -248,3 +248,20 @@ def test_packed_weight_buffers_kept_for_reuse_are_bounded(monkeypatch):
     fast._give(np.empty(300, np.float32))  # bigger than the bound: not kept
     kept = [x for free in fast._free.values() for x in free]
     assert sum(x.nbytes for x in kept) <= 1000 and len(kept) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inputs_in_any_layout_or_dtype_give_the_same_bits(monkeypatch, threads):
+    """The kernels take the input C-contiguous: a strided or float64 input is copied a chunk
+    at a time, with the same numbers, in the row-block loop and the split one."""
+    monkeypatch.setattr(E, "CHUNK_BYTES", 2**14)
+    layer = layer_of("lstm", units=384 if threads == 2 else 16)
+    x = np.random.default_rng(0).normal(size=(90, 3, 3))  # float64, time-major
+    strided = x.transpose(1, 0, 2)[:, ::-1]
+    plain = np.ascontiguousarray(strided, np.float32)
+    engine = E.Engine("numba", threads=threads)
+    assert E.plan(layer.cell, 3, 90, None, engine).split == (2 if threads == 2 else 0)
+    want = layer.run(plain, engine=engine)
+    for given in (strided, strided.astype(np.float32), plain.astype(np.float64)):
+        got = layer.run(given, engine=engine)
+        np.testing.assert_array_equal(got.sequences["h"], want.sequences["h"])

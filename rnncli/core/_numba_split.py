@@ -90,10 +90,10 @@ def claim(counters, limit):
 
 
 @numba.njit(inline="always")
-def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
+def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
                 limit, pending, act, ract, row, activate, one, has_c):
-    """Items of steps t0 .. t0 + T (outs holds those steps, x every step) until ``limit``
-    items are claimed: returns -1, or an item whose wait ran past SPIN (call again with it as
+    """Items of steps t0 .. t0 + T (outs holds those steps, x those from step ``shift``)
+    until ``limit`` items are claimed: returns -1, or an item whose wait ran past SPIN (call again with it as
     ``pending``)."""
     n = x.shape[0]
     Hl = hbuf.shape[2] // parts
@@ -120,7 +120,7 @@ def split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, pa
         states = (hcur[:, j0:j0 + Hl], c[:, j0:j0 + Hl])
         part_outs = (outs[0][:, :, j0:j0 + Hl], outs[1][:, :, j0:j0 + Hl])
         bias, rb = biases[q], rbs[q]
-        xt = x[:, tg, :]
+        xt = x[:, tg - shift, :]
         for g0 in range(0, n, BLOCK):
             g1 = min(n, g0 + BLOCK)
             panel_product(xt, g0, g1, kernels[q], xacc)
@@ -150,50 +150,50 @@ def _kernels(stamp):
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
-    def simple_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+    def simple_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
                    pending, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
                            parts, limit, pending, act, ract, simple_row, activate32, np.float32(1),
                            False)
 
     @njit
-    def simple_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+    def simple_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
                    pending, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
                            parts, limit, pending, act, ract, simple_row, activate64, 1.0,
                            False)
 
     @njit
-    def lstm_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+    def lstm_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
                  pending, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
                            parts, limit, pending, act, ract, lstm_row, activate32, np.float32(1),
                            True)
 
     @njit
-    def lstm_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+    def lstm_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
                  pending, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
                            parts, limit, pending, act, ract, lstm_row, activate64, 1.0,
                            True)
 
     @njit
-    def gru_f32(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+    def gru_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
                 pending, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
                            parts, limit, pending, act, ract, gru_row, activate32, np.float32(1),
                            False)
 
     @njit
-    def gru_f64(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
+    def gru_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, limit,
                 pending, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
-        return split_drive(x, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
                            parts, limit, pending, act, ract, gru_row, activate64, 1.0,
                            False)
 

@@ -394,12 +394,13 @@ class _Rows:
         and writes the shared arrays' rows."""
         from .fast import contiguous
 
-        cell, terms = self.cell, self.terms
-        x = contiguous(self.x[b0:b1], cell.dtype)  # once, not per chunk
+        cell, terms, seqs = self.cell, self.terms, self.seqs
+        x = self.x[b0:b1]
+        whole = x.flags.c_contiguous and x.dtype == cell.dtype  # else a chunk at a time
         n, T, _ = x.shape
         P = cell.input_projection()[0].shape[1]
-        C = chunk_steps(n, P, cell.dtype.itemsize, T, self.chunk_bytes(n, 16 * CHUNK_BYTES))
-        seqs = self.seqs
+        C = chunk_steps(n, P, cell.dtype.itemsize, T,
+                        self.chunk_bytes(n, (16 if seqs else 4) * CHUNK_BYTES))
         scratch = {} if seqs else \
             {s: np.empty((C, n, cell.units), cell.dtype) for s in cell.state_names}
         row0 = b0 if seqs else 0
@@ -416,7 +417,8 @@ class _Rows:
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
             xw = None if terms is None else terms["xw"][t0:t1]
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
-            states = self.compiled(cell, self.packed, x, t0, states, out, xw, part, row0,
+            xs, x0 = (x, t0) if whole else (contiguous(x[:, t0:t1], cell.dtype), 0)
+            states = self.compiled(cell, self.packed, xs, x0, states, out, xw, part, row0,
                                    mask, self.zero_out, prev)
         for i, s in enumerate(states):
             self.states[i][b0:b1] = s

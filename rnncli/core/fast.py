@@ -135,12 +135,11 @@ def _check_widths(x, states, packed, H):
                          f"{packed.kernel.shape[-2]} and {H}")
 
 
-def split_steps(cell, packed, x, hbuf, c, outs, t0, counters, limit, pending=-1):
+def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending=-1):
     """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
-    t0 .. t0 + T (``x`` (n, T', D) the whole sequence, ``outs`` (h[, c]) (T, n, H) those
-    steps) until
-    ``limit`` items are claimed: returns -1, or an item to pass back as ``pending``
-    after yielding the core."""
+    t0 .. t0 + T (``x`` (n, T', D), C-contiguous, holding step t0 at x0; ``outs`` (h[, c])
+    (T, n, H) those steps) until ``limit`` items are claimed: returns -1, or an item to
+    pass back as ``pending`` after yielding the core."""
     from ._numba_split import KERNELS
 
     dtype = cell.dtype
@@ -150,8 +149,8 @@ def split_steps(cell, packed, x, hbuf, c, outs, t0, counters, limit, pending=-1)
     ract = getattr(cell, "recurrent_activation", "linear")
     outs = (outs[0], outs[-1])  # the second written by an LSTM only
     return KERNELS[kind, dtype == np.float32](
-        x, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias, hbuf,
-        c, outs, t0, counters, packed.parts, limit, pending,
+        x, t0 - x0, packed.kernel, packed.bias, packed.recurrent_kernel,
+        packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, limit, pending,
         code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
 
 
@@ -161,8 +160,7 @@ def split_scan(job, parts):
     the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads)."""
     from .engine import CHUNK_BYTES, chunk_steps
 
-    cell, seqs = job.cell, job.seqs
-    x = contiguous(job.x, cell.dtype)  # once, not per chunk
+    cell, seqs, x = job.cell, job.seqs, job.x
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
     packed = Packed(cell, parts)
@@ -170,6 +168,7 @@ def split_scan(job, parts):
     hbuf[0] = job.states[0]
     c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
     counters = np.zeros(2, np.int64)
+    whole = x.flags.c_contiguous and x.dtype == dtype  # else a chunk at a time
     C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
     scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
 
@@ -178,12 +177,13 @@ def split_scan(job, parts):
             t1 = min(T, t0 + C)
             outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
                          for s in cell.state_names)
+            xs = x if whole else contiguous(x[:, t0:t1], dtype)
             pending = -1
             while True:
                 if job.stop.is_set():
                     return
-                pending = split_steps(cell, packed, x, hbuf, c, outs, t0, counters,
-                                      t1 * parts, pending)
+                pending = split_steps(cell, packed, xs, t0 if whole else 0, hbuf, c, outs,
+                                      t0, counters, t1 * parts, pending)
                 if pending < 0:
                     break
                 os.sched_yield()  # another thread holds step pending // parts - 1
