@@ -392,11 +392,10 @@ class _Rows:
         Ctrl-C waits; each call costs tens of us, so they are long: 8 rows x 64 units of
         an LSTM, 64 steps a chunk took a fifth of the time); it computes x·W + b itself
         and writes the shared arrays' rows."""
-        from .fast import contiguous
+        from .fast import input_chunk
 
         cell, terms, seqs = self.cell, self.terms, self.seqs
         x = self.x[b0:b1]
-        whole = x.flags.c_contiguous and x.dtype == cell.dtype  # else a chunk at a time
         n, T, _ = x.shape
         P = cell.input_projection()[0].shape[1]
         C = chunk_steps(n, P, cell.dtype.itemsize, T,
@@ -417,7 +416,7 @@ class _Rows:
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
             xw = None if terms is None else terms["xw"][t0:t1]
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
-            xs, x0 = (x, t0) if whole else (contiguous(x[:, t0:t1], cell.dtype), 0)
+            xs, x0 = input_chunk(x, t0, t1, cell.dtype)
             states = self.compiled(cell, self.packed, xs, x0, states, out, xw, part, row0,
                                    mask, self.zero_out, prev)
         for i, s in enumerate(states):

@@ -126,6 +126,15 @@ def contiguous(x, dtype):
     return x if x.dtype == dtype and x.flags.c_contiguous else np.ascontiguousarray(x, dtype)
 
 
+def input_chunk(x, t0, t1, dtype):
+    """(inputs, where step t0 is in them) for the kernels' chunk of steps t0 .. t1: all of
+    x when it is already as they take it, else a copy of the chunk alone (a copy of all
+    of it would make a scan that keeps no sequence O(T) in memory)."""
+    if x.dtype == dtype and x.flags.c_contiguous:
+        return x, t0
+    return np.ascontiguousarray(x[:, t0:t1], dtype), 0
+
+
 def _check_widths(x, states, packed, H):
     """The kernels read x's rows and h's as wide as the packed kernels' rows are, unchecked
     (rnncli/core/_numba_panels.py): a wider one would read past the panels."""
@@ -168,7 +177,6 @@ def split_scan(job, parts):
     hbuf[0] = job.states[0]
     c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
     counters = np.zeros(2, np.int64)
-    whole = x.flags.c_contiguous and x.dtype == dtype  # else a chunk at a time
     C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
     scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
 
@@ -177,13 +185,13 @@ def split_scan(job, parts):
             t1 = min(T, t0 + C)
             outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
                          for s in cell.state_names)
-            xs = x if whole else contiguous(x[:, t0:t1], dtype)
+            xs, x0 = input_chunk(x, t0, t1, dtype)
             pending = -1
             while True:
                 if job.stop.is_set():
                     return
-                pending = split_steps(cell, packed, xs, t0 if whole else 0, hbuf, c, outs,
-                                      t0, counters, t1 * parts, pending)
+                pending = split_steps(cell, packed, xs, x0, hbuf, c, outs, t0, counters,
+                                      t1 * parts, pending)
                 if pending < 0:
                     break
                 os.sched_yield()  # another thread holds step pending // parts - 1
