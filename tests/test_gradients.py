@@ -173,6 +173,8 @@ def check(model, x, target=None, loss="mse", of=None, initial_state=None, n=10, 
         arrays["grad_input"] = x
     checked = 0
     for name, a in arrays.items():
+        # a cell's weights are read-only; writeable, they are packed afresh every scan
+        a.flags.writeable = True
         flat = a.reshape(-1)
         picks = rng(len(name)).permutation(flat.size)[:n]
         for i in picks:

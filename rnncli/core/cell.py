@@ -27,6 +27,25 @@ from . import activations
 ENGINE_TERMS = ("xw", "bias")  # written by the engine for every cell
 
 
+def _frozen(a):
+    """A read-only copy of ``a`` (None stays None): a cell's weights never change in
+    place, so what is derived from them once (the compiled loop's packed weights,
+    rnncli/core/fast.py) stays true. Assigning a new array to a weight is the way to
+    change it."""
+    if a is None:
+        return None
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def _weight(name):
+    key = "_" + name
+    return property(lambda self: self.__dict__[key],
+                    lambda self, a: self.__dict__.__setitem__(key, _frozen(a)),
+                    doc=f"Keras' ``{name}``, read-only (assign a new array to change it)")
+
+
 class Cell:
     """Base class. Subclasses set the class attributes and implement ``stepper``."""
 
@@ -36,6 +55,9 @@ class Cell:
     terms: tuple = ()  # names of the per-step arrays a traced step writes
     # what each term means, for captions and docs; the engine's own are added below
     term_titles: dict = {}
+    kernel = _weight("kernel")
+    recurrent_kernel = _weight("recurrent_kernel")
+    bias = _weight("bias")
 
     def __init__(self, kernel, recurrent_kernel, bias=None, *, activation="tanh",
                  keras_major=3, name="cell"):
@@ -47,8 +69,14 @@ class Cell:
             raise ModelFileError(
                 f"layer {name!r}: kernel must be 2-D (input_dim, units), got shape {kernel.shape}")
         self.kernel, self.recurrent_kernel = kernel, recurrent_kernel
-        self.bias = None if bias is None else np.asarray(bias)
+        self.bias = bias
         self.set_activation(activation)
+
+    def __setstate__(self, state):  # unpickled arrays are writeable again
+        self.__dict__.update(state)
+        for key in ("_kernel", "_recurrent_kernel", "_bias"):
+            if state.get(key) is not None:
+                state[key].flags.writeable = False
 
     # ------------------------------------------------------------ declared
 

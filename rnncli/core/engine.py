@@ -172,6 +172,11 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         from . import fast
 
         available = engine.threads or threads()
+        gates = len(cell.gates) or 1
+        if engine.threads is None and fast.one_thread_seconds(
+                B, T, cell.input_dim, cell.units, gates, cell.dtype.itemsize) \
+                < fast.MIN_THREADED_SECONDS:
+            available = 1
         split = 0 if trace or mask is not None else fast.split_parts(
             B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
         if split:
@@ -229,15 +234,12 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
             np.ascontiguousarray(np.asarray(mask, bool).T)[..., None]
         job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
                     bool(how.split))
-        try:
-            if how.split:
-                from . import fast
+        if how.split:
+            from . import fast
 
-                fast.split_scan(job, how.split)
-            else:
-                job.run_blocks(how.edges, how.threads)
-        finally:
-            job.release()
+            fast.split_scan(job, how.split)
+        else:
+            job.run_blocks(how.edges, how.threads)
         states = job.states
 
     def batch_major(a):
@@ -285,13 +287,7 @@ class _Rows:
         if compiled is not None and not split:
             from . import fast
 
-            self.packed = fast.Packed(cell)  # once for every block
-
-    def release(self):
-        """Give back the packed weights' buffers (rnncli/core/fast.py, Packed)."""
-        if self.packed is not None:
-            self.packed.release()
-            self.packed = None
+            self.packed = fast.packed(cell)  # kept with the cell
 
     def run_blocks(self, edges, threads, step_loop=None):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -49,30 +50,31 @@ def code(name, keras_major=3):
     return CODES.get(name)
 
 
-_free = {}  # (shape, dtype) -> arrays for packed weights, free to reuse
-_free_lock = threading.Lock()
-FREE_BYTES = 2**26  # kept for reuse at most; past it, the older shapes are dropped
+_cache = weakref.WeakKeyDictionary()  # cell -> (its weight arrays, {parts: Packed})
+_cache_lock = threading.Lock()
 
 
-def _take(shape, dtype):
-    with _free_lock:
-        free = _free.get((shape, dtype))
-        if free:
-            return free.pop()
-    return np.empty(shape, dtype)
-
-
-def _give(*arrays):
-    with _free_lock:
-        for a in arrays:
-            if a.nbytes > FREE_BYTES:
-                continue
-            kept = sum(b.nbytes for free in _free.values() for b in free)
-            if kept + a.nbytes > FREE_BYTES:
-                _free.clear()  # a long-lived process that meets many models keeps the last
-            free = _free.setdefault((a.shape, a.dtype), [])
-            if len(free) < 2:
-                free.append(a)
+def packed(cell, parts=0) -> Packed:
+    """The cell's weights packed for the compiled loops, packed once and kept with the
+    cell while its weight arrays are the same read-only arrays (rnncli/core/cell.py
+    freezes them; assigning a new array packs again), as ONNX Runtime packs a model's
+    weights once per session: packing an LSTM's U of 512 units took 0.95 ms of float32
+    scans of 2.5-7 ms (1.9 ms split in two). A cell whose arrays are writeable is packed
+    afresh every scan."""
+    weights = (cell.kernel, cell.recurrent_kernel, cell.bias)
+    if any(w is not None and w.flags.writeable for w in weights):
+        return Packed(cell, parts)
+    with _cache_lock:
+        kept, by_parts = _cache.get(cell, (None, {}))
+        if kept is None or any(a is not b for a, b in zip(kept, weights)):
+            by_parts = {}
+            _cache[cell] = (weights, by_parts)
+        done = by_parts.get(parts)
+    if done is None:  # packed outside the lock; two scans racing both pack, one is kept
+        done = Packed(cell, parts)
+        with _cache_lock:
+            by_parts.setdefault(parts, done)
+    return done
 
 
 class Packed:
@@ -81,9 +83,8 @@ class Packed:
     ``bias`` (P,) the input bias (zeros for none) and ``recurrent_bias`` (P,) a GRU's
     (zeros for other cells). With ``parts``, for the loop split by units
     (rnncli/core/_numba_split.py): part q holds units q·H/parts .. (q + 1)·H/parts of
-    every gate, each array stacked (parts, ...). The panels come from buffers that
-    scans reuse (``release`` gives them back): packing a U of megabytes into fresh
-    memory cost more than a short scan (LSTM (1, 200, 32, 512): 5 of 16 ms)."""
+    every gate, each array stacked (parts, ...). Read-only once made: scans share it
+    (``packed`` keeps it with the cell)."""
 
     def __init__(self, cell, parts=0):
         from ._numba_panels import pack, packed_shape
@@ -98,26 +99,22 @@ class Packed:
         rb = np.zeros(P, dtype) if rb is None else np.asarray(rb, dtype)
         self.parts = parts
         if not parts:
-            self.kernel = pack(kernel, _take(packed_shape(*kernel.shape, dtype.itemsize), dtype))
-            self.recurrent_kernel = pack(u, _take(packed_shape(H, P, dtype.itemsize), dtype))
+            self.kernel = pack(kernel, np.empty(packed_shape(*kernel.shape, dtype.itemsize), dtype))
+            self.recurrent_kernel = pack(u, np.empty(packed_shape(H, P, dtype.itemsize), dtype))
             self.bias, self.recurrent_bias = np.ascontiguousarray(bias), np.ascontiguousarray(rb)
             return
         size, gates = H // parts, P // H
         columns = [np.concatenate([np.arange(g * H + q * size, g * H + (q + 1) * size)
                                    for g in range(gates)]) for q in range(parts)]
         width = gates * size
-        self.kernel = _take((parts, *packed_shape(kernel.shape[0], width, dtype.itemsize)),
-                            dtype)
-        self.recurrent_kernel = _take((parts, *packed_shape(H, width, dtype.itemsize)), dtype)
+        self.kernel = np.empty((parts, *packed_shape(kernel.shape[0], width, dtype.itemsize)),
+                               dtype)
+        self.recurrent_kernel = np.empty((parts, *packed_shape(H, width, dtype.itemsize)), dtype)
         for q, c in enumerate(columns):
             pack(kernel, self.kernel[q], c)
             pack(u, self.recurrent_kernel[q], c)
         self.bias = np.stack([bias[c] for c in columns])
         self.recurrent_bias = np.stack([rb[c] for c in columns])
-
-    def release(self):
-        _give(self.kernel, self.recurrent_kernel)
-        self.kernel = self.recurrent_kernel = None
 
 
 def contiguous(x, dtype):
@@ -172,7 +169,7 @@ def split_scan(job, parts):
     cell, seqs, x = job.cell, job.seqs, job.x
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
-    packed = Packed(cell, parts)
+    weights = packed(cell, parts)
     hbuf = np.empty((2, B, H), dtype)
     hbuf[0] = job.states[0]
     c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
@@ -190,16 +187,13 @@ def split_scan(job, parts):
             while True:
                 if job.stop.is_set():
                     return
-                pending = split_steps(cell, packed, xs, x0, hbuf, c, outs, t0, counters,
+                pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
                                       t1 * parts, pending)
                 if pending < 0:
                     break
                 os.sched_yield()  # another thread holds step pending // parts - 1
 
-    try:
-        job.run_blocks(list(range(parts + 1)), parts, participant)
-    finally:
-        packed.release()
+    job.run_blocks(list(range(parts + 1)), parts, participant)
     job.states[0][...] = hbuf[T % 2]
     if len(job.states) > 1:
         job.states[1][...] = c
@@ -312,6 +306,28 @@ def simple_rnn_backward(job):
              np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
              ACTIVATIONS.index(cell.activation), dtype.type(1))
     job.g[0][...] = g
+
+
+# One thread's cost of a compiled row step (ns): a fixed part, per multiply-add of x·W
+# and h·U, per value of the kernel's width (activations, the cell's arithmetic).
+# Fitted to one thread's times of (256, T, 32, 16..256) LSTM scans on this 2-core EPYC;
+# and reading W and U once a step per group of up to 64 rows (BLOCK), at ~75 GB/s from
+# the caches (LSTM (1, 200, 32, 512): 60 us a step).
+ROW_STEP_NS = {4: (126, 0.0072, 0.82), 8: (170, 0.0186, 9.7)}
+WEIGHT_BYTE_NS = 0.013
+# Threads cost ~0.25-0.3 ms a scan here (waking an idle vCPU, handing the GIL between
+# blocks), so a scan one thread does in less than this runs in one (measured one thread
+# / two: 0.92-1.17x from 0.55 to 1.0 ms; 0.2-0.6x at 0.05-0.3 ms).
+MIN_THREADED_SECONDS = 0.75e-3
+
+
+def one_thread_seconds(B: int, T: int, D: int, H: int, gates: int = 1,
+                       itemsize: int = 4) -> float:
+    """About how long the compiled loop takes over (B, T, D) in one thread, H units."""
+    fixed, per_mac, per_value = ROW_STEP_NS[8 if itemsize > 4 else 4]
+    P = gates * H
+    weights = P * (D + H) * itemsize * WEIGHT_BYTE_NS / min(max(B, 1), 64)
+    return B * T * (fixed + P * (D + H) * per_mac + P * per_value + weights) * 1e-9
 
 
 def min_block_rows() -> int:

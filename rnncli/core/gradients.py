@@ -187,15 +187,22 @@ def check(model, x, grads, target=None, loss="mse", of=None, initial_state=None,
     entries = []
     for name in picks:
         a = arrays[name]
-        flat = a.reshape(-1)
-        i = int(rng.integers(flat.size))
-        old = flat[i]
-        eps = 1e-6 * max(1.0, abs(old))
-        values = []
-        for v in (old + eps, old - eps):
-            flat[i] = v
-            values.append(float(objective(m64, x64, target, loss, of, initial_state)))
-        flat[i] = old
+        # a cell's weights are read-only (rnncli/core/cell.py); while writeable, the
+        # compiled loop packs them afresh every scan instead of keeping their packing
+        frozen = not a.flags.writeable
+        a.flags.writeable = True
+        try:
+            flat = a.reshape(-1)
+            i = int(rng.integers(flat.size))
+            old = flat[i]
+            eps = 1e-6 * max(1.0, abs(old))
+            values = []
+            for v in (old + eps, old - eps):
+                flat[i] = v
+                values.append(float(objective(m64, x64, target, loss, of, initial_state)))
+            flat[i] = old
+        finally:
+            a.flags.writeable = not frozen
         fd = (values[0] - values[1]) / (2 * eps)
         got = float(np.asarray(grads[name]).reshape(-1)[i])
         err = abs(got - fd) / max(abs(got), abs(fd), 1e-12)
