@@ -551,6 +551,47 @@ def test_compiled_backward_matches_numpy(act):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads):
+    """LSTM's and GRU's compiled loop backwards (rnncli/core/fast_backward.py), over one
+    block or several in threads, against the numpy steps: the same elementwise products
+    in the same order, sums in another (BLAS's blocks against one after another)."""
+    pytest.importorskip("numba")
+    from rnncli.core import engine, fast, fast_backward
+
+    monkeypatch.setattr(fast, "MIN_THREADED_SECONDS", 0)
+    monkeypatch.setattr(engine, "threads", lambda: threads)
+    calls = []
+    original = fast_backward.gated_backward
+
+    def spy(job):
+        calls.append(job.dxp.shape)
+        return original(job)
+
+    spy.worth_it = original.worth_it
+    monkeypatch.setattr(fast_backward, "gated_backward", spy)
+    r = rng(9)
+    H, D, P = 5, 3, (4 if kind == "lstm" else 3) * 5
+    weights = [r.normal(size=(D, P)) * 0.6, r.normal(size=(H, P)) * 0.4,
+               r.normal(size=P if kind == "lstm" else (2, P)) * 0.2]
+    weights = [w.astype(dtype) for w in weights]
+    cell = LSTMCell(*weights) if kind == "lstm" else GRUCell(*weights)
+    head = Dense("head", r.normal(size=(H, 2)).astype(dtype), np.zeros(2, dtype))
+    model = Model.chain("m", [RNN("rec", cell, return_sequences=True), head])
+    x = inputs(B=19, T=40, D=D).astype(dtype)
+    y = targets_like(model, x)
+    h0 = [r.normal(size=(19, H)).astype(dtype) * 0.5 for _ in cell.state_names]
+    a = model.gradients(x, y, engine="numpy", jacobian=False, initial_state=h0)
+    assert not calls
+    b = model.gradients(x, y, engine="numba", jacobian=False, initial_state=h0)
+    assert calls == [(40, 19, P)]
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-6)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], err_msg=k, **tol)
+
+
 def test_rows_in_threads_give_the_same_gradients(monkeypatch):
     from rnncli.core import engine
 

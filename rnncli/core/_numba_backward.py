@@ -1,7 +1,19 @@
-"""rnncli's compiled backward loop through time for SimpleRNN (numba; optional, the
-``fast`` extra). rnncli/core/bptt.py is the reference it must equal."""
+"""rnncli's compiled backward loops through time (numba; optional, the ``fast`` extra).
+rnncli/core/bptt.py and the cells' ``backward`` steps are the reference they must equal.
+
+SimpleRNN's loop runs every row in one call. LSTM's and GRU's run a block of rows each
+(threads take blocks as the forward loop's do), from what their numpy ``CellBackward``
+computed for every step at once (the gates' slopes, act(c)): per step only the
+elementwise chain rule and dz·Uᵀ are left, the latter with the forward loop's packed
+products (rnncli/core/_numba_panels.py) over Uᵀ packed once per pass. Numbers equal the
+numpy steps' to rounding: the elementwise products in the same order, the sums over 4H
+(or 3H) in order where BLAS blocks them.
+"""
 
 import numba
+import numpy as np
+
+from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -31,3 +43,86 @@ def backward(g_out, has_out, z, h, ut, g, hidden, dxp, act, one):
                 dzj = dxp[t, b, j]
                 for i in range(H):
                     g[b, i] += dzj * ut[j, i]
+
+
+@numba.njit(inline="always")
+def _carry_back(d, r0, panels, acc, g, add):
+    """g[b] = add[b] + d[r0 + b]·Uᵀ for the block's rows b (``add`` empty: the product
+    alone), a group of up to BLOCK rows at a time."""
+    n, H = g.shape
+    for g0 in range(0, n, BLOCK):
+        g1 = min(n, g0 + BLOCK)
+        panel_product(d, r0 + g0, r0 + g1, panels, acc)
+        for b in range(g0, g1):
+            if add.shape[0]:
+                for j in range(H):
+                    g[b, j] = add[b, j] + acc[b - g0, j]
+            else:
+                for j in range(H):
+                    g[b, j] = acc[b - g0, j]
+
+
+def _kernels(stamp):
+    """The LSTM and GRU loops, keeping ``stamp`` (a hash of this module's and
+    _numba_panels.py's source) in their closures, where numba's disk cache looks. Each
+    takes whole time-major arrays (T, B, ...), C-contiguous (one compiled signature), and
+    runs rows r0 .. r0 + n, n being the rows of ``gh``."""
+    njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @njit
+    def lstm(r0, g_out, has_out, gate, slope, tc, dtc, c_prev, panels, gh, gc, hidden, dxp):
+        """LSTMBackward.step for t = T-1 down to 0: ``gh``, ``gc`` (n, H) enter as
+        dL/d(the last states) and leave as dL/d(the initial ones)."""
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        T = gate.shape[0]
+        n, H = gh.shape
+        acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
+        none = np.empty((0, 0), gate.dtype)
+        for t in range(T - 1, -1, -1):
+            gt, st, d = gate[t], slope[t], dxp[t]
+            for b in range(n):
+                r = r0 + b
+                for j in range(H):
+                    dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
+                    hidden[t, r, j] = dh
+                    i, f, cand, o = gt[r, j], gt[r, H + j], gt[r, 2 * H + j], gt[r, 3 * H + j]
+                    dc = gc[b, j] + dh * o * dtc[t, r, j]
+                    d[r, j] = dc * cand * st[r, j]
+                    d[r, H + j] = dc * c_prev[t, r, j] * st[r, H + j]
+                    d[r, 2 * H + j] = dc * i * st[r, 2 * H + j]
+                    d[r, 3 * H + j] = dh * tc[t, r, j] * st[r, 3 * H + j]
+                    gc[b, j] = dc * f
+            _carry_back(d, r0, panels, acc, gh, none)
+
+    @njit
+    def gru(r0, g_out, has_out, gate, slope, inner_h, h_prev, panels, gh, hidden, dxp, one):
+        """GRUBackward.step (reset_after) for t = T-1 down to 0: ``inner_h`` (T, B, H)
+        h·U_h + b_hh, ``h_prev`` (T, B, H) the state each step started from; ``gh``
+        (n, H) enters as dL/d(the last state) and leaves as dL/d(the initial one)."""
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        T, P = gate.shape[0], gate.shape[2]
+        n, H = gh.shape
+        acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
+        d_inner = np.empty((n, P), gate.dtype)
+        back = np.empty((n, H), gate.dtype)
+        for t in range(T - 1, -1, -1):
+            gt, st, d = gate[t], slope[t], dxp[t]
+            for b in range(n):
+                r = r0 + b
+                for j in range(H):
+                    dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
+                    hidden[t, r, j] = dh
+                    zg, reset, hh = gt[r, j], gt[r, H + j], gt[r, 2 * H + j]
+                    dz_z = dh * (h_prev[t, r, j] - hh) * st[r, j]
+                    dz_h = dh * (one - zg) * st[r, 2 * H + j]
+                    dz_r = dz_h * inner_h[t, r, j] * st[r, H + j]
+                    d[r, j], d[r, H + j], d[r, 2 * H + j] = dz_z, dz_r, dz_h
+                    d_inner[b, j], d_inner[b, H + j] = dz_z, dz_r
+                    d_inner[b, 2 * H + j] = dz_h * reset
+                    back[b, j] = dh * zg
+            _carry_back(d_inner, 0, panels, acc, gh, back)
+
+    return {"lstm": lstm, "gru": gru}
+
+
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward"))

@@ -134,11 +134,9 @@ def states_suffice(layer, shape, mask, engine=None) -> bool:
 
 
 def _compiled(cell, T, B, mask, engine):
-    from . import fast
-
     loop = getattr(cell, "compiled_backward", lambda: None)()
-    if loop is None or mask is not None or not fast.backward_worth_it(T, B, cell.units,
-                                                                       cell.dtype.itemsize, engine):
+    if loop is None or mask is not None or not loop.worth_it(T, B, cell.units,
+                                                             cell.dtype.itemsize, engine):
         return None
     return loop
 

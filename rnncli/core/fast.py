@@ -274,40 +274,6 @@ def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     return H >= 512 or (B <= 16 and H >= 256)
 
 
-def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
-    """Whether the compiled backward loop beats numpy's: many steps, each with a small
-    product (measured on 2 cores: near batch x units = 256 in float32, 64 in float64).
-    ``engine``: an rnncli.core.engine.Engine."""
-    from .engine import as_engine
-
-    engine = as_engine(engine)
-    if not available(engine):
-        return False
-    if engine.kind == "numba":
-        return True
-    return T >= (ONE_SHOT_MIN_STEPS if engine.one_shot else 512) and \
-        B * H <= (256 if itemsize <= 4 else 64)
-
-
-def simple_rnn_backward(job):
-    """A SimpleRNN's backward time loop, compiled (``job``: rnncli.core.bptt._Steps over
-    every row, no mask): fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in
-    ``job.g``."""
-
-    from ._numba_backward import backward
-
-    cell = job.cell
-    dtype = cell.dtype
-    has_out = job.g_out is not None
-    g_out = np.ascontiguousarray(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
-    g = np.ascontiguousarray(job.g[0])
-    backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
-             np.ascontiguousarray(job.terms["h"]),
-             np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
-             ACTIVATIONS.index(cell.activation), dtype.type(1))
-    job.g[0][...] = g
-
-
 # One thread's cost of a compiled row step (ns): a fixed part, per multiply-add of x·W
 # and h·U, per value of the kernel's width (activations, the cell's arithmetic).
 # Fitted to one thread's times of (256, T, 32, 16..256) LSTM scans on this 2-core EPYC;

@@ -78,9 +78,10 @@ class SimpleRNNCell(Cell):
 
     def compiled_backward(self):
         """The compiled backward loop (rnncli/core/fast.py), or None."""
-        from . import fast
+        from . import fast, fast_backward
 
-        return fast.simple_rnn_backward if self.activation in fast.ACTIVATIONS else None
+        return fast_backward.simple_rnn_backward if self.activation in fast.ACTIVATIONS \
+            else None
 
 
 class SimpleRNNBackward(CellBackward):

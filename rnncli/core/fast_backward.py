@@ -1,0 +1,106 @@
+"""Compiled backward loops through time (numba, rnncli/core/_numba_backward.py): when
+they run, and how a bptt job's arrays reach them. rnncli/core/bptt.py runs a cell's
+``compiled_backward()`` where its ``worth_it`` says so, unmasked, in place of the numpy
+steps; either way the job (bptt._Steps) ends with ``hidden``, ``dxp`` and ``g`` filled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fast import ACTIVATIONS, ONE_SHOT_MIN_STEPS, available, min_block_rows
+
+
+def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
+    """Whether the compiled backward loop beats numpy's: many steps, each with a small
+    product (measured on 2 cores: near batch x units = 256 in float32, 64 in float64).
+    ``engine``: an rnncli.core.engine.Engine."""
+    from .engine import as_engine
+
+    engine = as_engine(engine)
+    if not available(engine):
+        return False
+    if engine.kind == "numba":
+        return True
+    return T >= (ONE_SHOT_MIN_STEPS if engine.one_shot else 512) and \
+        B * H <= (256 if itemsize <= 4 else 64)
+
+
+def simple_rnn_backward(job):
+    """A SimpleRNN's backward time loop, compiled (``job``: rnncli.core.bptt._Steps over
+    every row, no mask): fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in
+    ``job.g``."""
+
+    from ._numba_backward import backward
+
+    cell = job.cell
+    dtype = cell.dtype
+    has_out = job.g_out is not None
+    g_out = np.ascontiguousarray(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
+    g = np.ascontiguousarray(job.g[0])
+    backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
+             np.ascontiguousarray(job.terms["h"]),
+             np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
+             ACTIVATIONS.index(cell.activation), dtype.type(1))
+    job.g[0][...] = g
+
+
+simple_rnn_backward.worth_it = backward_worth_it
+
+
+def gated_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
+    """Whether an LSTM's or GRU's compiled backward loop beats numpy's steps (a dozen
+    calls a step): wherever numba may run (measured: see gated_backward)."""
+    from .engine import as_engine
+
+    engine = as_engine(engine)
+    if not available(engine):
+        return False
+    return engine.kind == "numba" or not engine.one_shot or T >= ONE_SHOT_MIN_STEPS
+
+
+def gated_backward(job):
+    """An LSTM's or GRU's (reset_after) backward time loop, compiled, over blocks of rows
+    in threads as the forward loop runs them (``job``: rnncli.core.bptt._Steps over every
+    row, no mask). The cell's numpy CellBackward first computes what every step needs at
+    once (the gates' slopes; LSTM's act(c) and its slope; GRU's h·U_h + b_hh)."""
+    from . import engine
+    from ._numba_backward import KERNELS
+    from ._numba_panels import pack, packed_shape
+    from .fast import MIN_THREADED_SECONDS, one_thread_seconds
+
+    cell, c = job.cell, np.ascontiguousarray
+    dtype, (T, B) = cell.dtype, job.dxp.shape[:2]
+    kind = cell.compiled().kind
+    back = cell.backward(job.terms, job.states, job.initial)
+    panels = pack(back.UT, np.empty(packed_shape(*back.UT.shape, dtype.itemsize), dtype))
+    has_out = job.g_out is not None
+    g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
+    gate, slope = c(job.terms["gate"]), c(back.slope)
+    if kind == "lstm":
+        per_cell = (c(back.tc), c(back.dtc), c(job.terms["c_prev"]))
+    else:
+        h_prev = np.empty_like(job.states[0])
+        h_prev[0] = job.initial[0]
+        h_prev[1:] = job.states[0][:-1]
+        per_cell = (c(back.inner_h), h_prev)
+    kernel = KERNELS[kind]
+
+    def rows(b0, b1):
+        g = [gi[b0:b1].copy() for gi in job.g]
+        extra = () if kind == "lstm" else (dtype.type(1),)
+        kernel(b0, g_out, has_out, gate, slope, *per_cell, panels, *g, job.hidden, job.dxp,
+               *extra)
+        for i, gi in enumerate(g):
+            job.g[i][b0:b1] = gi
+
+    threads = engine.threads()
+    if one_thread_seconds(B, T, cell.input_dim, cell.units, len(cell.gates),
+                          dtype.itemsize) < MIN_THREADED_SECONDS:
+        threads = 1
+    parts = max(1, min(threads, B // min_block_rows()))
+    edges = engine.block_edges(B, parts, min_block_rows()) if parts > 1 else [0, B]
+    job.run_blocks(edges, parts, step_loop=rows)
+
+
+gated_backward.worth_it = gated_worth_it
