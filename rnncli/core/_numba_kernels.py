@@ -21,6 +21,9 @@ the states and outputs the previous output ``prev`` (n, H) (zeros with ``zero_ou
 Keras and the numpy loop do. Each row's x·W and h·U sum over their inputs in order,
 whatever the rows around it: a row's numbers never depend on its batch, block or thread.
 
+A traced kernel writes ``xw`` and every term; a "gates" kernel (LSTM, GRU) only what
+their backward pass reads (LSTM: gate; GRU: hu and gate), the rest left empty.
+
 Numba inlines ``drive``, ``activate_range``, the cells' row steps (they take functions as
 arguments, which a cached kernel can't keep as calls), ``commit`` and ``panel_product``;
 the activations are ordinary functions that LLVM inlines where it pays. Inlining the
@@ -44,6 +47,10 @@ A9, A11, A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-1
 B0, B2, B4, B6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, \
     1.19825839466702e-06
 CLAMP = 7.90531110763549805
+
+# Trace levels (a kernel's last argument to ``drive``, constant in each): none, every
+# term, or only what a gated cell's backward pass reads (LSTM: gate; GRU: hu and gate).
+NONE, FULL, GATES = 0, 1, 2
 
 # Activation codes (rnncli.core.fast.CODES).
 TANH, RELU, SIGMOID, LINEAR, HARD_SIGMOID, HARD_SIGMOID_K2 = range(6)
@@ -170,7 +177,7 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
             for b in range(g0, g1):  # one call site: the cell's step is inlined once
                 r = row0 + b
                 xwb = xacc[b - g0, :P]
-                if trace:
+                if trace == FULL:
                     for j in range(P):
                         xw[t, r, j] = xwb[j]
                 for j in range(P):
@@ -207,17 +214,17 @@ def simple_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, on
 @numba.njit(inline="always")
 def lstm_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
     """Keras' LSTM: z = xwb + h·U (blocks i f c o); c = f⊙c + i⊙act(z_c); h = o⊙act(c).
-    ``terms``: hu, z, gate (4H wide), c_prev, fc, ig (H wide). ``a`` holds h·U, and
-    becomes z, then the gates."""
+    ``terms``: hu, z, gate (4H wide), c_prev, fc, ig (H wide); the gates alone at trace
+    level GATES. ``a`` holds h·U, and becomes z, then the gates."""
     P = a.shape[0]
     H = P // 4
     c = states[1]
-    if trace:
+    if trace == FULL:
         for j in range(P):
             terms[0][t, r, j] = a[j]
     for j in range(P):
         a[j] += xwb[j]
-    if trace:
+    if trace == FULL:
         for j in range(P):
             terms[1][t, r, j] = a[j]
     activate_range(a, 0, 2 * H, ract, activate)
@@ -232,7 +239,7 @@ def lstm_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one,
         fc = a[H + j] * cp
         ig = a[j] * a[2 * H + j]
         cn = fc + ig
-        if trace:
+        if trace == FULL:
             terms[3][t, r, j] = cp
             terms[4][t, r, j] = fc
             terms[5][t, r, j] = ig
@@ -250,7 +257,8 @@ def lstm_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one,
 def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
     """Keras' GRU with reset_after=True: inner = h·U + b_h (blocks z r h);
     z, r = ract(xwb + inner); h̃ = act(xwb_h + r⊙inner_h); h = z⊙h + (1-z)⊙h̃.
-    ``terms``: hu, z, gate (3H wide), reset_term, keep, update (H wide)."""
+    ``terms``: hu, z, gate (3H wide), reset_term, keep, update (H wide); hu and the gates
+    alone at trace level GATES."""
     P = a.shape[0]
     H = P // 3
     h = states[0]
@@ -261,16 +269,16 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
         a[j] += rb[j]
     for j in range(2 * H):  # z and r: their z, over h·U + b_h
         a[j] = xwb[j] + a[j]
-    if trace:
+    if trace == FULL:
         for j in range(2 * H):
             terms[1][t, r, j] = a[j]
     activate_range(a, 0, 2 * H, ract, activate)
     for j in range(H):  # the reset term, then h̃'s z, over h·U + b_h
         reset = a[H + j] * a[2 * H + j]
-        if trace:
+        if trace == FULL:
             terms[3][t, r, j] = reset
         a[2 * H + j] = xwb[2 * H + j] + reset
-    if trace:
+    if trace == FULL:
         for j in range(2 * H, P):
             terms[1][t, r, j] = a[j]
     activate_range(a, 2 * H, P, act, activate)
@@ -282,20 +290,20 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
         gz = a[j]
         keep = gz * h[b, j]
         update = (one - gz) * a[2 * H + j]
-        if trace:
+        if trace == FULL:
             terms[4][t, r, j] = keep
             terms[5][t, r, j] = update
         out[t, r, j] = keep + update
 
 
 # ------------------------------------------------------------------ entry points
-# Per cell, float32 or float64, traced or not: constants folded at compile time.
+# Per cell, float32 or float64, trace level: constants folded at compile time.
 
 
 def _kernels(stamp):
-    """The kernels by (cell, float32?, traced?), each keeping ``stamp`` (a hash of this
-    module's and _numba_panels.py's source) in its closure, where numba's disk cache
-    looks: their machine code is compiled again when either file changes. Written out one
+    """The kernels by (cell, float32?, traced: False, True or "gates"), each keeping
+    ``stamp`` (a hash of this module's and _numba_panels.py's source) in its closure,
+    where numba's disk cache looks: their machine code is compiled again when either file changes. Written out one
     by one: the row steps and activations can't be closure variables too (numba pickles
     closures into the cache key, and a compiled function pickles with a per-process id:
     every process would compile again)."""
@@ -306,84 +314,112 @@ def _kernels(stamp):
                    zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, simple_row, activate32, np.float32(1), False)
+              zero_out, prev, simple_row, activate32, np.float32(1), NONE)
 
     @njit
     def simple_f32_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                          zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, simple_row, activate32, np.float32(1), True)
+              zero_out, prev, simple_row, activate32, np.float32(1), FULL)
 
     @njit
     def simple_f64(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                    zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, simple_row, activate64, 1.0, False)
+              zero_out, prev, simple_row, activate64, 1.0, NONE)
 
     @njit
     def simple_f64_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                          zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, simple_row, activate64, 1.0, True)
+              zero_out, prev, simple_row, activate64, 1.0, FULL)
 
     @njit
     def lstm_f32(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                  zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, lstm_row, activate32, np.float32(1), False)
+              zero_out, prev, lstm_row, activate32, np.float32(1), NONE)
 
     @njit
     def lstm_f32_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                        zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, lstm_row, activate32, np.float32(1), True)
+              zero_out, prev, lstm_row, activate32, np.float32(1), FULL)
 
     @njit
     def lstm_f64(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                  zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, lstm_row, activate64, 1.0, False)
+              zero_out, prev, lstm_row, activate64, 1.0, NONE)
 
     @njit
     def lstm_f64_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                        zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, lstm_row, activate64, 1.0, True)
+              zero_out, prev, lstm_row, activate64, 1.0, FULL)
 
     @njit
     def gru_f32(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                 zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, gru_row, activate32, np.float32(1), False)
+              zero_out, prev, gru_row, activate32, np.float32(1), NONE)
 
     @njit
     def gru_f32_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                       zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, gru_row, activate32, np.float32(1), True)
+              zero_out, prev, gru_row, activate32, np.float32(1), FULL)
 
     @njit
     def gru_f64(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                 zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, gru_row, activate64, 1.0, False)
+              zero_out, prev, gru_row, activate64, 1.0, NONE)
 
     @njit
     def gru_f64_trace(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
                       zero_out, prev):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
-              zero_out, prev, gru_row, activate64, 1.0, True)
+              zero_out, prev, gru_row, activate64, 1.0, FULL)
+
+    @njit
+    def lstm_f32_gates(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms,
+                       mask, zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, lstm_row, activate32, np.float32(1), GATES)
+
+    @njit
+    def lstm_f64_gates(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms,
+                       mask, zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, lstm_row, activate64, 1.0, GATES)
+
+    @njit
+    def gru_f32_gates(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms,
+                      mask, zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, gru_row, activate32, np.float32(1), GATES)
+
+    @njit
+    def gru_f64_gates(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms,
+                      mask, zero_out, prev):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, terms, mask,
+              zero_out, prev, gru_row, activate64, 1.0, GATES)
 
     return {('simple', True, False): simple_f32,
             ('simple', True, True): simple_f32_trace,
@@ -396,7 +432,11 @@ def _kernels(stamp):
             ('gru', True, False): gru_f32,
             ('gru', True, True): gru_f32_trace,
             ('gru', False, False): gru_f64,
-            ('gru', False, True): gru_f64_trace}
+            ('gru', False, True): gru_f64_trace,
+            ('lstm', True, 'gates'): lstm_f32_gates,
+            ('lstm', False, 'gates'): lstm_f64_gates,
+            ('gru', True, 'gates'): gru_f32_gates,
+            ('gru', False, 'gates'): gru_f64_gates}
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_kernels"))

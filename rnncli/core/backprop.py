@@ -148,7 +148,8 @@ def _call(node, args, kwargs, init, engine) -> Call:
     if h0 is None:  # the state the file stores (ONNX initial_h), else zeros
         h0 = layer.stored_initial_state(np.shape(xv)[0])
     light = bptt.states_suffice(layer, np.shape(xv), mask, engine)
-    result = layer.call(xv, mask, h0, trace=not light, keep=True, engine=engine)
+    trace = False if light else bptt.trace_needed(layer)
+    result = layer.call(xv, mask, h0, trace=trace, keep=True, engine=engine)
     if light:
         _state_traces(layer, result, xv, mask)
     return Call(layer, [xv, *[s[0] for s in extra]], [ref, *state_refs], result.outputs,

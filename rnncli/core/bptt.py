@@ -133,6 +133,13 @@ def states_suffice(layer, shape, mask, engine=None) -> bool:
                          engine) is None for lay in layer.directions.values())
 
 
+def trace_needed(layer):
+    """What ``layer``'s forward pass records for the backward pass when it needs a trace:
+    "gates" when each direction's cell needs no more (Cell.backward_trace), else True."""
+    wanted = {lay.cell.backward_trace() for lay in layer.directions.values()}
+    return "gates" if wanted == {"gates"} else True
+
+
 def _compiled(cell, T, B, mask, engine):
     loop = getattr(cell, "compiled_backward", lambda: None)()
     if loop is None or mask is not None or not loop.worth_it(T, B, cell.units,

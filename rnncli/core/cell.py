@@ -241,6 +241,11 @@ class Cell:
         (rnncli/core/backprop.py); None: it needs the whole trace."""
         return None
 
+    def backward_trace(self):
+        """What the forward pass records for :meth:`backward` when it needs a trace: True,
+        all of it (rnncli/core/gated.py may record less)."""
+        return True
+
     def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
         """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``
         (T, B, P) dL/d(x·kernel + bias) as the backward steps wrote it, ``states`` and

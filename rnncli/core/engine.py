@@ -199,7 +199,10 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     (B, H) arrays in ``cell.state_names`` order; zeros when None).
 
     mask: (B, T) bool or None; a masked step carries every state. ``keep=False`` (and no
-    trace) keeps no sequence: O(batch x units) memory.
+    trace) keeps no sequence: O(batch x units) memory. ``trace="gates"``: where the
+    compiled loop runs an LSTM or GRU, only the terms their backward pass reads
+    (rnncli/core/fast.py, GATE_TERMS: 6 numbers a unit and step instead of 21 for an
+    LSTM); the whole trace elsewhere.
     """
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
@@ -216,7 +219,13 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         x = np.broadcast_to(x, (2, T, x.shape[2]))
         states = tuple(np.repeat(s, 2, axis=0) for s in states)
         mask = None if mask is None else np.broadcast_to(mask, (2, T))
-    names = ("xw", *cell.terms) if trace else ()
+    if trace == "gates":
+        from .fast import GATE_TERMS
+
+        kind = getattr(how.compiled, "kind", None)
+        names = GATE_TERMS[kind] if kind in GATE_TERMS else ("xw", *cell.terms)
+    else:
+        names = ("xw", *cell.terms) if trace else ()
     widths = [cell.term_width(n) for n in names]
     kept = cell.state_names if keep else ()
     # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
@@ -410,7 +419,7 @@ class _Rows:
                    for s in cell.state_names}
             part = None if terms is None else \
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
-            xw = None if terms is None else terms["xw"][t0:t1]
+            xw = None if terms is None or "xw" not in terms else terms["xw"][t0:t1]
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
             xs, x0 = input_chunk(x, t0, t1, cell.dtype)
             states = self.compiled(cell, self.packed, xs, x0, states, out, xw, part, row0,

@@ -199,6 +199,7 @@ def split_scan(job, parts):
         job.states[1][...] = c
 
 
+GATE_TERMS = {"lstm": ("gate",), "gru": ("hu", "gate")}  # a "gates" trace
 TERMS = {"simple": ("hu", "z"), "lstm": ("hu", "z", "gate", "c_prev", "fc", "ig"),
          "gru": ("hu", "z", "gate", "reset_term", "keep", "update")}
 
@@ -210,8 +211,9 @@ def _recurrence(kind):
         :class:`Packed` weights; ``x`` (n, T', D) the inputs, the chunk's from step
         ``x0`` (best C-contiguous already: it is copied otherwise); fills rows row0 ..
         row0 + n of ``out[state]`` (T, N, H) for each state and, when given, of ``xw``
-        (x·W, T, N, P) and the cell's ``terms``; ``mask`` (T, n) bool with ``prev`` (n,
-        H), the previous outputs (updated). Returns the final states (n, H)."""
+        (x·W, T, N, P) and the cell's ``terms`` (all of them, or, for LSTM and GRU, only
+        what their backward pass reads: ``GATE_TERMS``); ``mask`` (T, n) bool with
+        ``prev`` (n, H), the previous outputs (updated). Returns the final states (n, H)."""
         from ._numba_kernels import KERNELS
 
         dtype = cell.dtype
@@ -220,9 +222,9 @@ def _recurrence(kind):
         if x0 + out[cell.state_names[0]].shape[0] > x.shape[1]:
             raise ValueError(f"{x.shape[1]} steps of input; the chunk needs steps {x0} .. "
                              f"{x0 + out[cell.state_names[0]].shape[0]}")
-        traced = terms is not None
+        traced = terms is not None and ("gates" if "z" not in terms else True)
         empty = np.empty((0, 0, 0), dtype)
-        t = tuple(terms[n] for n in TERMS[kind]) if traced else ()
+        t = tuple(terms.get(n, empty) for n in TERMS[kind]) if traced else ()
         t = t + (empty,) * (6 - len(t))
         states = tuple(np.array(s, dtype=dtype) for s in states)
         _check_widths(x, states, packed, H)

@@ -78,7 +78,7 @@ def gated_backward(job):
     g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
     gate, slope = c(job.terms["gate"]), c(back.slope)
     if kind == "lstm":
-        per_cell = (c(back.tc), c(back.dtc), c(job.terms["c_prev"]))
+        per_cell = (c(back.tc), c(back.dtc), c(back.c_prev))
     else:
         h_prev = np.empty_like(job.states[0])
         h_prev[0] = job.initial[0]

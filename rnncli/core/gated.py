@@ -37,6 +37,14 @@ class GatedCell(Cell):
     def config(self):
         return {**super().config(), "recurrent_activation": self.recurrent_activation}
 
+    def backward_trace(self):
+        """"gates" where both activations' slopes read off their outputs (tanh, sigmoid,
+        linear): the backward pass needs no z then, and a compiled forward loop records
+        only what it reads (LSTM: the gates, c_{k-1} being the c state before; GRU: h·U
+        and the gates). Else the whole trace (True)."""
+        slopes = {activations.normalize(a) for a in (self.activation, self.recurrent_activation)}
+        return "gates" if slopes <= activations.OUTPUT_SLOPES else True
+
     def keras3(self):
         """As Cell.keras3, for the gates too: where Keras 2's hard_sigmoid is a gate's
         activation, that gate's columns are written times 1.2 (hard_sigmoid of 1.2x)."""

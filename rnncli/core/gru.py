@@ -221,7 +221,8 @@ class GRUBackward(CellBackward):
     def __init__(self, cell, terms, states, initial):
         super().__init__(cell, terms, states, initial)
         H, ract, km = cell.units, cell.recurrent_activation, cell.keras_major
-        z, gate = terms["z"], terms["gate"]
+        gate = terms["gate"]
+        z = terms.get("z", gate)  # no z in a "gates" trace: see LSTMBackward
         self.slope = np.empty_like(z)
         for b, name in enumerate((ract, ract, cell.activation)):
             s = slice(b * H, (b + 1) * H)

@@ -153,12 +153,17 @@ class LSTMBackward(CellBackward):
         super().__init__(cell, terms, states, initial)
         H, ract, act, km = cell.units, cell.recurrent_activation, cell.activation, \
             cell.keras_major
-        z, gate = terms["z"], terms["gate"]
+        # a "gates" trace (rnncli/core/engine.py) has no z: the slopes are then those of
+        # activations that read them off their outputs (backward_trace)
+        gate = terms["gate"]
+        z = terms.get("z", gate)
         self.slope = np.empty_like(z)  # each gate's slope at z, every step at once
         for b, name in enumerate((ract, ract, act, ract)):
             s = slice(b * H, (b + 1) * H)
             self.slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], km)
         c = states[1]
+        self.c_prev = terms["c_prev"] if "c_prev" in terms else \
+            np.concatenate([initial[1][None], c[:-1]])  # c_{k-1}: the c each step found
         self.tc = cell.act(c)  # act(c_k)
         self.dtc = activations.derivative(act, c, self.tc, km)  # act'(c_k)
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
@@ -172,7 +177,7 @@ class LSTMBackward(CellBackward):
         H = self.cell.units
         dh, dc_next = g
         i, f, cand, o = self._gates(k)
-        s, c_prev = self.slope[k], self.terms["c_prev"][k]
+        s, c_prev = self.slope[k], self.c_prev[k]
         dc = dc_next + dh * o * self.dtc[k]
         np.multiply(dc * cand, s[:, :H], out=dxp[:, :H])
         np.multiply(dc * c_prev, s[:, H:2 * H], out=dxp[:, H:2 * H])
@@ -184,7 +189,7 @@ class LSTMBackward(CellBackward):
         """d(h_k, c_k)/d(h_{k-1}, c_{k-1}) (rows, 2H, 2H)."""
         H = self.cell.units
         i, f, cand, o = self._gates(k)
-        s, c_prev = self.slope[k], self.terms["c_prev"][k]
+        s, c_prev = self.slope[k], self.c_prev[k]
         UT = self.UT  # (4H, H): dz_a/dh_{k-1,j} = U[j, a]
         # dc_k/dh_{k-1}[m, j] = Σ over i, f, c of (dc_k/dgate ⊙ slope)[m] · U[j, m]
         dc_dh = ((cand * s[:, :H])[:, :, None] * UT[None, :H]
