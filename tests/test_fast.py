@@ -148,12 +148,13 @@ def test_auto_picks_numba_for_small_steps(engine):
     assert fast.worth_it(1024, 128, 4) and fast.worth_it(1024, 512, 3)  # float32 gated
     assert fast.worth_it(1024, 64, 1) and not fast.worth_it(1024, 16, 1)  # half padding
     assert fast.worth_it(1024, 16, 3, itemsize=8)  # float64 GRU
-    assert fast.worth_it(256, 512, 4, itemsize=8) and not fast.worth_it(1024, 16, 4, itemsize=8)
-    assert not fast.worth_it(64, 64, 1, itemsize=8)  # float64 SimpleRNN: mostly libm's tanh
+    assert fast.worth_it(256, 512, 4, itemsize=8) and fast.worth_it(1024, 16, 4, itemsize=8)
+    assert fast.worth_it(64, 64, 1, itemsize=8)  # float64 tanh is the loop's own: vectorized
+    assert not fast.worth_it(64, 16, 1, itemsize=8)  # float64 SimpleRNN of 16 units: a tie
     lstm = layer_of("lstm", units=64).cell
     assert E.plan(lstm, 1, 100, None, None).compiled is fast.lstm_recurrence
     assert E.plan(lstm, 1024, 3, None, None).compiled is fast.lstm_recurrence  # any length
-    narrow = layer_of("lstm", units=16, dtype=np.float64).cell
+    narrow = layer_of("simple_rnn", units=16, dtype=np.float64).cell
     assert E.plan(narrow, 1024, 100, None, None).compiled is None  # numpy's loop ahead there
     assert layer_of("simple_rnn", activation="gelu").cell.compiled() is None  # not compiled
     assert layer_of("gru", reset_after=False).cell.compiled() is None
@@ -230,8 +231,9 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     def stamps(kernel):
         return [c.cell_contents for c in kernel.py_func.__closure__]
 
-    ours = _numba_panels.source_stamp("_numba_panels", "_numba_kernels")
-    split = _numba_panels.source_stamp("_numba_panels", "_numba_kernels", "_numba_split")
+    ours = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels")
+    split = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
+                                       "_numba_split")
     assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())
     assert all(stamps(k) == [split] for k in _numba_split.KERNELS.values())
     assert len({ours, split, _numba_panels.source_stamp("_numba_panels")}) == 3
@@ -294,3 +296,22 @@ def test_inputs_in_any_layout_or_dtype_give_the_same_bits(monkeypatch, threads):
     for given in (strided, strided.astype(np.float32), plain.astype(np.float64)):
         got = layer.run(given, engine=engine)
         np.testing.assert_array_equal(got.sequences["h"], want.sequences["h"])
+
+
+def test_float64_tanh_and_sigmoid_are_within_a_few_ulp_of_libm():
+    """The compiled loops' own float64 tanh and sigmoid (vectorized, from e^x - 1): within
+    4 ulp of libm's over the whole range, NaN kept, the limits at +-inf."""
+    import math
+
+    from rnncli.core._numba_activations import SIGMOID, TANH, activate64
+
+    xs = np.concatenate([np.linspace(-40, 40, 40001), np.geomspace(1e-300, 1, 600),
+                         -np.geomspace(1e-300, 1, 600), [0.0, -0.0, 700.0, -700.0]])
+    for code, exact in ((TANH, math.tanh), (SIGMOID, lambda v: 1 / (1 + math.exp(-v)))):
+        got = np.array([activate64(v, code) for v in xs])
+        want = np.array([exact(v) for v in xs])
+        assert np.all(np.abs(got - want) <= 4 * np.spacing(np.abs(want))), code
+    assert math.isnan(activate64(math.nan, TANH)) and math.isnan(activate64(math.nan, SIGMOID))
+    assert activate64(math.inf, TANH) == 1 and activate64(-math.inf, TANH) == -1
+    assert activate64(math.inf, SIGMOID) == 1 and activate64(-math.inf, SIGMOID) < 1e-300
+    assert math.copysign(1, activate64(-0.0, TANH)) == -1

@@ -33,104 +33,15 @@ compile the twelve kernels on a busy machine, this 43-73 s, at the same speed
 each); the compiled code is cached on disk after.
 """
 
-import math
-
 import numba
 import numpy as np
 
+from ._numba_activations import activate32, activate64, activate_range
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
-
-# Eigen's float32 tanh: odd/even polynomials on [-7.9053, 7.9053], as TensorFlow uses.
-A1, A3, A5, A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, \
-    5.12229709037114e-08
-A9, A11, A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16
-B0, B2, B4, B6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, \
-    1.19825839466702e-06
-CLAMP = 7.90531110763549805
 
 # Trace levels (a kernel's last argument to ``drive``, constant in each): none, every
 # term, or only what a gated cell's backward pass reads (LSTM: gate; GRU: hu and gate).
 NONE, FULL, GATES = 0, 1, 2
-
-# Activation codes (rnncli.core.fast.CODES).
-TANH, RELU, SIGMOID, LINEAR, HARD_SIGMOID, HARD_SIGMOID_K2 = range(6)
-
-
-@numba.njit(nogil=True, error_model="numpy")
-def tanh32(z):
-    f = np.float32
-    x = min(max(z, f(-CLAMP)), f(CLAMP))
-    x2 = x * x
-    p = x2 * f(A13) + f(A11)
-    p = x2 * p + f(A9)
-    p = x2 * p + f(A7)
-    p = x2 * p + f(A5)
-    p = x2 * p + f(A3)
-    p = x2 * p + f(A1)
-    p = x * p
-    q = x2 * f(B6) + f(B4)
-    q = x2 * q + f(B2)
-    q = x2 * q + f(B0)
-    return z if abs(z) < f(0.0004) else p / q
-
-
-@numba.njit(nogil=True, error_model="numpy")
-def activate32(z, act):
-    """Activation ``act`` of a float32 z, in float32. tanh and sigmoid are Eigen's rational
-    tanh (sigmoid(z) = tanh(z/2)/2 + 1/2): plain arithmetic, which vectorizes."""
-    f = np.float32
-    if act == TANH:
-        return tanh32(z)
-    if act == RELU:
-        return z if z > 0 else z * f(0)
-    if act == SIGMOID:
-        return tanh32(z * f(0.5)) * f(0.5) + f(0.5)
-    if act == HARD_SIGMOID:  # Keras 3: relu6(x + 3) / 6, as rnncli computes it
-        return min(max(z / f(6) + f(0.5), f(0)), f(1))
-    if act == HARD_SIGMOID_K2:
-        return min(max(f(0.2) * z + f(0.5), f(0)), f(1))
-    return z
-
-
-@numba.njit(nogil=True, error_model="numpy")
-def activate64(z, act):
-    """Activation ``act`` of a float64 z (libm's tanh and exp)."""
-    if act == TANH:
-        return math.tanh(z)
-    if act == RELU:
-        return z if z > 0 else z * 0.0
-    if act == SIGMOID:
-        return 1.0 / (1.0 + math.exp(-z))
-    if act == HARD_SIGMOID:
-        return min(max(z / 6.0 + 0.5, 0.0), 1.0)
-    if act == HARD_SIGMOID_K2:
-        return min(max(0.2 * z + 0.5, 0.0), 1.0)
-    return z
-
-
-@numba.njit(inline="always")
-def activate_range(a, lo, hi, act, activate):
-    """a[lo:hi] = act(a[lo:hi]): one loop per activation, so each is free of branches on
-    ``act`` and vectorizes, over a view of its own (with the bounds inside the loop, LLVM
-    left the loops over a gated cell's first blocks scalar: 4x slower per value)."""
-    v = a[lo:hi]
-    n = v.shape[0]
-    if act == TANH:
-        for j in range(n):
-            v[j] = activate(v[j], TANH)
-    elif act == SIGMOID:
-        for j in range(n):
-            v[j] = activate(v[j], SIGMOID)
-    elif act == RELU:
-        for j in range(n):
-            v[j] = activate(v[j], RELU)
-    elif act == HARD_SIGMOID:
-        for j in range(n):
-            v[j] = activate(v[j], HARD_SIGMOID)
-    elif act == HARD_SIGMOID_K2:
-        for j in range(n):
-            v[j] = activate(v[j], HARD_SIGMOID_K2)
-
 
 @numba.njit(inline="always")
 def commit(t, b, r, outs, states, mask, zero_out, prev, one):
@@ -302,8 +213,9 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
 
 def _kernels(stamp):
     """The kernels by (cell, float32?, traced: False, True or "gates"), each keeping
-    ``stamp`` (a hash of this module's and _numba_panels.py's source) in its closure,
-    where numba's disk cache looks: their machine code is compiled again when either file changes. Written out one
+    ``stamp`` (a hash of this module's, _numba_activations.py's and _numba_panels.py's
+    source) in its closure, where numba's disk cache looks: their machine code is compiled
+    again when one of those files changes. Written out one
     by one: the row steps and activations can't be closure variables too (numba pickles
     closures into the cache key, and a compiled function pickles with a per-process id:
     every process would compile again)."""
@@ -439,4 +351,4 @@ def _kernels(stamp):
             ('gru', False, 'gates'): gru_f64_gates}
 
 
-KERNELS = _kernels(source_stamp("_numba_panels", "_numba_kernels"))
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels"))

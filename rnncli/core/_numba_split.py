@@ -22,7 +22,8 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from ._numba_kernels import activate32, activate64, gru_row, lstm_row, simple_row
+from ._numba_activations import activate32, activate64
+from ._numba_kernels import gru_row, lstm_row, simple_row
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
@@ -205,4 +206,5 @@ def _kernels(stamp):
             ('gru', False): gru_f64}
 
 
-KERNELS = _kernels(source_stamp("_numba_panels", "_numba_kernels", "_numba_split"))
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
+                                 "_numba_split"))

@@ -6,12 +6,13 @@ loops run the same arithmetic, row by row, in machine code (rnncli/core/_numba_k
 cached on disk after the first compilation); they release the GIL, so the engine runs
 them in row blocks on several threads as it does the numpy loop.
 
-Two things differ from the numpy path by a few float32 ulps, never more: the dot
-product sums in a fixed order (BLAS may block it differently), and float32 ``tanh``
-(and ``sigmoid``, as tanh(z/2)/2 + 1/2) is the rational approximation TensorFlow itself
-uses on CPUs (Eigen's, max error 4e-7), because libm's scalar tanhf/expf would cost more
-than the rest of the step. Tests check both paths agree to about 1e-6 and both match
-Keras' numbers to 1e-5.
+Two things differ from the numpy path by a few ulps, never more: the dot product sums
+in a fixed order (BLAS may block it differently), and the activations are the loop's own
+(rnncli/core/_numba_activations.py): float32 ``tanh`` (and ``sigmoid``, as tanh(z/2)/2 +
+1/2) is the rational approximation TensorFlow itself uses on CPUs (Eigen's, max error
+4e-7), float64 ``tanh`` and ``sigmoid`` come from an e^x - 1 within 3 ulp, because
+libm's, a call a value, would cost more than the rest of the step. Tests check both
+paths agree (about 1e-6 in float32, 1e-11 in float64) and match Keras' numbers.
 
 numba is optional (``pip install 'rnncli[fast]'``); without it, or with
 ``RNNCLI_ENGINE=numpy`` (or ``Model.run(engine="numpy")``), the numpy path runs;
@@ -254,26 +255,18 @@ def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
     the kernel: LSTM 4, GRU 3). Measured on 2 cores (numpy loop time / compiled, at
     shapes of benchmarks/forward.py --grid, its number of steps; docs/performance.md):
     the compiled loop's products run at about twice OpenBLAS's rate here and its
-    elementwise work is one pass, so it wins
+    elementwise work is one pass (float64 tanh and exp included, since they are its own
+    and vectorize: rnncli/core/_numba_activations.py), so it wins
 
     - up to 4 rows always (numpy's per-call cost dominates there);
-    - float32 LSTM and GRU everywhere (2.0-7.6x), SimpleRNN from 32 units or up to 256
-      rows (1.5-3.7x; 0.60x at (1024, 200, 32, 16), where a panel of 32 columns is half
-      padding);
-    - float64 GRU everywhere (1.3-2.1x); float64 LSTM from 64 units or up to 256 rows
-      (1.0-2.3x; 0.85x at (1024, 100, 32, 16)); float64 SimpleRNN from 512 units, or
-      256 units up to 16 rows (1.5-3.8x; 0.4-1.0x below): libm's tanh doesn't vectorize,
-      numpy's does, and a SimpleRNN step is mostly tanh when H is small.
+    - LSTM and GRU everywhere (float32 2.0-7.6x, float64 1.2-62x);
+    - SimpleRNN from 32 units (1.1-16x), or up to 256 rows in float32 (0.60x at (1024,
+      200, 32, 16), where a panel of 32 columns is half padding) and 16 in float64
+      (0.62-0.97x from 64 rows of 16 units).
     """
-    if B <= 4:
+    if B <= 4 or gates > 1 or H >= 32:
         return True
-    if itemsize <= 4:
-        return gates > 1 or H >= 32 or B <= 256
-    if gates == 3:
-        return True
-    if gates == 4:
-        return H >= 64 or B <= 256
-    return H >= 512 or (B <= 16 and H >= 256)
+    return B <= (256 if itemsize <= 4 else 16)
 
 
 # One thread's cost of a compiled row step (ns): a fixed part, per multiply-add of x·W
