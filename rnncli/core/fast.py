@@ -271,10 +271,11 @@ def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
 
 # One thread's cost of a compiled row step (ns): a fixed part, per multiply-add of x·W
 # and h·U, per value of the kernel's width (activations, the cell's arithmetic).
-# Fitted to one thread's times of (256, T, 32, 16..256) LSTM scans on this 2-core EPYC;
+# Fitted to one thread's times of (256, T, 32, 16..256) LSTM scans on this 2-core EPYC
+# (float64 after its tanh and exp became the loop's own: 1100 -> 317 ns at 16 units);
 # and reading W and U once a step per group of up to 64 rows (BLOCK), at ~75 GB/s from
 # the caches (LSTM (1, 200, 32, 512): 60 us a step).
-ROW_STEP_NS = {4: (126, 0.0072, 0.82), 8: (170, 0.0186, 9.7)}
+ROW_STEP_NS = {4: (126, 0.0072, 0.82), 8: (90, 0.0119, 2.9)}
 WEIGHT_BYTE_NS = 0.013
 # Threads cost ~0.25-0.3 ms a scan here (waking an idle vCPU, handing the GIL between
 # blocks), so a scan one thread does in less than this runs in one (measured one thread
@@ -307,8 +308,9 @@ def split_parts(B: int, H: int, gates: int = 1, itemsize: int = 4, threads: int 
     big enough to pay for the threads' wait on each other every step. Measured (one
     thread's time / two, 300 steps): float32 LSTM and GRU 1.5-1.9x from B x gates x H^2
     = 2^19 (one row counted as two), slower below (0.7-0.9x at 4 x 128 units);
-    SimpleRNN from 2^21 (0.55-1.3x at 1 x 512, 1.4-1.9x at 8 x 512); float64, whose
-    tanh and exp cost more, 1.2-1.9x from 2^16."""
+    SimpleRNN from 2^21 (0.55-1.3x at 1 x 512, 1.4-1.9x at 8 x 512); float64 1.2-1.9x
+    from 2^16 (measured when its tanh and exp were libm's, three times slower than now:
+    not re-measured since)."""
     if threads < 2 or B >= 2 * min_block_rows():
         return 0
     if itemsize > 4:
