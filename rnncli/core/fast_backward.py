@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast import ACTIVATIONS, ONE_SHOT_MIN_STEPS, available, min_block_rows
+from .fast import ONE_SHOT_MIN_STEPS, available, min_block_rows
+
+# The activations SimpleRNN's loop backwards takes the slope of, by its codes (0, 1, ...);
+# hard_sigmoid (either Keras') runs the numpy steps.
+SIMPLE_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 
 
 def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
@@ -41,7 +45,7 @@ def simple_rnn_backward(job):
     backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
              np.ascontiguousarray(job.terms["h"]),
              np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
-             ACTIVATIONS.index(cell.activation), dtype.type(1))
+             SIMPLE_RNN_ACTIVATIONS.index(cell.activation), dtype.type(1))
     job.g[0][...] = g
 
 
