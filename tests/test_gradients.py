@@ -551,6 +551,23 @@ def test_compiled_backward_matches_numpy(act):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+def test_compiled_backward_takes_one_units_weights_as_writeable_arrays(monkeypatch):
+    """A cell's weights are read-only, and numba compiles a read-only array apart: U of
+    one unit, whose transpose is contiguous as it is, must reach the loop as a copy."""
+    pytest.importorskip("numba")
+    from rnncli.core import _numba_backward
+
+    seen = []
+    original = _numba_backward.backward
+    monkeypatch.setattr(_numba_backward, "backward",
+                        lambda *a: (seen.append([x.flags.writeable for x in a
+                                                 if isinstance(x, np.ndarray)]), original(*a)))
+    model = Model.chain("m", [rnn(H=1, return_sequences=True), dense(D=1)])
+    x = inputs(B=2, T=20)
+    model.gradients(x, targets_like(model, x), engine="numba", jacobian=False)
+    assert seen and all(all(w) for w in seen)
+
+
 @pytest.mark.parametrize("keras_major", [2, 3])
 def test_compiled_backward_of_hard_sigmoid_matches_numpy(keras_major):
     """The compiled SimpleRNN loop backwards knows tanh, relu, sigmoid and linear; a

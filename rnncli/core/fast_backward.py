@@ -42,9 +42,11 @@ def simple_rnn_backward(job):
     has_out = job.g_out is not None
     g_out = np.ascontiguousarray(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
     g = np.ascontiguousarray(job.g[0])
+    # Uᵀ copied: of one unit it is contiguous already, and the cell's read-only array
+    # would be another compiled signature (numba types read-only arrays apart)
     backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
              np.ascontiguousarray(job.terms["h"]),
-             np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
+             np.array(cell.recurrent_kernel.T, dtype, order="C"), g, job.hidden, job.dxp,
              SIMPLE_RNN_ACTIVATIONS.index(cell.activation), dtype.type(1))
     job.g[0][...] = g
 
