@@ -256,6 +256,27 @@ def test_scans_one_thread_does_quickly_run_in_one(monkeypatch):
     assert E.plan(wide, 1, 50, None, E.Engine("numba")).split == 2  # 3 ms
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_packed_weights_are_writeable_whatever_the_cells_bias(kind):
+    """numba compiles a read-only array as another type: the packed arrays the kernels
+    take are writeable copies, so a cell with a (read-only) bias and one without share
+    one compiled kernel (each compiles for seconds the first time)."""
+    from rnncli.core._numba_kernels import KERNELS
+
+    rng = np.random.default_rng(4)
+    P = (4 if kind == "lstm" else 3) * 8
+    make = LSTMCell if kind == "lstm" else GRUCell
+    x = rng.normal(size=(2, 6, 5)).astype(np.float32)
+    for bias in (rng.normal(size=P if kind == "lstm" else (2, P)).astype(np.float32), None):
+        cell = make(*(rng.normal(size=s).astype(np.float32) for s in ((5, P), (8, P))), bias)
+        p = fast.packed(cell)
+        assert all(a.flags.writeable for a in (p.kernel, p.recurrent_kernel, p.bias,
+                                               p.recurrent_bias))
+        RNN("l", cell).run(x, engine="numba")
+    signatures = KERNELS[kind, True, False].signatures  # x, x0, kernel, bias, panels, rb
+    assert signatures and not any("readonly" in str(t) for s in signatures for t in s[2:6])
+
+
 def test_packed_weights_are_kept_with_the_cell_until_a_weight_is_replaced():
     """A cell's weights are read-only, so their packing is done once per cell; assigning
     a new array packs again, and the numbers follow the new weights."""

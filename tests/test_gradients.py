@@ -551,6 +551,41 @@ def test_compiled_backward_matches_numpy(act):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+def test_compiled_backward_takes_one_units_weights_as_writeable_arrays(monkeypatch):
+    """A cell's weights are read-only, and numba compiles a read-only array apart: U of
+    one unit, whose transpose is contiguous as it is, must reach the loop as a copy."""
+    pytest.importorskip("numba")
+    from rnncli.core import _numba_backward
+
+    seen = []
+    original = _numba_backward.backward
+    monkeypatch.setattr(_numba_backward, "backward",
+                        lambda *a: (seen.append([x.flags.writeable for x in a
+                                                 if isinstance(x, np.ndarray)]), original(*a)))
+    model = Model.chain("m", [rnn(H=1, return_sequences=True), dense(D=1)])
+    x = inputs(B=2, T=20)
+    model.gradients(x, targets_like(model, x), engine="numba", jacobian=False)
+    assert seen and all(all(w) for w in seen)
+
+
+@pytest.mark.parametrize("keras_major", [2, 3])
+def test_compiled_backward_of_hard_sigmoid_matches_numpy(keras_major):
+    """The compiled SimpleRNN loop backwards knows tanh, relu, sigmoid and linear; a
+    hard_sigmoid SimpleRNN (Keras 3's or Keras 2's) runs the numpy steps, not a loop that
+    takes its slope for 1."""
+    pytest.importorskip("numba")
+    layer = rnn(H=4, act="hard_sigmoid", scale=2.0, keras_major=keras_major,
+                return_sequences=True)
+    model = Model.chain("m", [layer, dense(D=4)])
+    x = inputs(B=2, T=30) * 2
+    y = targets_like(model, x)
+    a = model.gradients(x, y, engine="numpy", jacobian=False)
+    b = model.gradients(x, y, engine="numba", jacobian=False)
+    assert 0 < np.abs(a["grad/rnn/kernel"]).max()
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -102,7 +102,9 @@ class Packed:
         if not parts:
             self.kernel = pack(kernel, np.empty(packed_shape(*kernel.shape, dtype.itemsize), dtype))
             self.recurrent_kernel = pack(u, np.empty(packed_shape(H, P, dtype.itemsize), dtype))
-            self.bias, self.recurrent_bias = np.ascontiguousarray(bias), np.ascontiguousarray(rb)
+            # copies: the cell's read-only bias would make every kernel compile a second
+            # signature (numba types read-only arrays apart) beside a bias-less cell's
+            self.bias, self.recurrent_bias = np.array(bias, order="C"), np.array(rb, order="C")
             return
         size, gates = H // parts, P // H
         columns = [np.concatenate([np.arange(g * H + q * size, g * H + (q + 1) * size)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast import ACTIVATIONS, ONE_SHOT_MIN_STEPS, available, min_block_rows
+from .fast import ONE_SHOT_MIN_STEPS, available, min_block_rows
+
+# The activations SimpleRNN's loop backwards takes the slope of, by its codes (0, 1, ...);
+# hard_sigmoid (either Keras') runs the numpy steps.
+SIMPLE_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 
 
 def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
@@ -38,10 +42,12 @@ def simple_rnn_backward(job):
     has_out = job.g_out is not None
     g_out = np.ascontiguousarray(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
     g = np.ascontiguousarray(job.g[0])
+    # Uᵀ copied: of one unit it is contiguous already, and the cell's read-only array
+    # would be another compiled signature (numba types read-only arrays apart)
     backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
              np.ascontiguousarray(job.terms["h"]),
-             np.ascontiguousarray(cell.recurrent_kernel.T, dtype), g, job.hidden, job.dxp,
-             ACTIVATIONS.index(cell.activation), dtype.type(1))
+             np.array(cell.recurrent_kernel.T, dtype, order="C"), g, job.hidden, job.dxp,
+             SIMPLE_RNN_ACTIVATIONS.index(cell.activation), dtype.type(1))
     job.g[0][...] = g
 
 

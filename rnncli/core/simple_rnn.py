@@ -77,11 +77,11 @@ class SimpleRNNCell(Cell):
         return {k: grads[k] for k in self.weights()}
 
     def compiled_backward(self):
-        """The compiled backward loop (rnncli/core/fast.py), or None."""
-        from . import fast, fast_backward
+        """The compiled backward loop (rnncli/core/fast_backward.py), or None."""
+        from . import fast_backward
 
-        return fast_backward.simple_rnn_backward if self.activation in fast.ACTIVATIONS \
-            else None
+        return fast_backward.simple_rnn_backward \
+            if self.activation in fast_backward.SIMPLE_RNN_ACTIVATIONS else None
 
 
 class SimpleRNNBackward(CellBackward):
