@@ -336,3 +336,18 @@ def test_float64_tanh_and_sigmoid_are_within_a_few_ulp_of_libm():
     assert activate64(math.inf, TANH) == 1 and activate64(-math.inf, TANH) == -1
     assert activate64(math.inf, SIGMOID) == 1 and activate64(-math.inf, SIGMOID) < 1e-300
     assert math.copysign(1, activate64(-0.0, TANH)) == -1
+
+
+def test_read_only_inputs_reuse_the_compiled_kernels():
+    """A read-only input (a memory-mapped .npy, stdin's bytes) is a type of its own to
+    numba: it is copied a chunk at a time instead of compiling every kernel again."""
+    from rnncli.core._numba_kernels import KERNELS
+
+    layer = layer_of("lstm")
+    x = np.random.default_rng(2).normal(size=(3, 20, 3)).astype(np.float32)
+    want = layer.run(x, engine="numba").sequences["h"]
+    kernel = KERNELS["lstm", True, False]
+    compiled = len(kernel.signatures)
+    x.flags.writeable = False
+    np.testing.assert_array_equal(layer.run(x, engine="numba").sequences["h"], want)
+    assert len(kernel.signatures) == compiled

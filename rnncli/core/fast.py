@@ -120,19 +120,25 @@ class Packed:
         self.recurrent_bias = np.stack([rb[c] for c in columns])
 
 
+def _as_taken(x, dtype) -> bool:
+    """Whether the kernels take x as it is: C-contiguous, of the cell's dtype, writeable
+    (numba types a read-only array apart, so one would compile every kernel again: a
+    memory-mapped .npy, an input read from stdin)."""
+    return x.dtype == dtype and x.flags.c_contiguous and x.flags.writeable
+
+
 def contiguous(x, dtype):
-    """x as the kernels take it: C-contiguous, of the cell's dtype (one compiled signature
-    instead of one per memory layout)."""
-    return x if x.dtype == dtype and x.flags.c_contiguous else np.ascontiguousarray(x, dtype)
+    """x as the kernels take it (one compiled signature instead of one per layout)."""
+    return x if _as_taken(x, dtype) else np.array(x, dtype, order="C")
 
 
 def input_chunk(x, t0, t1, dtype):
     """(inputs, where step t0 is in them) for the kernels' chunk of steps t0 .. t1: all of
     x when it is already as they take it, else a copy of the chunk alone (a copy of all
     of it would make a scan that keeps no sequence O(T) in memory)."""
-    if x.dtype == dtype and x.flags.c_contiguous:
+    if _as_taken(x, dtype):
         return x, t0
-    return np.ascontiguousarray(x[:, t0:t1], dtype), 0
+    return np.array(x[:, t0:t1], dtype, order="C"), 0
 
 
 def _check_widths(x, states, packed, H):
