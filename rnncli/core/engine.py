@@ -164,6 +164,29 @@ class Plan:
     split: int = 0
 
 
+def compiled_threads(cell, B, T, engine=None) -> int:
+    """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
+    may use, but one where one thread does it in under fast.MIN_THREADED_SECONDS."""
+    from . import fast
+
+    engine = as_engine(engine)
+    if engine.threads:
+        return engine.threads
+    seconds = fast.one_thread_seconds(B, T, cell.input_dim, cell.units,
+                                      len(cell.gates) or 1, cell.dtype.itemsize)
+    return 1 if seconds < fast.MIN_THREADED_SECONDS else threads()
+
+
+def compiled_rows(B, available) -> tuple[int, list]:
+    """(threads, row block edges) for a compiled loop over B rows with ``available``
+    threads: blocks of at least one group of rows (fast.min_block_rows)."""
+    from . import fast
+
+    min_rows = fast.min_block_rows()
+    parts = max(1, min(available, B // min_rows))
+    return (parts, block_edges(B, parts, min_rows)) if parts > 1 else (1, [0, B])
+
+
 def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     """The loop, threads and row blocks for a scan of B rows and T steps."""
     engine = as_engine(engine)
@@ -171,21 +194,12 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     if loop is not None:
         from . import fast
 
-        available = engine.threads or threads()
-        gates = len(cell.gates) or 1
-        if engine.threads is None and fast.one_thread_seconds(
-                B, T, cell.input_dim, cell.units, gates, cell.dtype.itemsize) \
-                < fast.MIN_THREADED_SECONDS:
-            available = 1
+        available = compiled_threads(cell, B, T, engine)
         split = 0 if trace or mask is not None else fast.split_parts(
             B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
         if split:
             return Plan(loop, split, list(range(split + 1)), split)
-        min_rows = fast.min_block_rows()
-        parts = max(1, min(available, B // min_rows))
-        if parts == 1:
-            return Plan(loop, 1, [0, B])
-        return Plan(loop, parts, block_edges(B, parts, min_rows))
+        return Plan(loop, *compiled_rows(B, available))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \

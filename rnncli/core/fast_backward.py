@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast import ONE_SHOT_MIN_STEPS, available, min_block_rows
+from .fast import ONE_SHOT_MIN_STEPS, available
 
 # The activations SimpleRNN's loop backwards takes the slope of, by its codes (0, 1, ...);
 # hard_sigmoid (either Keras') runs the numpy steps.
@@ -73,7 +73,6 @@ def gated_backward(job):
     from . import engine
     from ._numba_backward import KERNELS
     from ._numba_panels import pack, packed_shape
-    from .fast import MIN_THREADED_SECONDS, one_thread_seconds
 
     cell, c = job.cell, np.ascontiguousarray
     dtype, (T, B) = cell.dtype, job.dxp.shape[:2]
@@ -100,12 +99,7 @@ def gated_backward(job):
         for i, gi in enumerate(g):
             job.g[i][b0:b1] = gi
 
-    threads = engine.threads()
-    if one_thread_seconds(B, T, cell.input_dim, cell.units, len(cell.gates),
-                          dtype.itemsize) < MIN_THREADED_SECONDS:
-        threads = 1
-    parts = max(1, min(threads, B // min_block_rows()))
-    edges = engine.block_edges(B, parts, min_block_rows()) if parts > 1 else [0, B]
+    parts, edges = engine.compiled_rows(B, engine.compiled_threads(cell, B, T))
     job.run_blocks(edges, parts, step_loop=rows)
 
 
