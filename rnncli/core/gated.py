@@ -45,6 +45,14 @@ class GatedCell(Cell):
         slopes = {activations.normalize(a) for a in (self.activation, self.recurrent_activation)}
         return "gates" if slopes <= activations.OUTPUT_SLOPES else True
 
+    def compiled_backward(self):
+        """The compiled backward loop (rnncli/core/fast_backward.py), or None: where the
+        forward loop is compiled (LSTM; GRU with reset_after): it reads the gates the
+        forward pass recorded."""
+        from . import fast_backward
+
+        return fast_backward.gated_backward if self.compiled() is not None else None
+
     def keras3(self):
         """As Cell.keras3, for the gates too: where Keras 2's hard_sigmoid is a gate's
         activation, that gate's columns are written times 1.2 (hard_sigmoid of 1.2x)."""

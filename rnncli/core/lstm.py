@@ -104,13 +104,6 @@ class LSTMCell(GatedCell):
                                                          self.recurrent_activation)]
         return fast.lstm_recurrence if None not in codes else None
 
-    def compiled_backward(self):
-        """The compiled backward loop (rnncli/core/fast_backward.py), or None: where the
-        forward loop is compiled (its gates are read from the trace either way)."""
-        from . import fast_backward
-
-        return fast_backward.gated_backward if self.compiled() is not None else None
-
     @classmethod
     def from_config(cls, name, cfg, weights, keras_major=3):
         kernel, recurrent_kernel, *bias = weights
