@@ -589,7 +589,8 @@ def test_compiled_backward_of_hard_sigmoid_matches_numpy(keras_major):
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads):
+@pytest.mark.parametrize("ract", ["sigmoid", "hard_sigmoid"])  # slopes from the gates, or read
+def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads, ract):
     """LSTM's and GRU's compiled loop backwards (rnncli/core/fast_backward.py), over one
     block or several in threads, against the numpy steps: the same elementwise products
     in the same order, sums in another (BLAS's blocks against one after another)."""
@@ -612,7 +613,8 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
     weights = [r.normal(size=(D, P)) * 0.6, r.normal(size=(H, P)) * 0.4,
                r.normal(size=P if kind == "lstm" else (2, P)) * 0.2]
     weights = [w.astype(dtype) for w in weights]
-    cell = LSTMCell(*weights) if kind == "lstm" else GRUCell(*weights)
+    cell = LSTMCell(*weights, recurrent_activation=ract) if kind == "lstm" else \
+        GRUCell(*weights, recurrent_activation=ract)
     head = Dense("head", r.normal(size=(H, 2)).astype(dtype), np.zeros(2, dtype))
     model = Model.chain("m", [RNN("rec", cell, return_sequences=True), head])
     x = inputs(B=19, T=40, D=D).astype(dtype)

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
+from .fast_backward import LINEAR, SIGMOID, TANH
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -62,24 +63,38 @@ def _carry_back(d, r0, panels, acc, g, add):
                     g[b, j] = acc[b - g0, j]
 
 
+@numba.njit(inline="always")
+def _slope(code, y, st, r, col, one):
+    """A gate's slope at row r, column col (fast_backward.SLOPE_CODES)."""
+    if code == SIGMOID:
+        return y * (one - y)
+    if code == TANH:
+        return one - y * y
+    if code == LINEAR:
+        return one
+    return st[r, col]
+
+
 def _kernels(stamp):
-    """The LSTM and GRU loops, keeping ``stamp`` (a hash of this module's and
-    _numba_panels.py's source) in their closures, where numba's disk cache looks. Each
+    """The LSTM and GRU loops, keeping ``stamp`` (a hash of this module's, fast_backward.py's
+    and _numba_panels.py's source) in their closures, where numba's disk cache looks. Each
     takes whole time-major arrays (T, B, ...), C-contiguous (one compiled signature), and
     runs rows r0 .. r0 + n, n being the rows of ``gh``."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
-    def lstm(r0, g_out, has_out, gate, slope, tc, dtc, c_prev, panels, gh, gc, hidden, dxp):
+    def lstm(r0, g_out, has_out, gate, slopes, slope, tc, dtc, c_prev, panels, gh, gc, hidden,
+             dxp, one):
         """LSTMBackward.step for t = T-1 down to 0: ``gh``, ``gc`` (n, H) enter as
-        dL/d(the last states) and leave as dL/d(the initial ones)."""
+        dL/d(the last states) and leave as dL/d(the initial ones); ``slopes`` (4,) how
+        each gate's slope is had (``slope`` (T, B, 4H) read where FROM_ARRAY)."""
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         T = gate.shape[0]
         n, H = gh.shape
         acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
         none = np.empty((0, 0), gate.dtype)
         for t in range(T - 1, -1, -1):
-            gt, st, d = gate[t], slope[t], dxp[t]
+            gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
             for b in range(n):
                 r = r0 + b
                 for j in range(H):
@@ -87,18 +102,21 @@ def _kernels(stamp):
                     hidden[t, r, j] = dh
                     i, f, cand, o = gt[r, j], gt[r, H + j], gt[r, 2 * H + j], gt[r, 3 * H + j]
                     dc = gc[b, j] + dh * o * dtc[t, r, j]
-                    d[r, j] = dc * cand * st[r, j]
-                    d[r, H + j] = dc * c_prev[t, r, j] * st[r, H + j]
-                    d[r, 2 * H + j] = dc * i * st[r, 2 * H + j]
-                    d[r, 3 * H + j] = dh * tc[t, r, j] * st[r, 3 * H + j]
+                    d[r, j] = dc * cand * _slope(slopes[0], i, st, r, j, one)
+                    d[r, H + j] = dc * c_prev[t, r, j] * _slope(slopes[1], f, st, r, H + j, one)
+                    d[r, 2 * H + j] = dc * i * _slope(slopes[2], cand, st, r, 2 * H + j, one)
+                    d[r, 3 * H + j] = dh * tc[t, r, j] * _slope(slopes[3], o, st, r, 3 * H + j,
+                                                                 one)
                     gc[b, j] = dc * f
             _carry_back(d, r0, panels, acc, gh, none)
 
     @njit
-    def gru(r0, g_out, has_out, gate, slope, inner_h, h_prev, panels, gh, hidden, dxp, one):
+    def gru(r0, g_out, has_out, gate, slopes, slope, inner_h, h_prev, panels, gh, hidden, dxp,
+            one):
         """GRUBackward.step (reset_after) for t = T-1 down to 0: ``inner_h`` (T, B, H)
         h·U_h + b_hh, ``h_prev`` (T, B, H) the state each step started from; ``gh``
-        (n, H) enters as dL/d(the last state) and leaves as dL/d(the initial one)."""
+        (n, H) enters as dL/d(the last state) and leaves as dL/d(the initial one);
+        ``slopes`` (3,) and ``slope`` as for the LSTM."""
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         T, P = gate.shape[0], gate.shape[2]
         n, H = gh.shape
@@ -106,16 +124,16 @@ def _kernels(stamp):
         d_inner = np.empty((n, P), gate.dtype)
         back = np.empty((n, H), gate.dtype)
         for t in range(T - 1, -1, -1):
-            gt, st, d = gate[t], slope[t], dxp[t]
+            gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
             for b in range(n):
                 r = r0 + b
                 for j in range(H):
                     dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
                     hidden[t, r, j] = dh
                     zg, reset, hh = gt[r, j], gt[r, H + j], gt[r, 2 * H + j]
-                    dz_z = dh * (h_prev[t, r, j] - hh) * st[r, j]
-                    dz_h = dh * (one - zg) * st[r, 2 * H + j]
-                    dz_r = dz_h * inner_h[t, r, j] * st[r, H + j]
+                    dz_z = dh * (h_prev[t, r, j] - hh) * _slope(slopes[0], zg, st, r, j, one)
+                    dz_h = dh * (one - zg) * _slope(slopes[2], hh, st, r, 2 * H + j, one)
+                    dz_r = dz_h * inner_h[t, r, j] * _slope(slopes[1], reset, st, r, H + j, one)
                     d[r, j], d[r, H + j], d[r, 2 * H + j] = dz_z, dz_r, dz_h
                     d_inner[b, j], d_inner[b, H + j] = dz_z, dz_r
                     d_inner[b, 2 * H + j] = dz_h * reset
@@ -125,4 +143,4 @@ def _kernels(stamp):
     return {"lstm": lstm, "gru": gru}
 
 
-KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward"))
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward", "fast_backward"))

@@ -10,6 +10,13 @@ import numpy as np
 
 from .fast import ONE_SHOT_MIN_STEPS, available
 
+# How the LSTM/GRU loops have a gate's slope (one code a gate block): read from the numpy
+# CellBackward's array (any activation), or from the gate's value y as TensorFlow's
+# gradients compute it, in the loop (no (T, B, P) array of slopes made and read):
+# sigmoid y(1 - y), tanh 1 - y², linear 1.
+FROM_ARRAY, SIGMOID, TANH, LINEAR = range(4)
+SLOPE_CODES = {"sigmoid": SIGMOID, "tanh": TANH, "linear": LINEAR}
+
 # The activations SimpleRNN's loop backwards takes the slope of, by its codes (0, 1, ...);
 # hard_sigmoid (either Keras') runs the numpy steps.
 SIMPLE_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
@@ -84,7 +91,14 @@ def gated_backward(job):
     panels = pack(back.UT, np.empty(packed_shape(*back.UT.shape, dtype.itemsize), dtype))
     has_out = job.g_out is not None
     g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
-    gate, slope = c(job.terms["gate"]), c(back.slope)
+    gate = c(job.terms["gate"])
+    names = (cell.recurrent_activation, cell.recurrent_activation, cell.activation) + \
+        ((cell.recurrent_activation,) if kind == "lstm" else ())
+    slopes = np.array([SLOPE_CODES.get(a, FROM_ARRAY) for a in names], np.int64)
+    if FROM_ARRAY in slopes:  # any activation: the numpy CellBackward's slopes
+        slopes[:], slope = FROM_ARRAY, c(back.slope)
+    else:  # from the gates' values, in the loop: no (T, B, P) array of them
+        slope = np.zeros((1, 1, 1), dtype)
     if kind == "lstm":
         per_cell = (c(back.tc), c(back.dtc), c(back.c_prev))
     else:
@@ -96,9 +110,8 @@ def gated_backward(job):
 
     def rows(b0, b1):
         g = [gi[b0:b1].copy() for gi in job.g]
-        extra = () if kind == "lstm" else (dtype.type(1),)
-        kernel(b0, g_out, has_out, gate, slope, *per_cell, panels, *g, job.hidden, job.dxp,
-               *extra)
+        kernel(b0, g_out, has_out, gate, slopes, slope, *per_cell, panels, *g, job.hidden,
+               job.dxp, dtype.type(1))
         for i, gi in enumerate(g):
             job.g[i][b0:b1] = gi
 

@@ -106,3 +106,16 @@ class GatedCell(Cell):
         cols = {k: trace[k] for k in self.state_columns if k in trace}
         out.append(("state", cols, self.activation, "h"))
         return out
+
+
+def gate_slopes(cell, terms, names) -> np.ndarray:
+    """Each gate block's slope at z, every step at once, for a gated cell's backward steps:
+    ``names`` the blocks' activations in order. A "gates" trace (rnncli/core/engine.py)
+    has no z: its activations' slopes read off their outputs (GatedCell.backward_trace)."""
+    H, gate = cell.units, terms["gate"]
+    z = terms.get("z", gate)
+    slope = np.empty_like(z)
+    for b, name in enumerate(names):
+        s = slice(b * H, (b + 1) * H)
+        slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], cell.keras_major)
+    return slope

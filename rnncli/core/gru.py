@@ -13,11 +13,12 @@ Shapes: kernel (input_dim, 3·units), recurrent_kernel (units, 3·units).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from . import activations
 from .cell import Cell, CellBackward
-from .gated import GatedCell
+from .gated import GatedCell, gate_slopes
 
 
 class GRUCell(GatedCell):
@@ -213,13 +214,7 @@ class GRUBackward(CellBackward):
 
     def __init__(self, cell, terms, states, initial):
         super().__init__(cell, terms, states, initial)
-        H, ract, km = cell.units, cell.recurrent_activation, cell.keras_major
-        gate = terms["gate"]
-        z = terms.get("z", gate)  # no z in a "gates" trace: see LSTMBackward
-        self.slope = np.empty_like(z)
-        for b, name in enumerate((ract, ract, cell.activation)):
-            s = slice(b * H, (b + 1) * H)
-            self.slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], km)
+        H = cell.units
         U = cell.recurrent_kernel
         self.UT = np.ascontiguousarray(U.T)  # (3H, H)
         self.U_h = np.ascontiguousarray(U[:, 2 * H:])
@@ -227,7 +222,13 @@ class GRUBackward(CellBackward):
             inner = terms["hu"][..., 2 * H:]
             rb = cell.recurrent_bias
             self.inner_h = inner if rb is None else inner + rb[2 * H:]
-        self.buf = np.empty((z.shape[1], 3 * H), cell.dtype)
+        self.buf = np.empty((terms["gate"].shape[1], 3 * H), cell.dtype)
+
+    @functools.cached_property
+    def slope(self):
+        """Each gate's slope at z, every step at once (see LSTMBackward.slope)."""
+        ract = self.cell.recurrent_activation
+        return gate_slopes(self.cell, self.terms, (ract, ract, self.cell.activation))
 
     def _gates(self, k):
         H, g = self.cell.units, self.terms["gate"][k]

@@ -10,11 +10,13 @@ Shapes: kernel (input_dim, 4·units), recurrent_kernel (units, 4·units), bias (
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import activations
 from .cell import Cell, CellBackward
-from .gated import GatedCell
+from .gated import GatedCell, gate_slopes
 
 
 class LSTMCell(GatedCell):
@@ -144,16 +146,7 @@ class LSTMBackward(CellBackward):
 
     def __init__(self, cell, terms, states, initial):
         super().__init__(cell, terms, states, initial)
-        H, ract, act, km = cell.units, cell.recurrent_activation, cell.activation, \
-            cell.keras_major
-        # a "gates" trace (rnncli/core/engine.py) has no z: the slopes are then those of
-        # activations that read them off their outputs (backward_trace)
-        gate = terms["gate"]
-        z = terms.get("z", gate)
-        self.slope = np.empty_like(z)  # each gate's slope at z, every step at once
-        for b, name in enumerate((ract, ract, act, ract)):
-            s = slice(b * H, (b + 1) * H)
-            self.slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], km)
+        act, km = cell.activation, cell.keras_major
         c = states[1]
         self.c_prev = terms["c_prev"] if "c_prev" in terms else \
             np.concatenate([initial[1][None], c[:-1]])  # c_{k-1}: the c each step found
@@ -161,6 +154,13 @@ class LSTMBackward(CellBackward):
         self.dtc = activations.derivative(act, c, self.tc, km)  # act'(c_k)
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
         self.buf = np.empty(c.shape[1:], cell.dtype)
+
+    @functools.cached_property
+    def slope(self):
+        """Each gate's slope at z, every step at once (the compiled loop backwards has
+        sigmoid's and tanh's from the gates themselves, and reads no array of them)."""
+        ract = self.cell.recurrent_activation
+        return gate_slopes(self.cell, self.terms, (ract, ract, self.cell.activation, ract))
 
     def _gates(self, k):
         H, g = self.cell.units, self.terms["gate"][k]
