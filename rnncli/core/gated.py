@@ -73,10 +73,16 @@ class GatedCell(Cell):
                     f"write .npz instead")
         return cfg, list(weights.values())
 
+    def pre_activation_title(self, section) -> str:
+        """What a gate section calls its pre-activation: z, or a where the gate itself is
+        z (GRU's update gate: two columns titled z read as one)."""
+        return "a" if self.gate_title(section) == "z" else "z"
+
     def equation(self, section=""):
         if section in self.gates:
-            act = self.gate_activation(section)
-            return f"{self.gate_title(section)} = {act}(z),  z = x·W + h·U + b  (gate {section})"
+            act, pre = self.gate_activation(section), self.pre_activation_title(section)
+            return (f"{self.gate_title(section)} = {act}({pre}),  {pre} = x·W + h·U + b  "
+                    f"(gate {section})")
         return super().equation(section)
 
     def titles(self):
@@ -85,7 +91,8 @@ class GatedCell(Cell):
     def section_titles(self, section) -> dict:
         """Column titles of a trace section: a gate's value is named as the gate."""
         if section in self.gates:
-            return {**self.titles(), "gate": self.gate_title(section)}
+            return {**self.titles(), "z": self.pre_activation_title(section),
+                    "gate": self.gate_title(section)}
         return self.titles()
 
     def gate_columns(self, gate) -> tuple:
