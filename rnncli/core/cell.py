@@ -278,6 +278,11 @@ class CellBackward:
         """State ``i`` as step ``k`` found it."""
         return self.states[i][k - 1] if k else self.initial[i]
 
+    def found(self, i: int):
+        """State ``i`` as every step found it, (T, rows, H): the initial one, then each
+        step's."""
+        return np.concatenate([self.initial[i][None], self.states[i][:-1]])
+
     def step(self, k: int, g: tuple, dxp) -> tuple:
         """Step ``k`` backwards: ``g`` is dL/d(the states step k made) (rows, H) each, to
         be read, not changed; writes dL/d(x·kernel + bias) at step k into ``dxp``

@@ -92,9 +92,8 @@ def gated_backward(job):
     has_out = job.g_out is not None
     g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
     gate = c(job.terms["gate"])
-    names = (cell.recurrent_activation, cell.recurrent_activation, cell.activation) + \
-        ((cell.recurrent_activation,) if kind == "lstm" else ())
-    slopes = np.array([SLOPE_CODES.get(a, FROM_ARRAY) for a in names], np.int64)
+    slopes = np.array([SLOPE_CODES.get(cell.gate_activation(g), FROM_ARRAY)
+                       for g in cell.gates], np.int64)
     if FROM_ARRAY in slopes:  # any activation: the numpy CellBackward's slopes
         slopes[:], slope = FROM_ARRAY, c(back.slope)
     else:  # from the gates' values, in the loop: no (T, B, P) array of them
@@ -102,10 +101,7 @@ def gated_backward(job):
     if kind == "lstm":
         per_cell = (c(back.tc), c(back.dtc), c(back.c_prev))
     else:
-        h_prev = np.empty_like(job.states[0])
-        h_prev[0] = job.initial[0]
-        h_prev[1:] = job.states[0][:-1]
-        per_cell = (c(back.inner_h), h_prev)
+        per_cell = (c(back.inner_h), back.found(0))
     kernel = KERNELS[kind]
 
     def rows(b0, b1):

@@ -115,14 +115,15 @@ class GatedCell(Cell):
         return out
 
 
-def gate_slopes(cell, terms, names) -> np.ndarray:
-    """Each gate block's slope at z, every step at once, for a gated cell's backward steps:
-    ``names`` the blocks' activations in order. A "gates" trace (rnncli/core/engine.py)
-    has no z: its activations' slopes read off their outputs (GatedCell.backward_trace)."""
+def gate_slopes(cell, terms) -> np.ndarray:
+    """Each gate block's slope at z, every step at once, for a gated cell's backward steps
+    (each block's activation: ``cell.gate_activation``). A "gates" trace
+    (rnncli/core/engine.py) has no z: its activations' slopes read off their outputs
+    (GatedCell.backward_trace)."""
     H, gate = cell.units, terms["gate"]
     z = terms.get("z", gate)
     slope = np.empty_like(z)
-    for b, name in enumerate(names):
+    for b, name in enumerate(cell.gate_activation(g) for g in cell.gates):
         s = slice(b * H, (b + 1) * H)
         slope[..., s] = activations.derivative(name, z[..., s], gate[..., s], cell.keras_major)
     return slope

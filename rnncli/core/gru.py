@@ -227,8 +227,7 @@ class GRUBackward(CellBackward):
     @functools.cached_property
     def slope(self):
         """Each gate's slope at z, every step at once (see LSTMBackward.slope)."""
-        ract = self.cell.recurrent_activation
-        return gate_slopes(self.cell, self.terms, (ract, ract, self.cell.activation))
+        return gate_slopes(self.cell, self.terms)
 
     def _gates(self, k):
         H, g = self.cell.units, self.terms["gate"][k]

@@ -148,8 +148,7 @@ class LSTMBackward(CellBackward):
         super().__init__(cell, terms, states, initial)
         act, km = cell.activation, cell.keras_major
         c = states[1]
-        self.c_prev = terms["c_prev"] if "c_prev" in terms else \
-            np.concatenate([initial[1][None], c[:-1]])  # c_{k-1}: the c each step found
+        self.c_prev = terms["c_prev"] if "c_prev" in terms else self.found(1)  # c_{k-1}
         self.tc = cell.act(c)  # act(c_k)
         self.dtc = activations.derivative(act, c, self.tc, km)  # act'(c_k)
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
@@ -159,8 +158,7 @@ class LSTMBackward(CellBackward):
     def slope(self):
         """Each gate's slope at z, every step at once (the compiled loop backwards has
         sigmoid's and tanh's from the gates themselves, and reads no array of them)."""
-        ract = self.cell.recurrent_activation
-        return gate_slopes(self.cell, self.terms, (ract, ract, self.cell.activation, ract))
+        return gate_slopes(self.cell, self.terms)
 
     def _gates(self, k):
         H, g = self.cell.units, self.terms["gate"][k]
