@@ -196,17 +196,10 @@ class _Steps(_engine._Rows):
 def _state_sequences(cell, d, h_out, mask, initial):
     """Each state after every step, time-major. The output sequence is the ``h`` state
     except at masked steps, where the state is carried (and the output may be zeros)."""
-    seqs = []
-    for i, name in enumerate(cell.state_names):
-        s = h_out if i == 0 else time_major(d.sequences[name])
-        if i == 0 and mask is not None:
-            s = np.array(s)
-            last = initial[0]
-            for k in range(len(s)):
-                last = np.where(mask[k][:, None], s[k], last)
-                s[k] = last
-        seqs.append(s)
-    return seqs
+    from .replay import carried
+
+    return [carried(h_out, mask, initial[0]) if i == 0 else time_major(d.sequences[name])
+            for i, name in enumerate(cell.state_names)]
 
 
 # ---------------------------------------------------------------- layers

@@ -195,7 +195,8 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         from . import fast
 
         available = compiled_threads(cell, B, T, engine)
-        split = 0 if trace or mask is not None else fast.split_parts(
+        recorded = trace not in (False, None, True)  # True: computed when read
+        split = 0 if recorded or mask is not None else fast.split_parts(
             B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
         if split:
             return Plan(loop, split, list(range(split + 1)), split)
@@ -213,7 +214,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     (B, H) arrays in ``cell.state_names`` order; zeros when None).
 
     mask: (B, T) bool or None; a masked step carries every state. ``keep=False`` (and no
-    trace) keeps no sequence: O(batch x units) memory. ``trace="gates"``: where the
+    trace) keeps no sequence: O(batch x units) memory. ``trace=True``: where the compiled
+    loop runs, the terms are computed when first read (rnncli/core/replay.py);
+    ``trace="full"``: every term written by the loop itself. ``trace="gates"``: where the
     compiled loop runs an LSTM or GRU, only the terms their backward pass reads
     (rnncli/core/fast.py, GATE_TERMS: 6 numbers a unit and step instead of 21 for an
     LSTM); the whole trace elsewhere.
@@ -233,13 +236,17 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         x = np.broadcast_to(x, (2, T, x.shape[2]))
         states = tuple(np.repeat(s, 2, axis=0) for s in states)
         mask = None if mask is None else np.broadcast_to(mask, (2, T))
+    # A compiled scan's trace is computed when read (rnncli/core/replay.py); "full"
+    # records every term in the loop, "gates" what an LSTM's or GRU's backward pass reads.
+    derived = trace is True and how.compiled is not None and T > 0
     if trace == "gates":
         from .fast import GATE_TERMS
 
         kind = getattr(how.compiled, "kind", None)
         names = GATE_TERMS[kind] if kind in GATE_TERMS else ("xw", *cell.terms)
     else:
-        names = ("xw", *cell.terms) if trace else ()
+        names = ("xw", *cell.terms) if trace and not derived else ()
+    initial = tuple(s.copy() for s in states) if derived else None
     widths = [cell.term_width(n) for n in names]
     kept = cell.state_names if keep else ()
     # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
@@ -250,7 +257,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     for w in sizes:
         views.append(block[offset:offset + T * rows * w].reshape(T, rows, w))
         offset += T * rows * w
-    terms = dict(zip(names, views[:len(names)])) if trace else None
+    terms = dict(zip(names, views[:len(names)])) if names else None
     seqs = dict(zip(kept, views[len(names):]))
     if T:
         mask_t = None if mask is None else \
@@ -270,8 +277,21 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
 
     out_terms = None
     if trace:
-        out_terms = {k: batch_major(v) for k, v in terms.items()}
-        out_terms.update({k: batch_major(v) for k, v in seqs.items()})  # h, and LSTM's c
+        from .result import Terms
+
+        given = {k: batch_major(v) for k, v in (terms or {}).items()}
+        given.update({k: batch_major(v) for k, v in seqs.items()})  # h, and LSTM's c
+        derive = None
+        if derived:
+            from .replay import Once, replay
+
+            def derive():
+                made = replay(cell, how.compiled, x, initial, seqs,
+                              None if mask_t is None else mask_t[..., 0], engine)
+                return {k: batch_major(v) for k, v in made.items()}
+
+            derive = Once(derive)
+        out_terms = Terms((*(("xw", *cell.terms) if derived else names), *kept), given, derive)
     return Scan({k: batch_major(v) for k, v in seqs.items()},
                 tuple(s[:B] for s in states), out_terms)
 

@@ -18,6 +18,49 @@ from ..errors import RnncliError, UnsupportedLayerError, UsageError
 STATIC_TERMS = ("bias", "recurrent_bias")  # the same at every step: (width,), not (B, T, ...)
 
 
+class Terms(Mapping):
+    """A trace's arrays by name, in order. Those not ``given`` come from ``derive`` (a
+    :class:`rnncli.core.replay.Once`, giving them all at once) the first time one is read:
+    a compiled scan's trace is computed when read (rnncli/core/replay.py). Checking a
+    name (``"z" in terms``) computes nothing; a pickle or copy holds every array."""
+
+    def __init__(self, names, given, derive=None):
+        self._names = tuple(names)
+        self._given = dict(given)
+        self._derive = derive
+
+    def __getitem__(self, name):
+        if name in self._given:
+            return self._given[name]
+        if name not in self._names or self._derive is None:
+            raise KeyError(name)
+        return self._derive()[name]
+
+    def __contains__(self, name):
+        return name in self._names
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    @property
+    def computed(self) -> bool:
+        """Whether every array is at hand (none is left to derive)."""
+        return self._derive is None or self._derive.done
+
+    def arranged(self, names, more=None) -> Terms:
+        """These terms (and ``more``, given) in the order ``names``, those present only;
+        what is derived is still derived once for both."""
+        given = {**self._given, **(more or {})}
+        kept = [n for n in names if n in self._names or n in given]
+        return Terms(kept, {k: v for k, v in given.items() if k in kept}, self._derive)
+
+    def __reduce__(self):
+        return Terms, (self._names, dict(self.items()))
+
+
 class Trace(Mapping):
     """One direction's arithmetic, per sample and step, in processing order.
 
@@ -31,7 +74,7 @@ class Trace(Mapping):
 
     def __init__(self, cell, terms: dict, mask, step_index, x):
         self.cell = cell
-        self._terms = dict(terms)
+        self._terms = terms if isinstance(terms, Terms) else dict(terms)
         self.mask = mask
         self.step_index = step_index
         self.x = x  # (B, T, D) the layer's input, in processing order
@@ -44,6 +87,9 @@ class Trace(Mapping):
 
     def __len__(self):
         return len(self._terms)
+
+    def __contains__(self, name):
+        return name in self._terms
 
     def __getattr__(self, name):
         terms = self.__dict__.get("_terms", {})

@@ -138,9 +138,8 @@ class RNN(Layer):
         tr = None
         if trace:
             cell = self.cell
-            terms = {**scan.terms, **cell.static_terms()}
-            ordered = {k: terms[k] for k in cell.trace_order() if k in terms}
-            tr = Trace(cell, ordered, mask, order, x)
+            terms = scan.terms.arranged(cell.trace_order(), cell.static_terms())
+            tr = Trace(cell, terms, mask, order, x)
         return DirectionResult(scan.sequences if scan.sequences else {}, states, tr)
 
     def stored_initial_state(self, batch) -> tuple | None:

@@ -1,0 +1,95 @@
+"""A compiled scan's trace, computed when it is first read.
+
+A traced step writes far more than the step keeps: an LSTM's x·W, h·U, z and gates (4H
+each), c_{k-1}, f⊙c_{k-1} and i⊙g, 21 numbers a unit against the forward pass's h and
+c. Written from inside the time loop, into fresh memory, they cost it 2-3x its own time
+at small widths (docs/performance.md). Yet once every step's states are known, no step
+waits for another: step k of sample b is a function of x[b, k] and the states step k
+started from. So a scan that runs the cell's compiled loop keeps only its states (as the
+forward pass does), and the other terms are computed the first time one is read: the
+same compiled loop runs once more over all T x B (step, sample) pairs, as the rows of a
+single step, in row blocks on every thread.
+
+Every number is the same bits as if the scan had written it: the loop's products sum in
+one order whatever the rows beside (rnncli/core/_numba_panels.py), and a step's terms
+depend on nothing but its row. A masked step computes its terms from the states it found
+and then carries them, in the scan and here alike (tested against the terms the loop
+writes itself, ``trace="full"``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class Once:
+    """``fn()``'s value, computed at the first call (one thread computes it, the others
+    wait) and kept; ``fn`` is let go of then."""
+
+    def __init__(self, fn):
+        self._fn, self._value, self._lock = fn, None, threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            if self._fn is not None:
+                self._value, self._fn = self._fn(), None
+        return self._value
+
+    @property
+    def done(self) -> bool:
+        return self._fn is None
+
+
+def carried(out, mask, initial):
+    """The first state after every step, time-major (T, B, H), from the outputs ``out``
+    (T, B, H): they are that state except at masked steps, where the state is carried from
+    the last unmasked step (or is the initial one) while the output may be zeros.
+    ``mask`` (T, B) bool or None (every step unmasked: ``out`` itself)."""
+    if mask is None:
+        return out
+    T = len(out)
+    last = np.where(mask, np.arange(T)[:, None], -1)
+    np.maximum.accumulate(last, axis=0, out=last)  # the last unmasked step, or -1
+    found = np.take_along_axis(out, np.maximum(last, 0)[..., None], axis=0)
+    return np.where((last < 0)[..., None], initial[None], found)
+
+
+def found_states(cell, sequences, mask, initial) -> tuple:
+    """Every state as every step found it, (T, B, H) each, time-major: the initial one,
+    then each step's. ``sequences``: the scan's kept states by name, time-major."""
+    out = []
+    for i, name in enumerate(cell.state_names):
+        after = carried(sequences[name], mask, initial[0]) if i == 0 else sequences[name]
+        out.append(np.concatenate([initial[i][None], after[:-1]]))
+    return tuple(out)
+
+
+def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
+    """The trace terms the compiled ``loop`` computes at every step of a scan of ``cell``,
+    time-major (T, B, width) by name (``xw`` and ``cell.terms``).
+
+    ``x`` (B, T, D) the scan's input in processing order; ``initial``: the states it
+    started from; ``sequences``: the states after every step, time-major by name (``h``
+    as output: zeros or the previous output at masked steps); ``mask`` (T, B) bool or
+    None."""
+    from .engine import _Rows, compiled_rows, compiled_threads
+
+    B, T, D = x.shape
+    N, H, dtype = T * B, cell.units, cell.dtype
+    rows_x = np.ascontiguousarray(x.transpose(1, 0, 2), dtype).reshape(N, 1, D)
+    starts = tuple(np.ascontiguousarray(s).reshape(N, H)
+                   for s in found_states(cell, sequences, mask, initial))
+    names = ("xw", *cell.terms)
+    widths = [cell.term_width(n) for n in names]
+    block = np.empty(N * sum(widths), dtype)  # one block: numpy asks for huge pages
+    terms, offset = {}, 0
+    for name, w in zip(names, widths):
+        terms[name] = block[offset:offset + N * w].reshape(1, N, w)
+        offset += N * w
+    ends = {s: np.empty((1, N, H), dtype) for s in cell.state_names}  # already known
+    job = _Rows(cell, rows_x, starts, None, False, ends, terms, loop)
+    threads, edges = compiled_rows(N, compiled_threads(cell, N, 1, engine))
+    job.run_blocks(edges, threads)
+    return {name: a.reshape(T, B, -1) for name, a in terms.items()}

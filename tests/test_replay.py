@@ -1,0 +1,114 @@
+"""A compiled scan's trace is computed when read (rnncli/core/replay.py): the same bits as
+the terms the loop writes itself (``trace="full"``), computed once, and only when read."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+from test_fast import layer_of
+
+from rnncli.core import engine as E
+from rnncli.core import replay
+from rnncli.core.rnn import Bidirectional
+
+pytest.importorskip("numba")
+
+NUMBA = E.Engine("numba")
+
+
+def assert_same_terms(derived, recorded):
+    assert list(derived) == list(recorded)
+    for name in recorded:
+        np.testing.assert_array_equal(derived[name], recorded[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("zero_output", [False, True])
+def test_terms_computed_when_read_are_those_the_loop_writes(cell, dtype, masked, zero_output):
+    rng = np.random.default_rng(1)
+    layer = layer_of(cell, dtype, units=37)  # 37: a panel's tail
+    layer.zero_output_for_mask = zero_output
+    for B, T in [(1, 30), (11, 25)]:
+        x = rng.normal(size=(B, T, 3)).astype(dtype)
+        # masks with leading masked steps: the state found there is the initial one
+        mask = (rng.random((B, T)) > 0.4) if masked else None
+        if masked:
+            mask[:, :3] = False
+        h0 = tuple(rng.normal(size=(B, 37)).astype(dtype) for _ in layer.cell.state_names)
+        derived = layer.run(x, mask, h0, trace=True, engine=NUMBA).trace
+        recorded = layer.run(x, mask, h0, trace="full", engine=NUMBA).trace
+        assert not derived._terms.computed
+        assert_same_terms(derived, recorded)
+        assert derived._terms.computed
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_trace_of_a_step_split_by_units_or_rows_in_threads_is_the_loops(cell):
+    """One sample of a wide LSTM or GRU: the forward pass splits each step's units across
+    threads (fast.split_scan), and a trace now scans the same way; its rows are replayed
+    in threads."""
+    layer = layer_of(cell, np.float32, units=512)
+    layer.go_backwards = True
+    x = np.random.default_rng(2).normal(size=(1, 60, 3)).astype(np.float32)
+    two = E.Engine("numba", threads=2)
+    assert E.plan(layer.cell, 1, 60, None, two, trace=True).split == 2
+    derived = layer.run(x, trace=True, engine=two).trace
+    assert_same_terms(derived, layer.run(x, trace="full", engine=E.Engine("numba", 1)).trace)
+
+
+def test_bidirectional_traces_are_computed_per_direction():
+    layer = Bidirectional("bi", layer_of("lstm", units=8), layer_of("lstm", units=8, seed=5))
+    layer.backward_layer.go_backwards = True
+    x = np.random.default_rng(3).normal(size=(4, 12, 3)).astype(np.float32)
+    derived = layer.call(x, trace=True, engine=NUMBA)
+    recorded = layer.call(x, trace="full", engine=NUMBA)
+    for d in ("forward", "backward"):
+        assert_same_terms(derived.directions[d].trace, recorded.directions[d].trace)
+
+
+def test_nothing_is_computed_until_a_term_is_read_and_then_once(monkeypatch):
+    calls = []
+    real = replay.replay
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(replay, "replay", counted)
+    layer = layer_of("lstm", units=8)
+    x = np.random.default_rng(4).normal(size=(3, 10, 3)).astype(np.float32)
+    tr = layer.run(x, trace=True, engine=NUMBA).trace
+    assert list(tr) == ["xw", "hu", "bias", "z", "gate", "c_prev", "fc", "ig", "c", "h"]
+    assert "z" in tr and "nothing" not in tr and tr.h.shape == (3, 10, 8)
+    assert calls == []  # names, h and c are at hand
+    z, gate = tr["z"], tr.per_gate("gate")["f"]
+    assert calls == [1] and tr["z"] is z and gate.shape == (3, 10, 8)
+    np.testing.assert_array_equal(tr["gate"], tr["gate"])
+    assert calls == [1]
+
+
+def test_copies_and_pickles_of_a_trace_hold_every_term():
+    layer = layer_of("gru", units=8)
+    x = np.random.default_rng(5).normal(size=(3, 10, 3)).astype(np.float32)
+    recorded = layer.run(x, trace="full", engine=NUMBA).trace
+    for made in (lambda t: pickle.loads(pickle.dumps(t._terms)),
+                 lambda t: copy.deepcopy(t._terms)):
+        terms = made(layer.run(x, trace=True, engine=NUMBA).trace)
+        assert terms.computed
+        assert_same_terms(terms, {k: recorded[k] for k in recorded})
+
+
+def test_a_state_is_carried_through_masked_steps():
+    """carried: the state after each step from the outputs, where masked steps output
+    zeros (or the previous output) and keep the state; before any unmasked step, the
+    initial state."""
+    out = np.arange(1, 6, dtype=float)[:, None, None] * np.ones((5, 2, 1))
+    mask = np.array([[0, 1], [1, 1], [0, 0], [1, 0], [0, 1]], bool)
+    out[~mask] = 0  # zeros at masked steps
+    initial = np.array([[-1.0], [-2.0]])
+    got = replay.carried(out, mask, initial)[..., 0]
+    np.testing.assert_array_equal(got, [[-1, 1], [2, 2], [2, 2], [4, 2], [4, 5]])
+    assert replay.carried(out, None, initial) is out
