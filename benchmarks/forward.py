@@ -1,6 +1,11 @@
 """rnncli's forward pass (and trace) side by side with PyTorch, Keras and ONNX Runtime:
 SimpleRNN, LSTM and GRU.
 
+Two traces are timed: ``trace``, ``layer.run(x, trace=True)``, whose terms are computed
+when first read (rnncli/core/replay.py: the scan keeps only its states), and ``trace_all``,
+every term written by the loop as it goes (``trace="full"``: what ``rnncli trace`` and
+exports of the trace run, since they read every term).
+
     pip install -e '.[bench,fast]'       # torch, tensorflow-cpu, keras, onnx, onnxruntime
     python benchmarks/forward.py         # five shapes, three cells: writes docs/performance.md
     python benchmarks/forward.py --quick # fewer shapes and rounds, prints only
@@ -244,7 +249,8 @@ def rnncli_layer(cell, k, u, b):
 
 def rnncli_prepare(layer):
     def prepare(x):
-        return (lambda: layer.run(x).sequences["h"]), (lambda: layer.run(x, trace=True))
+        return (lambda: layer.run(x).sequences["h"]), (lambda: layer.run(x, trace=True)), \
+            (lambda: layer.run(x, trace="full"))
 
     def plan(x):
         """What rnncli's engine chooses for x now: loop, threads (blas: compiled h·U)."""
@@ -288,9 +294,9 @@ def setup(cell, D, H, dtype, peers):
 def contenders_for(makers, notes, x):
     """{name: fn} to time, after checking every peer's output against rnncli's."""
     notes["plan"] = makers["rnncli"].plan(x)
-    fwd, trace = makers["rnncli"](x)
+    fwd, trace, trace_all = makers["rnncli"](x)
     reference = fwd()
-    contenders = {"rnncli": fwd, "trace": trace}
+    contenders = {"rnncli": fwd, "trace": trace, "trace_all": trace_all}
     tol = 1e-5 if x.dtype == np.float32 else 1e-9
     for name, prepare in makers.items():
         if name == "rnncli" or name in notes:
@@ -376,8 +382,8 @@ def worst_peer(row, peers):
 
 
 def grid_table(rows, peers, batches, units, what):
-    """Rows batch, columns units: the worst peer's ratio (``what="ratio"``) or trace's time
-    over forward's (``what="trace"``)."""
+    """Rows batch, columns units: the worst peer's ratio (``what="ratio"``) or a trace's
+    time over forward's (``what="trace"`` or ``"trace_all"``)."""
     by = {(r["shape"][0], r["shape"][3]): r for r in rows}
     head = "| batch \\ units | " + " | ".join(str(h) for h in units) + " |"
     lines = [head, "|---|" + "---|" * len(units)]
@@ -387,8 +393,8 @@ def grid_table(rows, peers, batches, units, what):
             r = by.get((B, H))
             if r is None:
                 cells.append("")
-            elif what == "trace":
-                cells.append(f"{r['trace'] / r['rnncli']:.2f}")
+            elif what.startswith("trace"):
+                cells.append(f"{r[what] / r['rnncli']:.2f}" if what in r else "")
             else:
                 w = worst_peer(r, peers)
                 cells.append("–" if w is None else f"{w[0]:.2f} {w[1]}")
@@ -397,6 +403,8 @@ def grid_table(rows, peers, batches, units, what):
 
 
 PEER_ABBREV = {"torch": "torch", "keras": "keras", "onnxruntime": "ort"}
+TRACE_GRIDS = [("trace", "trace (terms computed when read)"),
+               ("trace_all", "trace with every term written by the loop")]
 
 
 def run_grid(args, peers, cells, dtypes):
@@ -454,21 +462,24 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
         ws = [worst_peer(r, peers) for r in rows]
         worst_all += [(w[0], w[1], condition, cell, dtype, r["shape"]) for w, r in
                       zip(ws, rows) if w is not None]
-    lines += ["trace / forward on the same grids:", ""]
-    for condition, cell, dtype, rows, _, _ in out:
-        lines += [f"**{cell} {dtype}, {condition}**", "",
-                  grid_table(rows, peers, batches, units, "trace"), ""]
+    for what, title in TRACE_GRIDS:
+        lines += [f"{title} / forward on the same grids:", ""]
+        for condition, cell, dtype, rows, _, _ in out:
+            lines += [f"**{cell} {dtype}, {condition}**", "",
+                      grid_table(rows, peers, batches, units, what), ""]
     if worst_all:
         below = sorted(w for w in worst_all if w[0] < 1)
         lines.append(f"Cells with a peer ahead of rnncli: {len(below)} of {len(worst_all)}." +
                      ("" if not below else " Worst: " + "; ".join(
                          f"{w[0]:.2f}x {w[1]} at {w[5]} {w[3]} {w[4]} {w[2]}"
                          for w in below[:8]) + "."))
-    traces = [(r["trace"] / r["rnncli"], cell, dtype, condition, r["shape"])
-              for condition, cell, dtype, rows, _, _ in out for r in rows]
-    if traces:
-        t = max(traces)
-        lines.append(f"Largest trace / forward: {t[0]:.2f} at {t[4]} {t[1]} {t[2]} {t[3]}.")
+    for what, title in TRACE_GRIDS:
+        traces = [(r[what] / r["rnncli"], cell, dtype, condition, r["shape"])
+                  for condition, cell, dtype, rows, _, _ in out for r in rows if what in r]
+        if traces:
+            t, over = max(traces), sum(1 for v in traces if v[0] > 2)
+            lines.append(f"{title} / forward: above 2 in {over} of {len(traces)} cells; "
+                         f"largest {t[0]:.2f} at {t[4]} {t[1]} {t[2]} {t[3]}.")
     for condition, cell, _, rows, _, _ in out:
         for r in rows:
             if "sgemm" in r:
@@ -483,12 +494,12 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
 
 def details_table(raw, peers):
     head = ["condition", "cell", "dtype", "shape (B, T, D, H)", "rnncli's loop", "rnncli ms",
-            "trace ms"]
+            "trace ms", "trace_all ms"]
     head += [f"{p} ms" for p in peers] + ["load at start"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in raw:
         cells = [r["condition"], r["cell"], r["dtype"], str(r["shape"]), r.get("plan", ""),
-                 fmt_ms(r["rnncli"]), fmt_ms(r["trace"])]
+                 fmt_ms(r["rnncli"]), fmt_ms(r["trace"]), fmt_ms(r.get("trace_all", "–"))]
         cells += [fmt_ms(r.get(p, "–")) for p in peers] + [r.get("load", "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -519,13 +530,15 @@ def fmt_ratio(peer, ours):
 
 
 def table(rows, peers):
-    head = ["cell", "shape (B, T, D, H)", "dtype", "rnncli ms", "trace ms", "trace/forward"]
+    head = ["cell", "shape (B, T, D, H)", "dtype", "rnncli ms", "trace ms", "trace/forward",
+            "trace_all ms", "trace_all/forward"]
     for p in peers:
         head += [f"{p} ms", f"{p} ratio"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["cell"], str(r["shape"]), r["dtype"], fmt_ms(r["rnncli"]), fmt_ms(r["trace"]),
-                 f"{r['trace'] / r['rnncli']:.2f}"]
+                 f"{r['trace'] / r['rnncli']:.2f}", fmt_ms(r.get("trace_all", "–")),
+                 f"{r['trace_all'] / r['rnncli']:.2f}" if "trace_all" in r else "–"]
         for p in peers:
             cells += [fmt_ms(r.get(p, "–")), fmt_ratio(r.get(p), r["rnncli"])]
         lines.append("| " + " | ".join(cells) + " |")

@@ -83,7 +83,7 @@ class Plan:
     names: list  # schema order
     per_sample: dict  # name -> (dtype, shape after the batch axis)
     static: dict  # name -> ndarray
-    trace: bool
+    trace: bool | str  # export.needs_trace
     what: str | None
     layers: list | None
 

@@ -150,7 +150,7 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
     check_target(output, force)
     m, x, result, samples = _prepare(model, seed, units, input_dim, cell, overrides,
                                      input_path, key, initial_state, strict, sample, fmt,
-                                     show_all, trace=True)
+                                     show_all, trace="full")  # every term is shown
     sel = selection(result, steps, unit_list)
     keys, message = layers_to_show(m, result, layer_keys, fmt)
     if message:

@@ -135,9 +135,9 @@ def states_suffice(layer, shape, mask, engine=None) -> bool:
 
 def trace_needed(layer):
     """What ``layer``'s forward pass records for the backward pass when it needs a trace:
-    "gates" when each direction's cell needs no more (Cell.backward_trace), else True."""
+    "gates" when each direction's cell needs no more (Cell.backward_trace), else "full"."""
     wanted = {lay.cell.backward_trace() for lay in layer.directions.values()}
-    return "gates" if wanted == {"gates"} else True
+    return "gates" if wanted == {"gates"} else "full"
 
 
 def _compiled(cell, T, B, mask, engine):

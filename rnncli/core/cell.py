@@ -242,9 +242,10 @@ class Cell:
         return None
 
     def backward_trace(self):
-        """What the forward pass records for :meth:`backward` when it needs a trace: True,
-        all of it (rnncli/core/gated.py may record less)."""
-        return True
+        """What the forward pass records for :meth:`backward` when it needs a trace:
+        "full", all of it, written by the loop (it is all read at once; rnncli/core/gated.py
+        may record less)."""
+        return "full"
 
     def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
         """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``

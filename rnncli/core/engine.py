@@ -195,8 +195,8 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         from . import fast
 
         available = compiled_threads(cell, B, T, engine)
-        recorded = trace not in (False, None, True)  # True: computed when read
-        split = 0 if recorded or mask is not None else fast.split_parts(
+        # a split scan writes no trace terms: they are computed after it (scan)
+        split = 0 if trace == "gates" or mask is not None else fast.split_parts(
             B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
         if split:
             return Plan(loop, split, list(range(split + 1)), split)
@@ -216,7 +216,8 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     mask: (B, T) bool or None; a masked step carries every state. ``keep=False`` (and no
     trace) keeps no sequence: O(batch x units) memory. ``trace=True``: where the compiled
     loop runs, the terms are computed when first read (rnncli/core/replay.py);
-    ``trace="full"``: every term written by the loop itself. ``trace="gates"``: where the
+    ``trace="full"``: every term at once, written by the loop itself (or computed right
+    after a scan split by units, which writes none). ``trace="gates"``: where the
     compiled loop runs an LSTM or GRU, only the terms their backward pass reads
     (rnncli/core/fast.py, GATE_TERMS: 6 numbers a unit and step instead of 21 for an
     LSTM); the whole trace elsewhere.
@@ -236,9 +237,12 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         x = np.broadcast_to(x, (2, T, x.shape[2]))
         states = tuple(np.repeat(s, 2, axis=0) for s in states)
         mask = None if mask is None else np.broadcast_to(mask, (2, T))
-    # A compiled scan's trace is computed when read (rnncli/core/replay.py); "full"
-    # records every term in the loop, "gates" what an LSTM's or GRU's backward pass reads.
-    derived = trace is True and how.compiled is not None and T > 0
+    # A compiled scan's trace is computed when read (rnncli/core/replay.py); "full" has
+    # the loop write every term as it goes (cheaper when all are read), but where the scan
+    # splits each step's units, which writes none, computes them right after; "gates":
+    # the loop writes what an LSTM's or GRU's backward pass reads.
+    derived = T > 0 and how.compiled is not None and (trace is True or
+                                                      (trace == "full" and how.split > 0))
     if trace == "gates":
         from .fast import GATE_TERMS
 
@@ -246,6 +250,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         names = GATE_TERMS[kind] if kind in GATE_TERMS else ("xw", *cell.terms)
     else:
         names = ("xw", *cell.terms) if trace and not derived else ()
+    # what the trace is computed from when read: the states kept are read-only then
     initial = tuple(s.copy() for s in states) if derived else None
     widths = [cell.term_width(n) for n in names]
     kept = cell.state_names if keep else ()
@@ -276,6 +281,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         return a[:, :B].transpose(1, 0, 2)
 
     out_terms = None
+    if derived:
+        for v in seqs.values():
+            v.flags.writeable = False
     if trace:
         from .result import Terms
 
@@ -285,12 +293,16 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         if derived:
             from .replay import Once, replay
 
+            x = np.array(x)  # the caller's may change
+
             def derive():
                 made = replay(cell, how.compiled, x, initial, seqs,
                               None if mask_t is None else mask_t[..., 0], engine)
                 return {k: batch_major(v) for k, v in made.items()}
 
             derive = Once(derive)
+            if trace == "full":
+                derive()
         out_terms = Terms((*(("xw", *cell.terms) if derived else names), *kept), given, derive)
     return Scan({k: batch_major(v) for k, v in seqs.items()},
                 tuple(s[:B] for s in states), out_terms)

@@ -41,9 +41,9 @@ class GatedCell(Cell):
         """"gates" where both activations' slopes read off their outputs (tanh, sigmoid,
         linear): the backward pass needs no z then, and a compiled forward loop records
         only what it reads (LSTM: the gates, c_{k-1} being the c state before; GRU: h·U
-        and the gates). Else the whole trace (True)."""
+        and the gates). Else the whole trace ("full")."""
         slopes = {activations.normalize(a) for a in (self.activation, self.recurrent_activation)}
-        return "gates" if slopes <= activations.OUTPUT_SLOPES else True
+        return "gates" if slopes <= activations.OUTPUT_SLOPES else "full"
 
     def compiled_backward(self):
         """The compiled backward loop (rnncli/core/fast_backward.py), or None: where the

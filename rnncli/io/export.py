@@ -84,14 +84,17 @@ def _select(arrays, what, layers, pick=None):
 
 
 def needs_trace(fmt, what):
-    """Whether the run must keep the trace (four arrays a layer, not one): only for the
-    trace's rows (csv, tsv, ndjson: every term of every step and unit) and for the trace's
-    own arrays."""
+    """The run's ``trace``: whether it must keep the trace (four arrays a layer, not one),
+    only for the trace's rows (csv, tsv, ndjson: every term of every step and unit) and
+    for the trace's own arrays. Every term is read then, so the loop writes them as it
+    goes ("full"): cheaper than computing them afterwards (rnncli/core/replay.py)."""
     if fmt in ROW_FORMATS:
-        return True
+        return "full"
     if fmt == "lstmvis":
         return False
-    return not what or any(w.strip().split("/")[0] not in RUN_KINDS for w in what.split(","))
+    wanted = not what or any(w.strip().split("/")[0] not in RUN_KINDS
+                             for w in what.split(","))
+    return "full" if wanted else False
 
 
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
