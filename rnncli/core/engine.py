@@ -250,6 +250,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         names = GATE_TERMS[kind] if kind in GATE_TERMS else ("xw", *cell.terms)
     else:
         names = ("xw", *cell.terms) if trace and not derived else ()
+    # what the trace is computed from when read: the states kept are read-only then
     initial = tuple(s.copy() for s in states) if derived else None
     widths = [cell.term_width(n) for n in names]
     kept = cell.state_names if keep else ()
@@ -280,6 +281,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         return a[:, :B].transpose(1, 0, 2)
 
     out_terms = None
+    if derived:
+        for v in seqs.values():
+            v.flags.writeable = False
     if trace:
         from .result import Terms
 
@@ -287,16 +291,13 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         given.update({k: batch_major(v) for k, v in seqs.items()})  # h, and LSTM's c
         derive = None
         if derived:
-            from .replay import Once, found_states, replay
+            from .replay import Once, replay
 
-            # what the terms are computed from, in copies of their own: the caller may
-            # change x, or the sequences returned, before reading the trace
-            x = np.array(x)
-            starts = found_states(cell, seqs, None if mask_t is None else mask_t[..., 0],
-                                  initial)
+            x = np.array(x)  # the caller's may change
 
             def derive():
-                made = replay(cell, how.compiled, x, starts, engine)
+                made = replay(cell, how.compiled, x, initial, seqs,
+                              None if mask_t is None else mask_t[..., 0], engine)
                 return {k: batch_major(v) for k, v in made.items()}
 
             derive = Once(derive)

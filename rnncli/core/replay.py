@@ -6,9 +6,9 @@ c. Written from inside the time loop, into fresh memory, they cost it 2-3x its o
 at small widths (docs/performance.md). Yet once every step's states are known, no step
 waits for another: step k of sample b is a function of x[b, k] and the states step k
 started from. So a scan that runs the cell's compiled loop keeps only its states (as the
-forward pass does) and a copy of the states each step started from, and the other terms
-are computed the first time one is read: the same compiled loop runs once more over all
-T x B (step, sample) pairs, as the rows of a single step, in row blocks on every thread.
+forward pass does), and the other terms are computed the first time one is read: the
+same compiled loop runs once more over all T x B (step, sample) pairs, as the rows of a
+single step, in row blocks on every thread.
 
 Every number is the same bits as if the scan had written it: the loop's products sum in
 one order whatever the rows beside (rnncli/core/_numba_panels.py), and a step's terms
@@ -57,10 +57,8 @@ def carried(out, mask, initial):
 
 
 def found_states(cell, sequences, mask, initial) -> tuple:
-    """Every state as every step found it, (T, B, H) each, time-major, in arrays of their
-    own: the initial one, then each step's. ``sequences``: the scan's states after every
-    step, time-major by name (``h`` as output: zeros or the previous output at masked
-    steps); ``mask`` (T, B) bool or None."""
+    """Every state as every step found it, (T, B, H) each, time-major: the initial one,
+    then each step's. ``sequences``: the scan's kept states by name, time-major."""
     out = []
     for i, name in enumerate(cell.state_names):
         after = carried(sequences[name], mask, initial[0]) if i == 0 else sequences[name]
@@ -68,18 +66,21 @@ def found_states(cell, sequences, mask, initial) -> tuple:
     return tuple(out)
 
 
-def replay(cell, loop, x, starts, engine=None) -> dict:
+def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     """The trace terms the compiled ``loop`` computes at every step of a scan of ``cell``,
     time-major (T, B, width) by name (``xw`` and ``cell.terms``).
 
-    ``x`` (B, T, D) the scan's input in processing order; ``starts``: the states every
-    step started from (:func:`found_states`); the replay overwrites them."""
+    ``x`` (B, T, D) the scan's input in processing order; ``initial``: the states it
+    started from; ``sequences``: the states after every step, time-major by name (``h``
+    as output: zeros or the previous output at masked steps); ``mask`` (T, B) bool or
+    None."""
     from .engine import _Rows, compiled_rows, compiled_threads
 
     B, T, D = x.shape
     N, H, dtype = T * B, cell.units, cell.dtype
     rows_x = np.ascontiguousarray(x.transpose(1, 0, 2), dtype).reshape(N, 1, D)
-    starts = tuple(np.ascontiguousarray(s).reshape(N, H) for s in starts)
+    starts = tuple(np.ascontiguousarray(s).reshape(N, H)
+                   for s in found_states(cell, sequences, mask, initial))
     names = ("xw", *cell.terms)
     widths = [cell.term_width(n) for n in names]
     block = np.empty(N * sum(widths), dtype)  # one block: numpy asks for huge pages
