@@ -112,3 +112,15 @@ def test_a_state_is_carried_through_masked_steps():
     got = replay.carried(out, mask, initial)[..., 0]
     np.testing.assert_array_equal(got, [[-1, 1], [2, 2], [2, 2], [4, 2], [4, 5]])
     assert replay.carried(out, None, initial) is out
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_an_empty_batch_has_empty_terms(cell):
+    """No samples (``model.run(x, samples=[])``): each term is (0, T, width), as the
+    loop writes it."""
+    layer = layer_of(cell, units=8)
+    x = np.zeros((0, 5, 3), np.float32)
+    assert_same_terms(layer.run(x, trace=True, engine=NUMBA).trace,
+                      layer.run(x, trace="full", engine=NUMBA).trace)
+    assert layer.run(x, trace=True, engine=NUMBA).trace["xw"].shape == (0, 5, 8 * {
+        "simple_rnn": 1, "lstm": 4, "gru": 3}[cell])

@@ -92,4 +92,4 @@ def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     job = _Rows(cell, rows_x, starts, None, False, ends, terms, loop)
     threads, edges = compiled_rows(N, compiled_threads(cell, N, 1, engine))
     job.run_blocks(edges, threads)
-    return {name: a.reshape(T, B, -1) for name, a in terms.items()}
+    return {name: a.reshape(T, B, w) for (name, a), w in zip(terms.items(), widths)}
