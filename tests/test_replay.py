@@ -124,3 +124,15 @@ def test_an_empty_batch_has_empty_terms(cell):
                       layer.run(x, trace="full", engine=NUMBA).trace)
     assert layer.run(x, trace=True, engine=NUMBA).trace["xw"].shape == (0, 5, 8 * {
         "simple_rnn": 1, "lstm": 4, "gru": 3}[cell])
+
+
+@pytest.mark.parametrize("trace", [1, np.True_])
+def test_any_true_trace_is_true_where_the_scan_splits_units(trace):
+    """A split scan writes no terms: a trace given as 1 or numpy's True is computed after
+    it as True's is, not left as the empty memory the loop never wrote."""
+    layer = layer_of("lstm", np.float32, units=512)
+    x = np.random.default_rng(9).normal(size=(1, 20, 3)).astype(np.float32)
+    two = E.Engine("numba", threads=2)
+    assert E.plan(layer.cell, 1, 20, None, two, trace=trace).split == 2
+    recorded = layer.run(x, trace="full", engine=E.Engine("numba", 1)).trace
+    assert_same_terms(layer.run(x, trace=trace, engine=two).trace, recorded)

@@ -224,6 +224,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     """
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
+    # any other value is True or False (1, numpy's True, "yes"): the loop writes no terms
+    # where trace is neither "full" nor "gates" (those are computed after a compiled scan)
+    trace = trace if trace in ("full", "gates") else bool(trace)
     keep = keep or trace
     states = cell.initial_states(B) if states is None else \
         tuple(np.array(s, dtype=dtype, copy=True) for s in states)
