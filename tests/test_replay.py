@@ -136,3 +136,57 @@ def test_any_true_trace_is_true_where_the_scan_splits_units(trace):
     assert E.plan(layer.cell, 1, 20, None, two, trace=trace).split == 2
     recorded = layer.run(x, trace="full", engine=E.Engine("numba", 1)).trace
     assert_same_terms(layer.run(x, trace=trace, engine=two).trace, recorded)
+
+
+def test_a_runs_sequences_stay_the_callers_to_write_into():
+    """The terms are computed from copies taken when the scan ends: the outputs a run
+    returns are writeable as the numpy loop's are, and writing into them (or into the
+    input and mask the caller gave) changes no term computed after."""
+    layer = layer_of("lstm", units=8)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(1, 10, 3)).astype(np.float32)  # one sample: mask.T is a view
+    mask = np.ones((1, 10), bool)
+    mask[0, 4] = False
+    recorded = layer.run(x, mask, trace="full", engine=NUMBA).trace
+    want = {k: np.array(recorded[k]) for k in recorded if k not in ("h", "c")}
+    d = layer.run(x, mask, trace=True, engine=NUMBA)
+    for seq in d.sequences.values():
+        assert seq.flags.writeable
+        seq *= 2
+    x[:], mask[:] = 0, False
+    assert not d.trace._terms.computed
+    assert_same_terms({k: d.trace[k] for k in want}, want)
+
+
+def test_a_models_output_is_writeable_whatever_the_engine():
+    from rnncli.keras.random import random_model
+
+    model = random_model(0, 8, 3, cell="gru")
+    x = np.random.default_rng(7).normal(size=(4, 10, 3)).astype(np.float32)
+    for engine in ("numpy", "numba"):
+        result = model.run(x, engine=engine)  # traced: trace=True is the default
+        out = result.output
+        out *= 2
+        np.testing.assert_array_equal(result.hidden[0], out)
+
+
+def test_a_replay_stopped_part_way_starts_again(monkeypatch):
+    """Ctrl-C during the replay: a row block that finished wrote its final states into
+    the states it started from; the next read computes them afresh."""
+    layer = layer_of("gru", units=8)
+    x = np.random.default_rng(8).normal(size=(3, 10, 3)).astype(np.float32)
+    recorded = layer.run(x, trace="full", engine=NUMBA).trace
+    tr = layer.run(x, trace=True, engine=NUMBA).trace
+    monkeypatch.setattr(E, "compiled_rows", lambda N, threads: (1, [0, N // 2, N]))
+    real = E._Rows.run_compiled
+
+    def interrupted(job, b0, b1):
+        if b0:
+            raise KeyboardInterrupt
+        real(job, b0, b1)
+
+    monkeypatch.setattr(E._Rows, "run_compiled", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tr["z"]
+    monkeypatch.setattr(E._Rows, "run_compiled", real)
+    assert_same_terms(tr, recorded)

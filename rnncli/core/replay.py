@@ -66,6 +66,23 @@ def found_states(cell, sequences, mask, initial) -> tuple:
     return tuple(out)
 
 
+def deferred(cell, loop, x, initial, sequences, mask, engine=None) -> Once:
+    """:func:`scan_terms` at the first call. What it is computed from is copied now, so
+    the scan's sequences stay the caller's to write into (one pass over the states; the
+    copies go once the terms are made), and a replay stopped (Ctrl-C) leaves them as they
+    were: the next call starts again."""
+    x, initial = np.array(x), tuple(np.array(s) for s in initial)
+    sequences = {k: np.array(v) for k, v in sequences.items()}
+    mask = None if mask is None else np.array(mask)
+    return Once(lambda: scan_terms(cell, loop, x, initial, sequences, mask, engine))
+
+
+def scan_terms(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
+    """:func:`replay`'s terms, batch-major (B, T, width), as a scan gives them."""
+    made = replay(cell, loop, x, initial, sequences, mask, engine)
+    return {k: v.transpose(1, 0, 2) for k, v in made.items()}
+
+
 def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     """The trace terms the compiled ``loop`` computes at every step of a scan of ``cell``,
     time-major (T, B, width) by name (``xw`` and ``cell.terms``).
