@@ -190,3 +190,18 @@ def test_a_replay_stopped_part_way_starts_again(monkeypatch):
         tr["z"]
     monkeypatch.setattr(E._Rows, "run_compiled", real)
     assert_same_terms(tr, recorded)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("kw", [{"recurrent_activation": "hard_sigmoid", "keras_major": 2},
+                                {"activation": "relu"}])
+def test_other_activations_are_replayed_as_the_loop_ran_them(cell, kw):
+    """Keras 2's hard_sigmoid (its own kernel code) and relu: a runtime choice in the loop,
+    the replay's too."""
+    layer = layer_of(cell, units=16, **kw)
+    assert layer.cell.compiled() is not None
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(5, 12, 3)).astype(np.float32)
+    mask = rng.random((5, 12)) > 0.3
+    assert_same_terms(layer.run(x, mask, trace=True, engine=NUMBA).trace,
+                      layer.run(x, mask, trace="full", engine=NUMBA).trace)
