@@ -112,3 +112,96 @@ def test_a_state_is_carried_through_masked_steps():
     got = replay.carried(out, mask, initial)[..., 0]
     np.testing.assert_array_equal(got, [[-1, 1], [2, 2], [2, 2], [4, 2], [4, 5]])
     assert replay.carried(out, None, initial) is out
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_an_empty_batch_has_empty_terms(cell):
+    """No samples (``model.run(x, samples=[])``): each term is (0, T, width), as the
+    loop writes it."""
+    layer = layer_of(cell, units=8)
+    x = np.zeros((0, 5, 3), np.float32)
+    assert_same_terms(layer.run(x, trace=True, engine=NUMBA).trace,
+                      layer.run(x, trace="full", engine=NUMBA).trace)
+    assert layer.run(x, trace=True, engine=NUMBA).trace["xw"].shape == (0, 5, 8 * {
+        "simple_rnn": 1, "lstm": 4, "gru": 3}[cell])
+
+
+@pytest.mark.parametrize("trace", [1, np.True_])
+def test_any_true_trace_is_true_where_the_scan_splits_units(trace):
+    """A split scan writes no terms: a trace given as 1 or numpy's True is computed after
+    it as True's is, not left as the empty memory the loop never wrote."""
+    layer = layer_of("lstm", np.float32, units=512)
+    x = np.random.default_rng(9).normal(size=(1, 20, 3)).astype(np.float32)
+    two = E.Engine("numba", threads=2)
+    assert E.plan(layer.cell, 1, 20, None, two, trace=trace).split == 2
+    recorded = layer.run(x, trace="full", engine=E.Engine("numba", 1)).trace
+    assert_same_terms(layer.run(x, trace=trace, engine=two).trace, recorded)
+
+
+def test_a_runs_sequences_stay_the_callers_to_write_into():
+    """The terms are computed from copies taken when the scan ends: the outputs a run
+    returns are writeable as the numpy loop's are, and writing into them (or into the
+    input and mask the caller gave) changes no term computed after."""
+    layer = layer_of("lstm", units=8)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(1, 10, 3)).astype(np.float32)  # one sample: mask.T is a view
+    mask = np.ones((1, 10), bool)
+    mask[0, 4] = False
+    recorded = layer.run(x, mask, trace="full", engine=NUMBA).trace
+    want = {k: np.array(recorded[k]) for k in recorded if k not in ("h", "c")}
+    d = layer.run(x, mask, trace=True, engine=NUMBA)
+    for seq in d.sequences.values():
+        assert seq.flags.writeable
+        seq *= 2
+    x[:], mask[:] = 0, False
+    assert not d.trace._terms.computed
+    assert_same_terms({k: d.trace[k] for k in want}, want)
+
+
+def test_a_models_output_is_writeable_whatever_the_engine():
+    from rnncli.keras.random import random_model
+
+    model = random_model(0, 8, 3, cell="gru")
+    x = np.random.default_rng(7).normal(size=(4, 10, 3)).astype(np.float32)
+    for engine in ("numpy", "numba"):
+        result = model.run(x, engine=engine)  # traced: trace=True is the default
+        out = result.output
+        out *= 2
+        np.testing.assert_array_equal(result.hidden[0], out)
+
+
+def test_a_replay_stopped_part_way_starts_again(monkeypatch):
+    """Ctrl-C during the replay: a row block that finished wrote its final states into
+    the states it started from; the next read computes them afresh."""
+    layer = layer_of("gru", units=8)
+    x = np.random.default_rng(8).normal(size=(3, 10, 3)).astype(np.float32)
+    recorded = layer.run(x, trace="full", engine=NUMBA).trace
+    tr = layer.run(x, trace=True, engine=NUMBA).trace
+    monkeypatch.setattr(E, "compiled_rows", lambda N, threads: (1, [0, N // 2, N]))
+    real = E._Rows.run_compiled
+
+    def interrupted(job, b0, b1):
+        if b0:
+            raise KeyboardInterrupt
+        real(job, b0, b1)
+
+    monkeypatch.setattr(E._Rows, "run_compiled", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tr["z"]
+    monkeypatch.setattr(E._Rows, "run_compiled", real)
+    assert_same_terms(tr, recorded)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("kw", [{"recurrent_activation": "hard_sigmoid", "keras_major": 2},
+                                {"activation": "relu"}])
+def test_other_activations_are_replayed_as_the_loop_ran_them(cell, kw):
+    """Keras 2's hard_sigmoid (its own kernel code) and relu: a runtime choice in the loop,
+    the replay's too."""
+    layer = layer_of(cell, units=16, **kw)
+    assert layer.cell.compiled() is not None
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(5, 12, 3)).astype(np.float32)
+    mask = rng.random((5, 12)) > 0.3
+    assert_same_terms(layer.run(x, mask, trace=True, engine=NUMBA).trace,
+                      layer.run(x, mask, trace="full", engine=NUMBA).trace)

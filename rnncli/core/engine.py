@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +74,12 @@ class Scan:
 
     ``sequences``: the output ``h`` at every step (Keras' output: the previous output, or
     zeros, at masked steps) and every other state at every step (LSTM ``c``), when kept;
-    ``states``: the final states; ``terms``: the trace (``xw``, the cell's terms, ``h``)."""
+    ``states``: the final states; ``terms``: the trace (``xw``, the cell's terms, ``h``;
+    a rnncli.core.result.Terms, computed when first read where the compiled loop ran)."""
 
     sequences: dict
     states: tuple
-    terms: dict | None
+    terms: Mapping | None
 
 
 class _Projection:
@@ -224,6 +226,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     """
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
+    # any other value is True or False (1, numpy's True, "yes"): the loop writes no terms
+    # where trace is neither "full" nor "gates" (those are computed after a compiled scan)
+    trace = trace if trace in ("full", "gates") else bool(trace)
     keep = keep or trace
     states = cell.initial_states(B) if states is None else \
         tuple(np.array(s, dtype=dtype, copy=True) for s in states)
@@ -250,8 +255,7 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         names = GATE_TERMS[kind] if kind in GATE_TERMS else ("xw", *cell.terms)
     else:
         names = ("xw", *cell.terms) if trace and not derived else ()
-    # what the trace is computed from when read: the states kept are read-only then
-    initial = tuple(s.copy() for s in states) if derived else None
+    initial = tuple(s.copy() for s in states) if derived else None  # the scan writes states
     widths = [cell.term_width(n) for n in names]
     kept = cell.state_names if keep else ()
     # One block for all of them: numpy asks for huge pages from 4 MiB, so first touches
@@ -281,9 +285,6 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         return a[:, :B].transpose(1, 0, 2)
 
     out_terms = None
-    if derived:
-        for v in seqs.values():
-            v.flags.writeable = False
     if trace:
         from .result import Terms
 
@@ -291,18 +292,14 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         given.update({k: batch_major(v) for k, v in seqs.items()})  # h, and LSTM's c
         derive = None
         if derived:
-            from .replay import Once, replay
+            from . import replay
 
-            x = np.array(x)  # the caller's may change
-
-            def derive():
-                made = replay(cell, how.compiled, x, initial, seqs,
-                              None if mask_t is None else mask_t[..., 0], engine)
-                return {k: batch_major(v) for k, v in made.items()}
-
-            derive = Once(derive)
-            if trace == "full":
-                derive()
+            args = (cell, how.compiled, x, initial, seqs,
+                    None if mask_t is None else mask_t[..., 0], engine)
+            if trace == "full":  # now, from the scan's own arrays
+                given.update(replay.scan_terms(*args))
+            else:
+                derive = replay.deferred(*args)
         out_terms = Terms((*(("xw", *cell.terms) if derived else names), *kept), given, derive)
     return Scan({k: batch_major(v) for k, v in seqs.items()},
                 tuple(s[:B] for s in states), out_terms)

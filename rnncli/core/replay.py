@@ -66,6 +66,32 @@ def found_states(cell, sequences, mask, initial) -> tuple:
     return tuple(out)
 
 
+def deferred(cell, loop, x, initial, sequences, mask, engine=None) -> Once:
+    """:func:`scan_terms` at the first call. What it is computed from is copied now, so
+    the scan's sequences stay the caller's to write into (one pass over the states; the
+    copies go once the terms are made), and a replay stopped (Ctrl-C) leaves them as they
+    were: the next call starts again."""
+    # in one block: numpy asks for huge pages from 4 MiB, so first touches fault far less
+    # often (a (64, 100, 32, 128) float32 LSTM: 4.3 -> 1.0 ms here)
+    arrays = (x, *sequences.values())
+    block = np.empty(sum(a.size for a in arrays), cell.dtype)
+    copies, offset = [], 0
+    for a in arrays:
+        copies.append(block[offset:offset + a.size].reshape(a.shape))
+        np.copyto(copies[-1], a)
+        offset += a.size
+    x, sequences = copies[0], dict(zip(sequences, copies[1:]))
+    initial = tuple(np.array(s) for s in initial)
+    mask = None if mask is None else np.array(mask)
+    return Once(lambda: scan_terms(cell, loop, x, initial, sequences, mask, engine))
+
+
+def scan_terms(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
+    """:func:`replay`'s terms, batch-major (B, T, width), as a scan gives them."""
+    made = replay(cell, loop, x, initial, sequences, mask, engine)
+    return {k: v.transpose(1, 0, 2) for k, v in made.items()}
+
+
 def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     """The trace terms the compiled ``loop`` computes at every step of a scan of ``cell``,
     time-major (T, B, width) by name (``xw`` and ``cell.terms``).
@@ -92,4 +118,4 @@ def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     job = _Rows(cell, rows_x, starts, None, False, ends, terms, loop)
     threads, edges = compiled_rows(N, compiled_threads(cell, N, 1, engine))
     job.run_blocks(edges, threads)
-    return {name: a.reshape(T, B, -1) for name, a in terms.items()}
+    return {name: a.reshape(T, B, w) for (name, a), w in zip(terms.items(), widths)}

@@ -72,7 +72,7 @@ class Trace(Mapping):
     (reversed for ``go_backwards``).
     """
 
-    def __init__(self, cell, terms: dict, mask, step_index, x):
+    def __init__(self, cell, terms: Mapping, mask, step_index, x):
         self.cell = cell
         self._terms = terms if isinstance(terms, Terms) else dict(terms)
         self.mask = mask
