@@ -7,7 +7,7 @@ import pytest
 from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
 
 from rnncli.core import engine as E
-from rnncli.core import fast
+from rnncli.core import fast, planning
 from rnncli.core.gru import GRUCell
 from rnncli.core.lstm import LSTMCell
 from rnncli.core.rnn import RNN
@@ -247,7 +247,7 @@ def test_scans_one_thread_does_quickly_run_in_one(monkeypatch):
     """Threads cost a few tenths of a millisecond a scan (an idle core woken, the GIL
     handed between blocks): a short scan stays in the calling thread, a long one does
     not, and a thread count asked for is what runs."""
-    monkeypatch.setattr(E, "threads", lambda: 2)
+    monkeypatch.setattr(planning, "threads", lambda: 2)
     lstm = layer_of("lstm").cell  # 3 features, 8 units
     big = LSTMCell(*(np.zeros(s, np.float32) for s in ((32, 256), (64, 256), (256,))))
     assert E.plan(big, 64, 1, None, E.Engine("numba")).threads == 1  # ~0.05 ms

@@ -595,10 +595,10 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
     block or several in threads, against the numpy steps: the same elementwise products
     in the same order, sums in another (BLAS's blocks against one after another)."""
     pytest.importorskip("numba")
-    from rnncli.core import engine, fast, fast_backward
+    from rnncli.core import fast, fast_backward, planning
 
     monkeypatch.setattr(fast, "MIN_THREADED_SECONDS", 0)
-    monkeypatch.setattr(engine, "threads", lambda: threads)
+    monkeypatch.setattr(planning, "threads", lambda: threads)
     calls = []
     original = fast_backward.gated_backward
 
@@ -657,14 +657,14 @@ def test_a_gates_only_trace_gives_the_whole_traces_gradients(monkeypatch, kind, 
 
 
 def test_rows_in_threads_give_the_same_gradients(monkeypatch):
-    from rnncli.core import engine
+    from rnncli.core import planning
 
     model = Model.chain("m", [Masking("mask", 0.0), bidi("mul", H=4), dense(D=4)])
     x = inputs(B=96, T=7, pad=True)
     y = targets_like(model, x)
     one = model.gradients(x, y)
-    monkeypatch.setattr(engine, "SPLIT_MIN_VALUES", 1)  # split from the smallest batch
-    if engine.split_parts(96, 4) == 1:
+    monkeypatch.setattr(planning, "SPLIT_MIN_VALUES", 1)  # split from the smallest batch
+    if planning.split_parts(96, 4) == 1:
         pytest.skip("one core: rows never run in threads here")
     split = model.gradients(x, y)
     for k in one:

@@ -9,7 +9,7 @@ import pytest
 from test_fast import layer_of
 
 from rnncli.core import engine as E
-from rnncli.core import replay
+from rnncli.core import planning, replay
 from rnncli.core.rnn import Bidirectional
 
 pytest.importorskip("numba")
@@ -177,7 +177,7 @@ def test_a_replay_stopped_part_way_starts_again(monkeypatch):
     x = np.random.default_rng(8).normal(size=(3, 10, 3)).astype(np.float32)
     recorded = layer.run(x, trace="full", engine=NUMBA).trace
     tr = layer.run(x, trace=True, engine=NUMBA).trace
-    monkeypatch.setattr(E, "compiled_rows", lambda N, threads: (1, [0, N // 2, N]))
+    monkeypatch.setattr(planning, "compiled_rows", lambda N, threads: (1, [0, N // 2, N]))
     real = E._Rows.run_compiled
 
     def interrupted(job, b0, b1):

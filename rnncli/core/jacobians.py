@@ -18,6 +18,7 @@ import numpy as np
 
 from . import blas
 from . import engine as _engine
+from .workers import threads
 
 
 def jacobian_norms(cell, terms, states, initial, mask=None, rows=None):
@@ -31,7 +32,7 @@ def jacobian_norms(cell, terms, states, initial, mask=None, rows=None):
         return norms
     job = _Blocks(cell, terms, states, initial, mask, picked, norms)
     n = len(picked)
-    parts = max(1, min(_engine.threads(), n))
+    parts = max(1, min(threads(), n))
     blocks = min(n, parts * _engine.BLOCKS_PER_THREAD)
     with blas.single_threaded():
         job.run_blocks([n * i // blocks for i in range(blocks + 1)], parts)

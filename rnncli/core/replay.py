@@ -100,7 +100,8 @@ def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     started from; ``sequences``: the states after every step, time-major by name (``h``
     as output: zeros or the previous output at masked steps); ``mask`` (T, B) bool or
     None."""
-    from .engine import _Rows, compiled_rows, compiled_threads
+    from .engine import _Rows
+    from .planning import compiled_rows, compiled_threads
 
     B, T, D = x.shape
     N, H, dtype = T * B, cell.units, cell.dtype

@@ -1,0 +1,141 @@
+"""How a scan runs: which loop (numpy's, or the cell's compiled one), in how many threads,
+over which row blocks, or with each step's units split across threads.
+
+The rules come from measurements on this project's machine (benchmarks/choices.py redoes
+them; docs/performance.md): a compiled loop where it beats numpy's (``fast.worth_it``),
+one thread where one finishes a compiled scan quickly (``compiled_threads``), row blocks
+of at least one group of the compiled products' rows, and a split of the units only for
+batches too small to split by rows (``fast.split_parts``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .workers import threads
+
+# Split the batch only when each step has at least this many values (batch x units) and
+# every block gets at least MIN_ROWS rows: below that, threads cost more than they save
+# (measured on 2 cores from (64, 128) to (1024, 256): 0.6-0.7x at 16k values, 1.0-1.3x
+# from 32k). Up to BLOCKS_PER_THREAD blocks a thread, so a thread slowed by another
+# process leaves its share to the others.
+SPLIT_MIN_VALUES = 2**15
+MIN_ROWS = 32
+BLOCKS_PER_THREAD = 4
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which loop runs: ``auto`` (the compiled loop where it wins), ``numpy`` or ``numba``.
+
+    ``one_shot``: the process runs one input and exits (the CLI), so the compiled loop
+    must also pay for importing numba (about 0.3 s). ``threads``: run row blocks in this
+    many threads, where the batch allows, instead of the engine's choice (benchmarks)."""
+
+    name: str = ""
+    one_shot: bool = False
+    threads: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return (self.name or os.environ.get("RNNCLI_ENGINE", "auto")).lower()
+
+
+DEFAULT = Engine()
+
+
+def as_engine(engine) -> Engine:
+    if engine is None:
+        return DEFAULT
+    if isinstance(engine, str):
+        return Engine(engine)
+    return engine
+
+
+def split_parts(B, H):
+    """How many threads to run numpy row blocks in (1: don't split)."""
+    if B * H < SPLIT_MIN_VALUES:
+        return 1
+    return max(1, min(threads(), B // MIN_ROWS))
+
+
+def block_edges(B, parts, min_rows=None):
+    """Row blocks for ``parts`` threads: up to BLOCKS_PER_THREAD each, ``min_rows`` rows
+    (MIN_ROWS) or more."""
+    min_rows = MIN_ROWS if min_rows is None else min_rows
+    blocks = max(parts, min(parts * BLOCKS_PER_THREAD, B // min_rows))
+    return [B * i // blocks for i in range(blocks + 1)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a scan runs: the cell's compiled loop or None (numpy), in ``threads`` threads
+    over the row blocks ``edges``; ``split``: the compiled loop splits each step's units
+    into this many parts instead (0: it doesn't)."""
+
+    compiled: object
+    threads: int
+    edges: list
+    split: int = 0
+
+
+def compiled_threads(cell, B, T, engine=None) -> int:
+    """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
+    may use, but one where one thread does it in under fast.MIN_THREADED_SECONDS."""
+    from . import fast
+
+    engine = as_engine(engine)
+    if engine.threads:
+        return engine.threads
+    seconds = fast.one_thread_seconds(B, T, cell.input_dim, cell.units,
+                                      len(cell.gates) or 1, cell.dtype.itemsize)
+    return 1 if seconds < fast.MIN_THREADED_SECONDS else threads()
+
+
+def compiled_rows(B, available) -> tuple[int, list]:
+    """(threads, row block edges) for a compiled loop over B rows with ``available``
+    threads: blocks of at least one group of rows (fast.min_block_rows)."""
+    from . import fast
+
+    min_rows = fast.min_block_rows()
+    parts = max(1, min(available, B // min_rows))
+    return (parts, block_edges(B, parts, min_rows)) if parts > 1 else (1, [0, B])
+
+
+def plan(cell, B, T, mask, engine, trace=False) -> Plan:
+    """The loop, threads and row blocks for a scan of B rows and T steps."""
+    engine = as_engine(engine)
+    loop = _compiled_loop(cell, T, B, mask, engine)
+    if loop is not None:
+        from . import fast
+
+        available = compiled_threads(cell, B, T, engine)
+        # a split scan writes no trace terms: they are computed after it (scan)
+        split = 0 if trace == "gates" or mask is not None else fast.split_parts(
+            B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
+        if split:
+            return Plan(loop, split, list(range(split + 1)), split)
+        return Plan(loop, *compiled_rows(B, available))
+    rows = 2 if B == 1 else B
+    width = cell.term_width("z") if cell.gates else cell.units
+    parts = split_parts(rows, width) if engine.threads is None else \
+        max(1, min(engine.threads, rows // MIN_ROWS))
+    return Plan(None, parts, block_edges(rows, parts) if parts > 1 else [0, rows])
+
+
+def _compiled_loop(cell, T, B, mask, engine):
+    from . import fast
+
+    if T == 0 or not fast.available(engine):
+        return None
+    loop = cell.compiled()
+    if loop is None:
+        return None
+    if engine.kind == "numba":
+        return loop
+    gates = len(cell.gates) or 1
+    if engine.one_shot and T < fast.ONE_SHOT_MIN_STEPS and \
+            T * B * gates * cell.units**2 < fast.ONE_SHOT_MIN_PRODUCTS:
+        return None
+    return loop if fast.worth_it(B, cell.units, gates, cell.dtype.itemsize) else None
