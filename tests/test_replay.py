@@ -205,3 +205,67 @@ def test_other_activations_are_replayed_as_the_loop_ran_them(cell, kw):
     mask = rng.random((5, 12)) > 0.3
     assert_same_terms(layer.run(x, mask, trace=True, engine=NUMBA).trace,
                       layer.run(x, mask, trace="full", engine=NUMBA).trace)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("window", [(0, 4), (5, 9), (13, 20), (0, 20)])
+def test_a_window_of_steps_computes_those_steps_alone(monkeypatch, cell, window):
+    """Trace.window: the terms of steps k0 .. k1 from a trace computed when read are the
+    loop's, computed from the states step k0 found (carried over masked steps before it,
+    from an initial state) and for those steps alone."""
+    rng = np.random.default_rng(9)
+    layer = layer_of(cell, units=6)
+    layer.zero_output_for_mask = True
+    layer.go_backwards = True
+    x = rng.normal(size=(3, 20, 3)).astype(np.float32)
+    mask = rng.random((3, 20)) > 0.5
+    h0 = tuple(rng.normal(size=(3, 6)).astype(np.float32) for _ in layer.cell.state_names)
+    recorded = layer.run(x, mask, h0, trace="full", engine=NUMBA).trace
+    steps = []
+    real = replay.replay
+
+    def counted(cell, loop, x, *rest, **kw):
+        steps.append(x.shape[1])
+        return real(cell, loop, x, *rest, **kw)
+
+    monkeypatch.setattr(replay, "replay", counted)
+    k0, k1 = window
+    part = layer.run(x, mask, h0, trace=True, engine=NUMBA).trace.window(k0, k1)
+    np.testing.assert_array_equal(part.step_index, recorded.step_index[k0:k1])
+    np.testing.assert_array_equal(part.mask, recorded.mask[:, k0:k1])
+    for name in recorded:
+        want = recorded[name]
+        np.testing.assert_array_equal(part[name], want if want.ndim == 1 else
+                                      want[:, k0:k1], err_msg=name)
+    assert steps == [k1 - k0]
+
+
+def test_a_window_of_a_computed_trace_is_a_slice_of_it(monkeypatch):
+    layer = layer_of("lstm", units=4)
+    x = np.random.default_rng(10).normal(size=(2, 12, 3)).astype(np.float32)
+    tr = layer.run(x, trace=True, engine=NUMBA).trace
+    z = tr["z"]  # computed now, whole
+    monkeypatch.setattr(replay, "replay", None)  # nothing more is computed
+    part = tr.window(3, 7)
+    assert np.shares_memory(part["z"], z)
+    np.testing.assert_array_equal(part["z"], z[:, 3:7])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch, cell):
+    """rnncli trace --steps computes only those steps' terms (after the scan); its rows
+    are those of the whole trace, which the loop writes as it scans."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from rnncli.cli import cli
+
+    monkeypatch.setenv("RNNCLI_ENGINE", "numba")
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(11).normal(size=(3, 30, 3)).astype(np.float32))
+    args = ["trace", "--seed", "2", "--units", "5", "--cell", cell, "-i", str(path), "-f", "csv"]
+    whole = CliRunner().invoke(cli, args, catch_exceptions=False).output
+    part = CliRunner().invoke(cli, [*args, "--steps", "10:13"], catch_exceptions=False).output
+    rows = [r for r in csv.DictReader(whole.splitlines()) if 10 <= int(r["step"]) < 13]
+    assert list(csv.DictReader(part.splitlines())) == rows and rows

@@ -148,9 +148,12 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
 
     fmt = format_for(output, fmt, FORMATS)
     check_target(output, force)
+    # every step's terms are written by the loop as it scans; with --steps, those steps'
+    # alone are computed after it (rnncli/core/replay.py)
+    trace = True if steps else "full"
     m, x, result, samples = _prepare(model, seed, units, input_dim, cell, overrides,
                                      input_path, key, initial_state, strict, sample, fmt,
-                                     show_all, trace="full")  # every term is shown
+                                     show_all, trace=trace)
     sel = selection(result, steps, unit_list)
     keys, message = layers_to_show(m, result, layer_keys, fmt)
     if message:

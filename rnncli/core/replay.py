@@ -66,7 +66,34 @@ def found_states(cell, sequences, mask, initial) -> tuple:
     return tuple(out)
 
 
-def deferred(cell, loop, x, initial, sequences, mask, engine=None) -> Once:
+class Deferred(Once):
+    """A scan's terms (:func:`scan_terms`) at the first call, or those of a window of its
+    steps alone (:meth:`window`), from what :func:`deferred` copied."""
+
+    def __init__(self, cell, loop, x, initial, sequences, mask, engine=None):
+        self._args = (cell, loop, x, initial, sequences, mask, engine)
+        super().__init__(self._all)
+
+    def _all(self):
+        terms = scan_terms(*self._args)
+        self._args = None  # the copies go once the terms are made
+        return terms
+
+    def window(self, k0, k1) -> Once:
+        """The terms of steps k0 .. k1 alone, computed at the first call (a trace table
+        of five steps of a long sequence replays those five)."""
+        cell, loop, x, initial, sequences, mask, engine = self._args
+        starts, names = initial, cell.state_names
+        if k0 > 0:  # the states step k0 found (h carried over masked steps before it)
+            h = carried(sequences[names[0]][:k0], None if mask is None else mask[:k0],
+                        initial[0])[-1]
+            starts = (h, *(sequences[n][k0 - 1] for n in names[1:]))
+        part = {n: s[k0:k1] for n, s in sequences.items()}
+        return Once(lambda: scan_terms(cell, loop, x[:, k0:k1], starts, part,
+                                       None if mask is None else mask[k0:k1], engine))
+
+
+def deferred(cell, loop, x, initial, sequences, mask, engine=None) -> Deferred:
     """:func:`scan_terms` at the first call. What it is computed from is copied now, so
     the scan's sequences stay the caller's to write into (one pass over the states; the
     copies go once the terms are made), and a replay stopped (Ctrl-C) leaves them as they
@@ -83,7 +110,7 @@ def deferred(cell, loop, x, initial, sequences, mask, engine=None) -> Once:
     x, sequences = copies[0], dict(zip(sequences, copies[1:]))
     initial = tuple(np.array(s) for s in initial)
     mask = None if mask is None else np.array(mask)
-    return Once(lambda: scan_terms(cell, loop, x, initial, sequences, mask, engine))
+    return Deferred(cell, loop, x, initial, sequences, mask, engine)
 
 
 def scan_terms(cell, loop, x, initial, sequences, mask, engine=None) -> dict:

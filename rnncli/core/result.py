@@ -57,6 +57,19 @@ class Terms(Mapping):
         kept = [n for n in names if n in self._names or n in given]
         return Terms(kept, {k: v for k, v in given.items() if k in kept}, self._derive)
 
+    def window(self, k0, k1) -> Terms:
+        """Steps k0 .. k1 of every per-step term (static ones whole). Terms not computed
+        yet are computed for those steps alone (rnncli/core/replay.py)."""
+        def cut(a):
+            return a if np.ndim(a) < 3 else a[:, k0:k1]
+
+        given = {k: cut(v) for k, v in self._given.items()}
+        derive = self._derive
+        if derive is not None and derive.done:
+            given.update({k: cut(v) for k, v in derive().items()})
+            derive = None
+        return Terms(self._names, given, None if derive is None else derive.window(k0, k1))
+
     def __reduce__(self):
         return Terms, (self._names, dict(self.items()))
 
@@ -108,6 +121,15 @@ class Trace(Mapping):
     @property
     def gates(self) -> tuple:
         return self.cell.gates
+
+    def window(self, k0, k1) -> Trace:
+        """Steps k0 .. k1 (processing order) alone: where the terms are computed when read,
+        only those steps' are."""
+        terms = self._terms
+        terms = terms.window(k0, k1) if isinstance(terms, Terms) else \
+            {k: v if np.ndim(v) < 3 else v[:, k0:k1] for k, v in terms.items()}
+        mask = None if self.mask is None else self.mask[:, k0:k1]
+        return Trace(self.cell, terms, mask, self.step_index[k0:k1], self.x[:, k0:k1])
 
     def per_gate(self, name) -> dict:
         """A term split into the cell's gate blocks ({"": term} for a one-block cell)."""

@@ -175,8 +175,11 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
     for direction, tr in r.traces.items():
         B, T, H = tr["h"].shape
         samples = np.arange(B)
-        steps = _pick(T, None, sel.steps)
+        shown = steps = _pick(T, None, sel.steps)
         units = _pick(H, sel.units)
+        if len(steps) and len(steps) < T:  # a trace computed when read computes only these
+            k0 = int(steps.min())
+            tr, steps = tr.window(k0, int(steps.max()) + 1), steps - k0
         ix = np.ix_(samples, steps, units)
         mask = None if tr.mask is None else tr.mask[np.ix_(samples, steps)]
         found = tr.cell.trace_sections(tr)
@@ -193,7 +196,7 @@ def trace_views(result, name, sel: Selection, with_terms=False, sections=None) -
                     g = tr.gates.index(section)
                     share = share[..., g * H:(g + 1) * H]
                 terms = share[samples][:, steps][..., units]
-            views.append(TraceView(name, direction, act, samples, steps, tr.step_index[steps],
+            views.append(TraceView(name, direction, act, samples, shown, tr.step_index[steps],
                                    units, arrays, terms, mask, T, H, section, value,
                                    tr.cell.section_titles(section), header))
     if not views:
