@@ -216,8 +216,9 @@ def model_columns(result) -> tuple:
     for r in result.layers.values():
         for tr in (r.traces or {}).values():
             kind = type(tr.cell)
-            if kind not in found:
-                found[kind] = [c for _, cols, *_ in tr.cell.trace_sections(tr) for c in cols]
+            if kind not in found:  # one step's sections name the columns (computes no more)
+                sections = tr.cell.trace_sections(tr.window(0, 1))
+                found[kind] = [c for _, cols, *_ in sections for c in cols]
     kinds = sorted(found, key=lambda k: (order.index(k) if k in order else len(order),
                                          k.__name__))
     return tuple(dict.fromkeys(c for k in kinds for c in found[k]))
