@@ -266,6 +266,15 @@ def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch,
     np.save(path, np.random.default_rng(11).normal(size=(3, 30, 3)).astype(np.float32))
     args = ["trace", "--seed", "2", "--units", "5", "--cell", cell, "-i", str(path), "-f", "csv"]
     whole = CliRunner().invoke(cli, args, catch_exceptions=False).output
+    replayed = []
+    real = replay.replay
+
+    def counted(cell, loop, x, *rest, **kw):
+        replayed.append(x.shape[1])
+        return real(cell, loop, x, *rest, **kw)
+
+    monkeypatch.setattr(replay, "replay", counted)
     part = CliRunner().invoke(cli, [*args, "--steps", "10:13"], catch_exceptions=False).output
     rows = [r for r in csv.DictReader(whole.splitlines()) if 10 <= int(r["step"]) < 13]
     assert list(csv.DictReader(part.splitlines())) == rows and rows
+    assert replayed and max(replayed) <= 3  # the steps shown (and one to name columns)
