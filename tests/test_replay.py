@@ -17,6 +17,19 @@ pytest.importorskip("numba")
 NUMBA = E.Engine("numba")
 
 
+@pytest.fixture
+def replayed(monkeypatch):
+    """The steps of every replay run from here on (x's length), in order."""
+    steps, real = [], replay.replay
+
+    def counted(cell, loop, x, *rest, **kw):
+        steps.append(x.shape[1])
+        return real(cell, loop, x, *rest, **kw)
+
+    monkeypatch.setattr(replay, "replay", counted)
+    return steps
+
+
 def assert_same_terms(derived, recorded):
     assert list(derived) == list(recorded)
     for name in recorded:
@@ -69,25 +82,17 @@ def test_bidirectional_traces_are_computed_per_direction():
         assert_same_terms(derived.directions[d].trace, recorded.directions[d].trace)
 
 
-def test_nothing_is_computed_until_a_term_is_read_and_then_once(monkeypatch):
-    calls = []
-    real = replay.replay
-
-    def counted(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-
-    monkeypatch.setattr(replay, "replay", counted)
+def test_nothing_is_computed_until_a_term_is_read_and_then_once(replayed):
     layer = layer_of("lstm", units=8)
     x = np.random.default_rng(4).normal(size=(3, 10, 3)).astype(np.float32)
     tr = layer.run(x, trace=True, engine=NUMBA).trace
     assert list(tr) == ["xw", "hu", "bias", "z", "gate", "c_prev", "fc", "ig", "c", "h"]
     assert "z" in tr and "nothing" not in tr and tr.h.shape == (3, 10, 8)
-    assert calls == []  # names, h and c are at hand
+    assert replayed == []  # names, h and c are at hand
     z, gate = tr["z"], tr.per_gate("gate")["f"]
-    assert calls == [1] and tr["z"] is z and gate.shape == (3, 10, 8)
+    assert replayed == [10] and tr["z"] is z and gate.shape == (3, 10, 8)
     np.testing.assert_array_equal(tr["gate"], tr["gate"])
-    assert calls == [1]
+    assert replayed == [10]
 
 
 def test_copies_and_pickles_of_a_trace_hold_every_term():
@@ -209,7 +214,7 @@ def test_other_activations_are_replayed_as_the_loop_ran_them(cell, kw):
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 @pytest.mark.parametrize("window", [(0, 4), (5, 9), (13, 20), (0, 20)])
-def test_a_window_of_steps_computes_those_steps_alone(monkeypatch, cell, window):
+def test_a_window_of_steps_computes_those_steps_alone(replayed, cell, window):
     """Trace.window: the terms of steps k0 .. k1 from a trace computed when read are the
     loop's, computed from the states step k0 found (carried over masked steps before it,
     from an initial state) and for those steps alone."""
@@ -221,14 +226,6 @@ def test_a_window_of_steps_computes_those_steps_alone(monkeypatch, cell, window)
     mask = rng.random((3, 20)) > 0.5
     h0 = tuple(rng.normal(size=(3, 6)).astype(np.float32) for _ in layer.cell.state_names)
     recorded = layer.run(x, mask, h0, trace="full", engine=NUMBA).trace
-    steps = []
-    real = replay.replay
-
-    def counted(cell, loop, x, *rest, **kw):
-        steps.append(x.shape[1])
-        return real(cell, loop, x, *rest, **kw)
-
-    monkeypatch.setattr(replay, "replay", counted)
     k0, k1 = window
     part = layer.run(x, mask, h0, trace=True, engine=NUMBA).trace.window(k0, k1)
     np.testing.assert_array_equal(part.step_index, recorded.step_index[k0:k1])
@@ -237,7 +234,7 @@ def test_a_window_of_steps_computes_those_steps_alone(monkeypatch, cell, window)
         want = recorded[name]
         np.testing.assert_array_equal(part[name], want if want.ndim == 1 else
                                       want[:, k0:k1], err_msg=name)
-    assert steps == [k1 - k0]
+    assert replayed == [k1 - k0]
 
 
 def test_a_window_of_a_computed_trace_is_a_slice_of_it(monkeypatch):
@@ -252,7 +249,8 @@ def test_a_window_of_a_computed_trace_is_a_slice_of_it(monkeypatch):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch, cell):
+def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch, replayed,
+                                                          cell):
     """rnncli trace --steps computes only those steps' terms (after the scan); its rows
     are those of the whole trace, which the loop writes as it scans."""
     import csv
@@ -266,14 +264,7 @@ def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch,
     np.save(path, np.random.default_rng(11).normal(size=(3, 30, 3)).astype(np.float32))
     args = ["trace", "--seed", "2", "--units", "5", "--cell", cell, "-i", str(path), "-f", "csv"]
     whole = CliRunner().invoke(cli, args, catch_exceptions=False).output
-    replayed = []
-    real = replay.replay
-
-    def counted(cell, loop, x, *rest, **kw):
-        replayed.append(x.shape[1])
-        return real(cell, loop, x, *rest, **kw)
-
-    monkeypatch.setattr(replay, "replay", counted)
+    replayed.clear()
     part = CliRunner().invoke(cli, [*args, "--steps", "10:13"], catch_exceptions=False).output
     rows = [r for r in csv.DictReader(whole.splitlines()) if 10 <= int(r["step"]) < 13]
     assert list(csv.DictReader(part.splitlines())) == rows and rows
