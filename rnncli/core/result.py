@@ -20,9 +20,10 @@ STATIC_TERMS = ("bias", "recurrent_bias")  # the same at every step: (width,), n
 
 class Terms(Mapping):
     """A trace's arrays by name, in order. Those not ``given`` come from ``derive`` (a
-    :class:`rnncli.core.replay.Once`, giving them all at once) the first time one is read:
-    a compiled scan's trace is computed when read (rnncli/core/replay.py). Checking a
-    name (``"z" in terms``) computes nothing; a pickle or copy holds every array."""
+    :class:`rnncli.core.replay.Deferred`, giving them all at once, or those of a window of
+    steps) the first time one is read: a compiled scan's trace is computed when read
+    (rnncli/core/replay.py). Checking a name (``"z" in terms``) computes nothing; a pickle
+    or copy holds every array."""
 
     def __init__(self, names, given, derive=None):
         self._names = tuple(names)
@@ -125,9 +126,9 @@ class Trace(Mapping):
     def window(self, k0, k1) -> Trace:
         """Steps k0 .. k1 (processing order) alone: where the terms are computed when read,
         only those steps' are."""
-        terms = self._terms
-        terms = terms.window(k0, k1) if isinstance(terms, Terms) else \
-            {k: v if np.ndim(v) < 3 else v[:, k0:k1] for k, v in terms.items()}
+        terms = self._terms if isinstance(self._terms, Terms) else \
+            Terms(self._terms, self._terms)
+        terms = terms.window(k0, k1)
         mask = None if self.mask is None else self.mask[:, k0:k1]
         return Trace(self.cell, terms, mask, self.step_index[k0:k1], self.x[:, k0:k1])
 
