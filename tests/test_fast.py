@@ -235,12 +235,19 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     def stamps(kernel):
         return [c.cell_contents for c in kernel.py_func.__closure__]
 
-    ours = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels")
+    from rnncli.core import _numba_backward
+
+    ours = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
+                                      "_numba_borrowed")
     split = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
-                                       "_numba_split")
+                                       "_numba_split", "_numba_borrowed")
+    backward = _numba_panels.source_stamp("_numba_panels", "_numba_backward", "fast_backward",
+                                          "_numba_borrowed")
     assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())
     assert all(stamps(k) == [split] for k in _numba_split.KERNELS.values())
-    assert len({ours, split, _numba_panels.source_stamp("_numba_panels")}) == 3
+    assert all(stamps(k) == [backward] for k in _numba_backward.KERNELS.values())
+    without = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels")
+    assert len({ours, split, backward, without}) == 4
 
 
 def test_scans_one_thread_does_quickly_run_in_one(monkeypatch):

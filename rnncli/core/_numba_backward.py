@@ -13,6 +13,7 @@ numpy steps' to rounding: the elementwise products in the same order, the sums o
 import numba
 import numpy as np
 
+from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 from .fast_backward import LINEAR, SIGMOID, TANH
 
@@ -91,7 +92,10 @@ def _kernels(stamp):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         T = gate.shape[0]
         n, H = gh.shape
-        acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
+        g_out, gate, slopes, slope, tc, dtc, c_prev, panels, gh, gc, hidden, dxp = borrowed(
+            (g_out, gate, slopes, slope, tc, dtc, c_prev, panels, gh, gc, hidden, dxp))
+        acc_memory = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
+        acc = borrowed(acc_memory)
         none = np.empty((0, 0), gate.dtype)
         for t in range(T - 1, -1, -1):
             gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
@@ -109,6 +113,7 @@ def _kernels(stamp):
                                                                  one)
                     gc[b, j] = dc * f
             _carry_back(d, r0, panels, acc, gh, none)
+        alive(acc_memory)
 
     @njit
     def gru(r0, g_out, has_out, gate, slopes, slope, inner_h, h_prev, panels, gh, hidden, dxp,
@@ -120,9 +125,11 @@ def _kernels(stamp):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         T, P = gate.shape[0], gate.shape[2]
         n, H = gh.shape
-        acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
-        d_inner = np.empty((n, P), gate.dtype)
-        back = np.empty((n, H), gate.dtype)
+        g_out, gate, slopes, slope, inner_h, h_prev, panels, gh, hidden, dxp = borrowed(
+            (g_out, gate, slopes, slope, inner_h, h_prev, panels, gh, hidden, dxp))
+        memory = (np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype),
+                  np.empty((n, P), gate.dtype), np.empty((n, H), gate.dtype))
+        acc, d_inner, back = borrowed(memory)
         for t in range(T - 1, -1, -1):
             gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
             for b in range(n):
@@ -139,8 +146,10 @@ def _kernels(stamp):
                     d_inner[b, 2 * H + j] = dz_h * reset
                     back[b, j] = dh * zg
             _carry_back(d_inner, 0, panels, acc, gh, back)
+        alive(memory)
 
     return {"lstm": lstm, "gru": gru}
 
 
-KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward", "fast_backward"))
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward", "fast_backward",
+                                   "_numba_borrowed"))

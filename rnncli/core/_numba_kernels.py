@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from ._numba_activations import activate32, activate64, activate_range
+from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
 # Trace levels (a kernel's last argument to ``drive``, constant in each): none, every
@@ -72,13 +73,18 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
     """The steps of a chunk (as many as ``outs`` holds, x's from step ``x0``): per step and
     group of up to BLOCK rows, the group's x·W + b and h·U (W and U packed in panels,
     rnncli/core/_numba_panels.py), then each row's ``row`` (its cell's step, which writes
-    its new states to ``outs``) and commit."""
+    its new states to ``outs``) and commit. Every array is used borrowed
+    (rnncli/core/_numba_borrowed.py): the views made a row cost no atomic operations."""
     n = x.shape[0]
     T = outs[0].shape[0]
     P = bias.shape[0]
+    x, kernel, bias, panels, rb, xw, mask, prev = borrowed(
+        (x, kernel, bias, panels, rb, xw, mask, prev))
+    states, outs, terms = borrowed(states), borrowed(outs), borrowed(terms)
     h = states[0]
-    acc = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
-    xacc = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
+    acc_memory = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
+    xacc_memory = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
+    acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)
     for t in range(T):
         xt = x[:, x0 + t, :]
         for g0 in range(0, n, BLOCK):
@@ -96,6 +102,8 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
                 row(xwb, acc[b - g0, :P], rb, states, b, outs, t, r, act, ract, terms,
                     activate, one, trace)
                 commit(t, b, r, outs, states, mask, zero_out, prev, one)
+    alive(acc_memory)
+    alive(xacc_memory)
 
 
 # ------------------------------------------------------------------ SimpleRNN
@@ -351,4 +359,5 @@ def _kernels(stamp):
             ('gru', False, 'gates'): gru_f64_gates}
 
 
-KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels"))
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
+                                   "_numba_borrowed"))

@@ -23,6 +23,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ._numba_activations import activate32, activate64
+from ._numba_borrowed import alive, borrowed
 from ._numba_kernels import gru_row, lstm_row, simple_row
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
@@ -99,8 +100,13 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
     n = x.shape[0]
     Hl = hbuf.shape[2] // parts
     P = biases.shape[1]
-    acc = np.empty((BLOCK + ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
-    xacc = np.empty((BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]), dtype=hbuf.dtype)
+    x, kernels, biases, panels, rbs, hbuf, c, counters = borrowed(
+        (x, kernels, biases, panels, rbs, hbuf, c, counters))
+    outs = borrowed(outs)
+    acc_memory = np.empty((BLOCK + ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
+    xacc_memory = np.empty((BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]),
+                           dtype=hbuf.dtype)
+    acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)
     empty = np.empty((0, 0, 0), dtype=hbuf.dtype)
     terms = (empty, empty, empty, empty, empty, empty)
     k = pending
@@ -108,12 +114,16 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
         if k < 0:
             k = claim(counters, limit)
             if k < 0:
+                alive(acc_memory)
+                alive(xacc_memory)
                 return -1
         tg, q = k // parts, k % parts
         spins = 0
         while atomic_load(counters, DONE) < tg * parts:  # step tg - 1 not finished
             spins += 1
             if spins > SPIN:
+                alive(acc_memory)
+                alive(xacc_memory)
                 return k
         t = tg - t0
         j0 = q * Hl
@@ -207,4 +217,4 @@ def _kernels(stamp):
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
-                                 "_numba_split"))
+                                 "_numba_split", "_numba_borrowed"))
