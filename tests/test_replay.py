@@ -269,3 +269,26 @@ def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch,
     rows = [r for r in csv.DictReader(whole.splitlines()) if 10 <= int(r["step"]) < 13]
     assert list(csv.DictReader(part.splitlines())) == rows and rows
     assert replayed and max(replayed) <= 3  # the steps shown (and one to name columns)
+
+
+@pytest.mark.parametrize("read", [False, True])
+def test_a_deferred_trace_goes_with_its_result(read):
+    """No reference cycle keeps a deferred trace (and its copies of the input and states)
+    alive once its result is dropped: it would wait for the garbage collector, and every
+    trace would take fresh memory, faulted in page by page."""
+    import gc
+    import weakref
+
+    layer = layer_of("lstm", np.float32, units=8)
+    x = np.random.default_rng(0).normal(size=(3, 20, 3)).astype(np.float32)
+    gc.collect()
+    gc.disable()
+    try:
+        result = layer.run(x, trace=True, engine=NUMBA)
+        derive = weakref.ref(result.trace._terms._derive)
+        if read:
+            result.trace["z"]
+        del result
+        assert derive() is None
+    finally:
+        gc.enable()
