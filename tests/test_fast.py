@@ -210,7 +210,10 @@ def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype,
 
 def test_split_is_only_for_small_batches_with_big_steps():
     assert fast.split_parts(1, 512, 4, 4, threads=2) == 2
-    assert fast.split_parts(4, 128, 4, 4, threads=2) == 0  # 0.7-0.9x measured
+    assert fast.split_parts(4, 128, 4, 4, threads=2) == 2  # 0.79x measured
+    assert fast.split_parts(4, 32, 4, 4, threads=2) == 0  # 1.37x measured
+    assert fast.split_parts(1, 32, 4, 8, threads=2) == 2  # float64: 0.80x
+    assert fast.split_parts(8, 64, 4, 4, threads=2) == 0  # 1.10x measured
     assert fast.split_parts(1, 512, 1, 4, threads=2) == 0 and fast.split_parts(8, 512, 1, 4, 2)
     assert fast.split_parts(4, 128, 1, 8, threads=2) == 2  # float64
     assert fast.split_parts(64, 512, 4, 4, threads=2) == 0  # rows split instead

@@ -313,15 +313,22 @@ def min_block_rows() -> int:
 def split_parts(B: int, H: int, gates: int = 1, itemsize: int = 4, threads: int = 1) -> int:
     """Into how many parts (threads) the compiled loop splits each step's units, or 0
     (rnncli/core/_numba_split.py): batches of fewer than two row blocks whose steps are
-    big enough to pay for the threads' wait on each other every step. Measured (one
-    thread's time / two, 300 steps): float32 LSTM and GRU 1.5-1.9x from B x gates x H^2
-    = 2^19 (one row counted as two), slower below (0.7-0.9x at 4 x 128 units);
-    SimpleRNN from 2^21 (0.55-1.3x at 1 x 512, 1.4-1.9x at 8 x 512); float64 1.2-1.9x
-    from 2^16 (measured when its tanh and exp were libm's, three times slower than now:
-    not re-measured since)."""
+    big enough to pay for the threads' wait on each other every step. Measured (time
+    split in two / one thread's rows, 300-1000 steps, 32 features, 3 runs):
+
+    - LSTM and GRU of up to 4 rows, from 192 gate columns in float32 (LSTM 64 units:
+      0.85-1.01x, 128: 0.67-0.79x; GRU 64: 0.84-0.87x, 128: 0.75-0.82x, 256: 0.58x;
+      slower below: 1.3-1.9x at 16-32 units) and from 128 in float64 (LSTM 32 units:
+      0.80-0.82x, GRU 64: 0.66-0.69x; GRU 32: 1.03-1.13x);
+    - 5 to 15 rows, float32, from B x gates x H^2 = 2^19 (LSTM (8, 128): 1.00x; (8, 64):
+      1.10x, GRU (8, 64): 1.64x), float64 from 2^16;
+    - SimpleRNN from 2^21 (0.55-1.3x at 1 x 512, 1.4-1.9x at 8 x 512).
+    """
     if threads < 2 or B >= 2 * min_block_rows():
         return 0
-    if itemsize > 4:
+    if gates > 1 and B <= 4:
+        enough = gates * H >= (128 if itemsize > 4 else 192)
+    elif itemsize > 4:
         enough = B * gates * H * H >= 2**16
     else:
         enough = max(B, 2) * gates * H * H >= (2**19 if gates > 1 else 2**21)
