@@ -180,6 +180,28 @@ def test_threads_follow_the_cores_this_process_may_use(monkeypatch):
     assert workers.threads() == 1
 
 
+def test_a_cgroup_quota_caps_the_cores_and_is_read_once_a_second(monkeypatch):
+    import builtins
+    import io
+
+    reads, real_open = [], builtins.open
+
+    def fake_open(path, *args, **kw):
+        if path == "/sys/fs/cgroup/cpu.max":
+            reads.append(path)
+            return io.StringIO("150000 100000\n")  # 1.5 cores
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(workers, "_quota", [-workers.QUOTA_SECONDS, None])
+    assert workers.available_cores() == 1
+    assert workers.available_cores() == 1 and len(reads) == 1  # trusted for a while
+    workers._quota[0] -= workers.QUOTA_SECONDS
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert workers.available_cores() == 1 and len(reads) == 2
+
+
 @pytest.mark.parametrize("engine", ["numpy", "numba"])
 def test_final_state_only_needs_memory_independent_of_length(monkeypatch, engine):
     import tracemalloc

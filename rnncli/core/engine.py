@@ -21,12 +21,14 @@ Which loop, threads and blocks a scan gets is rnncli/core/planning.py's choice.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import blas, fast
 from .planning import (  # noqa: F401 (API)
     BLOCKS_PER_THREAD,
     DEFAULT,
@@ -156,10 +158,8 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
     derived = T > 0 and how.compiled is not None and (trace is True or
                                                       (trace == "full" and how.split > 0))
     if trace == "gates":
-        from .fast import GATE_TERMS
-
         kind = getattr(how.compiled, "kind", None)
-        names = GATE_TERMS[kind] if kind in GATE_TERMS else ("xw", *cell.terms)
+        names = fast.GATE_TERMS[kind] if kind in fast.GATE_TERMS else ("xw", *cell.terms)
     else:
         names = ("xw", *cell.terms) if trace and not derived else ()
     initial = tuple(s.copy() for s in states) if derived else None  # the scan writes states
@@ -181,8 +181,6 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
                     bool(how.split))
         if how.split:
-            from . import fast
-
             fast.split_scan(job, how.split)
         else:
             job.run_blocks(how.edges, how.threads)
@@ -227,8 +225,6 @@ class _Rows:
         self.stop = threading.Event()
         self.packed = None
         if compiled is not None and not split:
-            from . import fast
-
             self.packed = fast.packed(cell)  # kept with the cell
 
     def run_blocks(self, edges, threads, step_loop=None):
@@ -236,26 +232,30 @@ class _Rows:
         BLAS runs single-threaded throughout: a multi-threaded product every step makes
         every step wait for its slowest thread, which on a busy machine is one whose core
         was taken (measured: benchmarks/forward.py --grid --loaded)."""
-        from . import blas
+        compiled = step_loop is None and self.compiled is not None
+        step_loop = step_loop or (self.run if self.compiled is None else self.run_compiled)
+        # numpy's loops: the caller's floating-point error handling in every thread
+        # (overflow ignored: it shows in the numbers as inf, and sigmoid's exp overflows
+        # harmlessly), BLAS single-threaded. The compiled loop calls no BLAS and raises no
+        # floating-point error: it goes without them (a few us of a scan of 40 or more).
+        if compiled:
+            run, settings = step_loop, contextlib.nullcontext
+        else:
+            fp_errors = {**np.geterr(), "over": "ignore"}
+            settings = blas.single_threaded
 
-        if step_loop is None:
-            step_loop = self.run if self.compiled is None else self.run_compiled
-        # the caller's floating-point error handling, in every thread (overflow ignored:
-        # it shows in the numbers as inf, and sigmoid's exp overflows harmlessly)
-        fp_errors = {**np.geterr(), "over": "ignore"}
-
-        def run(b0, b1):
-            with np.errstate(**fp_errors):
-                step_loop(b0, b1)
+            def run(b0, b1):
+                with np.errstate(**fp_errors):
+                    step_loop(b0, b1)
 
         if threads == 1 or len(edges) == 2:
-            with blas.single_threaded():
+            with settings():
                 for b0, b1 in zip(edges, edges[1:]):
                     run(b0, b1)
             return
 
         job = Job(run, edges, self.stop)
-        with blas.single_threaded():
+        with settings():
             POOL.submit(job, threads - 1)
             try:
                 job.work()
@@ -330,8 +330,6 @@ class _Rows:
         Ctrl-C waits; each call costs tens of us, so they are long: 8 rows x 64 units of
         an LSTM, 64 steps a chunk took a fifth of the time); it computes x·W + b itself
         and writes the shared arrays' rows."""
-        from .fast import input_chunk
-
         cell, terms, seqs = self.cell, self.terms, self.seqs
         x = self.x[b0:b1]
         n, T, _ = x.shape
@@ -354,7 +352,7 @@ class _Rows:
                 {k: v[t0:t1] for k, v in terms.items() if k != "xw"}
             xw = None if terms is None or "xw" not in terms else terms["xw"][t0:t1]
             mask = None if mask_t is None else mask_t[t0:t1, b0:b1, 0]
-            xs, x0 = input_chunk(x, t0, t1, cell.dtype)
+            xs, x0 = fast.input_chunk(x, t0, t1, cell.dtype)
             states = self.compiled(cell, self.packed, xs, x0, states, out, xw, part, row0,
                                    mask, self.zero_out, prev)
         for i, s in enumerate(states):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from . import fast
 from .workers import threads
 
 # Split the batch only when each step has at least this many values (batch x units) and
@@ -83,8 +84,6 @@ class Plan:
 def compiled_threads(cell, B, T, engine=None) -> int:
     """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
     may use, but one where one thread does it in under fast.MIN_THREADED_SECONDS."""
-    from . import fast
-
     engine = as_engine(engine)
     if engine.threads:
         return engine.threads
@@ -96,8 +95,6 @@ def compiled_threads(cell, B, T, engine=None) -> int:
 def compiled_rows(B, available) -> tuple[int, list]:
     """(threads, row block edges) for a compiled loop over B rows with ``available``
     threads: blocks of at least one group of rows (fast.min_block_rows)."""
-    from . import fast
-
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
     return (parts, block_edges(B, parts, min_rows)) if parts > 1 else (1, [0, B])
@@ -108,8 +105,6 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     engine = as_engine(engine)
     loop = _compiled_loop(cell, T, B, mask, engine)
     if loop is not None:
-        from . import fast
-
         available = compiled_threads(cell, B, T, engine)
         # a split scan writes no trace terms: they are computed after it (scan)
         split = 0 if trace == "gates" or mask is not None else fast.split_parts(
@@ -125,8 +120,6 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
 
 
 def _compiled_loop(cell, T, B, mask, engine):
-    from . import fast
-
     if T == 0 or not fast.available(engine):
         return None
     loop = cell.compiled()
