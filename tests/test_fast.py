@@ -212,6 +212,7 @@ def test_split_is_only_for_small_batches_with_big_steps():
     assert fast.split_parts(1, 512, 4, 4, threads=2) == 2
     assert fast.split_parts(4, 128, 4, 4, threads=2) == 2  # 0.79x measured
     assert fast.split_parts(4, 32, 4, 4, threads=2) == 0  # 1.37x measured
+    assert fast.split_parts(1, 64, 4, 4, threads=2) == 0  # behind unsplit when loaded
     assert fast.split_parts(1, 32, 4, 8, threads=2) == 2  # float64: 0.80x
     assert fast.split_parts(8, 64, 4, 4, threads=2) == 0  # 1.10x measured
     assert fast.split_parts(1, 512, 1, 4, threads=2) == 0 and fast.split_parts(8, 512, 1, 4, 2)

@@ -316,10 +316,12 @@ def split_parts(B: int, H: int, gates: int = 1, itemsize: int = 4, threads: int 
     big enough to pay for the threads' wait on each other every step. Measured (time
     split in two / one thread's rows, 300-1000 steps, 32 features, 3 runs):
 
-    - LSTM and GRU of up to 4 rows, from 192 gate columns in float32 (LSTM 64 units:
-      0.85-1.01x, 128: 0.67-0.79x; GRU 64: 0.84-0.87x, 128: 0.75-0.82x, 256: 0.58x;
-      slower below: 1.3-1.9x at 16-32 units) and from 128 in float64 (LSTM 32 units:
-      0.80-0.82x, GRU 64: 0.66-0.69x; GRU 32: 1.03-1.13x);
+    - LSTM and GRU of up to 4 rows, from 384 gate columns in float32 (LSTM 128 units:
+      0.67-0.79x; GRU 128: 0.75-0.82x, 256: 0.58x; at 64 units 0.84-1.01x quiet but
+      behind ONNX Runtime with a busy process beside it, where a thread waits for the
+      other every step: 0.73-0.80x in the grid, 0.94-1.00x unsplit; 1.3-1.9x slower at
+      16-32 units) and from 128 in float64 (LSTM 32 units: 0.80-0.82x, GRU 64:
+      0.66-0.69x; GRU 32: 1.03-1.13x);
     - 5 to 15 rows, float32, from B x gates x H^2 = 2^19 (LSTM (8, 128): 1.00x; (8, 64):
       1.10x, GRU (8, 64): 1.64x), float64 from 2^16;
     - SimpleRNN from 2^21 (0.55-1.3x at 1 x 512, 1.4-1.9x at 8 x 512).
@@ -327,7 +329,7 @@ def split_parts(B: int, H: int, gates: int = 1, itemsize: int = 4, threads: int 
     if threads < 2 or B >= 2 * min_block_rows():
         return 0
     if gates > 1 and B <= 4:
-        enough = gates * H >= (128 if itemsize > 4 else 192)
+        enough = gates * H >= (128 if itemsize > 4 else 384)
     elif itemsize > 4:
         enough = B * gates * H * H >= 2**16
     else:
