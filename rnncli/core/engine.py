@@ -229,9 +229,9 @@ class _Rows:
 
     def run_blocks(self, edges, threads, step_loop=None):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.
-        BLAS runs single-threaded throughout: a multi-threaded product every step makes
-        every step wait for its slowest thread, which on a busy machine is one whose core
-        was taken (measured: benchmarks/forward.py --grid --loaded)."""
+        Under numpy's loop BLAS runs single-threaded throughout: a multi-threaded product
+        every step makes every step wait for its slowest thread, which on a busy machine
+        is one whose core was taken (measured: benchmarks/forward.py --grid --loaded)."""
         compiled = step_loop is None and self.compiled is not None
         step_loop = step_loop or (self.run if self.compiled is None else self.run_compiled)
         # numpy's loops: the caller's floating-point error handling in every thread
