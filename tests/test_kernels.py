@@ -184,22 +184,24 @@ def test_a_cgroup_quota_caps_the_cores_and_is_read_once_a_second(monkeypatch):
     import builtins
     import io
 
-    reads, real_open = [], builtins.open
+    quota, reads, real_open, now = ["150000 100000\n"], [], builtins.open, [100.0]
 
     def fake_open(path, *args, **kw):
         if path == "/sys/fs/cgroup/cpu.max":
             reads.append(path)
-            return io.StringIO("150000 100000\n")  # 1.5 cores
+            return io.StringIO(quota[0])
         return real_open(path, *args, **kw)
 
     monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(workers, "_quota", [-workers.QUOTA_SECONDS, None])
-    assert workers.available_cores() == 1
+    assert workers.available_cores() == 1  # 1.5 cores
+    quota[0] = "250000 100000\n"
+    now[0] += workers.QUOTA_SECONDS / 2
     assert workers.available_cores() == 1 and len(reads) == 1  # trusted for a while
-    workers._quota[0] -= workers.QUOTA_SECONDS
-    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert workers.available_cores() == 1 and len(reads) == 2
+    now[0] += workers.QUOTA_SECONDS
+    assert workers.available_cores() == 2 and len(reads) == 2
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

@@ -275,7 +275,8 @@ def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch,
 def test_a_deferred_trace_goes_with_its_result(read):
     """No reference cycle keeps a deferred trace (and its copies of the input and states)
     alive once its result is dropped: it would wait for the garbage collector, and every
-    trace would take fresh memory, faulted in page by page."""
+    trace would take fresh memory, faulted in page by page. (Unread is the case that
+    matters: once read, the trace lets go of what computed it.)"""
     import gc
     import weakref
 

@@ -228,25 +228,22 @@ class _Rows:
             self.packed = fast.packed(cell)  # kept with the cell
 
     def run_blocks(self, edges, threads, step_loop=None):
-        """Run the row blocks ``edges``, claimed one after another by ``threads`` threads.
-        Under numpy's loop BLAS runs single-threaded throughout: a multi-threaded product
-        every step makes every step wait for its slowest thread, which on a busy machine
-        is one whose core was taken (measured: benchmarks/forward.py --grid --loaded)."""
+        """Run the row blocks ``edges``, claimed one after another by ``threads`` threads,
+        with the caller's floating-point error handling in every thread (overflow
+        ignored: it shows in the numbers as inf, and sigmoid's exp overflows harmlessly).
+        BLAS runs single-threaded throughout (except under the scan's own compiled loop,
+        which calls none: setting it took a few us of scans of 30): a multi-threaded
+        product every step makes every step wait for its slowest thread, which on a busy
+        machine is one whose core was taken (measured: benchmarks/forward.py --grid
+        --loaded)."""
         compiled = step_loop is None and self.compiled is not None
         step_loop = step_loop or (self.run if self.compiled is None else self.run_compiled)
-        # numpy's loops: the caller's floating-point error handling in every thread
-        # (overflow ignored: it shows in the numbers as inf, and sigmoid's exp overflows
-        # harmlessly), BLAS single-threaded. The compiled loop calls no BLAS and raises no
-        # floating-point error: it goes without them (a few us of a scan of 40 or more).
-        if compiled:
-            run, settings = step_loop, contextlib.nullcontext
-        else:
-            fp_errors = {**np.geterr(), "over": "ignore"}
-            settings = blas.single_threaded
+        settings = contextlib.nullcontext if compiled else blas.single_threaded
+        fp_errors = {**np.geterr(), "over": "ignore"}
 
-            def run(b0, b1):
-                with np.errstate(**fp_errors):
-                    step_loop(b0, b1)
+        def run(b0, b1):
+            with np.errstate(**fp_errors):
+                step_loop(b0, b1)
 
         if threads == 1 or len(edges) == 2:
             with settings():

@@ -24,10 +24,12 @@ from .workers import threads
 SPLIT_MIN_VALUES = 2**15
 MIN_ROWS = 32
 BLOCKS_PER_THREAD = 4
-# The compiled loop's blocks: each reads all of U every step, so fewer, bigger ones
+# A compiled forward scan's blocks: each reads all of U every step, so fewer, bigger ones
 # (LSTM (64, 20, 32, 256): 16-row blocks 0.95x the time of 8-row ones quiet, 1.00x with a
 # busy process; 32-row ones 0.88x quiet but 1.10x busy; LSTM and GRU, 64-1024 rows,
-# 64-512 units, 3 runs each).
+# 64-512 units, 3 runs each). A replay (one step of T x B rows) reads U once a group of
+# rows whatever its blocks, and the backward loop was not measured: both keep
+# BLOCKS_PER_THREAD.
 COMPILED_BLOCKS_PER_THREAD = 2
 
 
@@ -98,13 +100,13 @@ def compiled_threads(cell, B, T, engine=None) -> int:
     return 1 if seconds < fast.MIN_THREADED_SECONDS else threads()
 
 
-def compiled_rows(B, available) -> tuple[int, list]:
+def compiled_rows(B, available, per_thread=None) -> tuple[int, list]:
     """(threads, row block edges) for a compiled loop over B rows with ``available``
-    threads: blocks of at least one group of rows (fast.min_block_rows)."""
+    threads: blocks of at least one group of rows (fast.min_block_rows), up to
+    ``per_thread`` (BLOCKS_PER_THREAD) a thread."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
-    edges = block_edges(B, parts, min_rows, COMPILED_BLOCKS_PER_THREAD)
-    return (parts, edges) if parts > 1 else (1, [0, B])
+    return (parts, block_edges(B, parts, min_rows, per_thread)) if parts > 1 else (1, [0, B])
 
 
 def plan(cell, B, T, mask, engine, trace=False) -> Plan:
@@ -118,7 +120,7 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
             B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
         if split:
             return Plan(loop, split, list(range(split + 1)), split)
-        return Plan(loop, *compiled_rows(B, available))
+        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \

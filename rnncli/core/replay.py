@@ -73,8 +73,9 @@ class Deferred(Once):
     def __init__(self, cell, loop, x, initial, sequences, mask, engine=None):
         # in a list the computation empties (the copies go once the terms are made), not
         # in a bound method: a Deferred holding one of its own would live, with its
-        # copies, until the garbage collector came by (every trace's memory was fresh,
-        # and faulted page by page: (16, 1000, 32, 16) LSTM, 2.2 -> 4.9 ms with a trace)
+        # copies, until the garbage collector came by, and every trace's memory was
+        # fresh, faulted in page by page ((16, 1000, 32, 16) LSTM: a trace took 4.9 ms
+        # against a 2.2 ms forward pass; without the cycle 1.5 against 1.35)
         self._args = [(cell, loop, x, initial, sequences, mask, engine)]
         super().__init__(lambda args=self._args: _all_terms(args))
 

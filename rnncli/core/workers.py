@@ -9,7 +9,6 @@ import os
 import threading
 import time
 
-
 QUOTA_SECONDS = 1.0  # how long a cgroup CPU quota read is trusted
 _quota = [-QUOTA_SECONDS, None]  # [when read (time.monotonic()), cores it allows or None]
 
