@@ -84,7 +84,7 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
     h = states[0]
     acc_memory = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), dtype=bias.dtype)
     xacc_memory = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
-    acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)
+    acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)  # alive() at the end
     for t in range(T):
         xt = x[:, x0 + t, :]
         for g0 in range(0, n, BLOCK):
@@ -221,8 +221,8 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
 
 def _kernels(stamp):
     """The kernels by (cell, float32?, traced: False, True or "gates"), each keeping
-    ``stamp`` (a hash of this module's, _numba_activations.py's and _numba_panels.py's
-    source) in its closure, where numba's disk cache looks: their machine code is compiled
+    ``stamp`` (a hash of this module's, _numba_activations.py's, _numba_panels.py's and
+    _numba_borrowed.py's source) in its closure, where numba's disk cache looks: their machine code is compiled
     again when one of those files changes. Written out one
     by one: the row steps and activations can't be closure variables too (numba pickles
     closures into the cache key, and a compiled function pickles with a per-process id:

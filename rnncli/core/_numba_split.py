@@ -106,6 +106,7 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
     acc_memory = np.empty((BLOCK + ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
     xacc_memory = np.empty((BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]),
                            dtype=hbuf.dtype)
+    # borrowed: every return below must pass acc_memory and xacc_memory to alive() first
     acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)
     empty = np.empty((0, 0, 0), dtype=hbuf.dtype)
     terms = (empty, empty, empty, empty, empty, empty)
@@ -156,8 +157,9 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
 
 def _kernels(stamp):
     """The kernels by (cell, float32?), each keeping ``stamp`` (a hash of this module's,
-    _numba_kernels.py's and _numba_panels.py's source: it inlines their code) in its
-    closure, where numba's disk cache looks."""
+    _numba_kernels.py's, _numba_activations.py's, _numba_panels.py's and
+    _numba_borrowed.py's source: it inlines their code) in its closure, where numba's disk
+    cache looks."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
