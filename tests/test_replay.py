@@ -271,6 +271,36 @@ def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch,
     assert replayed and max(replayed) <= 3  # the steps shown (and one to name columns)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_export_steps_rows_compute_those_steps_alone(tmp_path, monkeypatch, replayed, fmt):
+    """rnncli export -f csv/ndjson --steps writes the whole trace's rows of those steps,
+    computing only their terms (after the scan), as trace --steps does."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rnncli.cli import cli
+
+    monkeypatch.setenv("RNNCLI_ENGINE", "numba")
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(12).normal(size=(3, 40, 3)).astype(np.float32))
+    args = ["export", "--seed", "2", "--units", "5", "--cell", "lstm", "-i", str(path),
+            "-f", fmt, "-o", "-"]
+    whole = CliRunner().invoke(cli, args, catch_exceptions=False).output.splitlines()
+    replayed.clear()
+    part = CliRunner().invoke(cli, [*args, "--steps", "20:23"],
+                              catch_exceptions=False).output.splitlines()
+    if fmt == "csv":
+        step = whole[0].split(",").index("step")
+        rows = [whole[0]] + [r for r in whole[1:] if 20 <= int(r.split(",")[step]) < 23]
+    else:
+        rows = [r for r in whole if 20 <= json.loads(r)["step"] < 23]
+    assert part == rows and len(rows) > 3
+    # computed after the scan (the loop wrote no terms), those steps alone (and one
+    # step to name the columns)
+    assert sorted(replayed) == [1, 3]
+
+
 @pytest.mark.parametrize("read", [False, True])
 def test_a_deferred_trace_goes_with_its_result(read):
     """No reference cycle keeps a deferred trace (and its copies of the input and states)

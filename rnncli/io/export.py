@@ -83,13 +83,15 @@ def _select(arrays, what, layers, pick=None):
     return {k: arrays[k] for k in keys}
 
 
-def needs_trace(fmt, what):
+def needs_trace(fmt, what, steps=None):
     """The run's ``trace``: whether it must keep the trace (four arrays a layer, not one),
     only for the trace's rows (csv, tsv, ndjson: every term of every step and unit) and
     for the trace's own arrays. Every term is read then, so the loop writes them as it
-    goes ("full"): cheaper than computing them afterwards (rnncli/core/replay.py)."""
+    goes ("full"): cheaper than computing them afterwards (rnncli/core/replay.py). Rows
+    of some ``steps`` alone compute those steps' terms after the scan instead (True), as
+    ``trace --steps`` does."""
     if fmt in ROW_FORMATS:
-        return "full"
+        return True if steps else "full"
     if fmt == "lstmvis":
         return False
     wanted = not what or any(w.strip().split("/")[0] not in RUN_KINDS
@@ -120,7 +122,7 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
                               f"{', '.join(names)}")
     x = model.check_input(x)
     pick = Pick.parse(len(x), samples, steps, units)
-    trace = needs_trace(fmt, what)
+    trace = needs_trace(fmt, what, pick.steps)
     size = batch_size or model.batch_size_for(x, trace)
     whole = size >= len(x)
     if pick.samples is None:
@@ -186,10 +188,10 @@ def _write_rows(batches, path, fmt, force, layers, pick, precision):
         sel = None
         for start, result in batches:
             chosen = [n for n in result.layers if not layers or n in layers]
-            if sel is None:  # checked on the layers' trace arrays (no output, no merged view)
-                sel = resolve(pick, {k: v for k, v in result.arrays().items()
-                                     if not k.startswith(("output", "mask/", "hidden/"))
-                                     and k.split("/")[1] in chosen})
+            if sel is None:  # checked on each direction's h: its steps and units are the
+                # trace's (reading the trace's own arrays would compute every step's terms)
+                sel = resolve(pick, {f"hidden/{n}/{d}": dr.sequences["h"] for n in chosen
+                                     for d, dr in result.layers[n].directions.items()})
             views = [v for n in chosen for v in trace_views(result, n,
                                                             Selection(sel.steps, sel.units))]
             for v in views:
