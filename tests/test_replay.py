@@ -271,6 +271,32 @@ def test_trace_steps_in_the_cli_are_the_whole_traces_rows(tmp_path, monkeypatch,
     assert replayed and max(replayed) <= 3  # the steps shown (and one to name columns)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_some_samples_compute_their_terms_alone(monkeypatch, masked):
+    """Trace.take (Result.take: export --sample) of a trace computed when read replays
+    those samples alone, and a window of them those steps alone: the same bits."""
+    shapes, real = [], replay.replay
+
+    def spy(cell, loop, x, *rest, **kw):
+        shapes.append(x.shape[:2])
+        return real(cell, loop, x, *rest, **kw)
+
+    monkeypatch.setattr(replay, "replay", spy)
+    rng = np.random.default_rng(5)
+    layer = layer_of("lstm", np.float32, units=6)
+    x = rng.normal(size=(7, 12, 3)).astype(np.float32)
+    mask = rng.random((7, 12)) > 0.3 if masked else None
+    traced = layer.run(x, mask, trace=True, engine=NUMBA).trace
+    whole = layer.run(x, mask, trace="full", engine=NUMBA).trace
+    part = traced.take([5, 2])
+    assert_same_terms(part, {k: v[[5, 2]] if np.ndim(v) == 3 else v for k, v in whole.items()})
+    assert shapes == [(2, 12)]
+    shapes.clear()
+    window = traced.take([4]).window(3, 6)
+    np.testing.assert_array_equal(window["z"], whole["z"][[4], 3:6])
+    assert shapes == [(1, 3)]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "ndjson"])
 def test_export_steps_rows_compute_those_steps_alone(tmp_path, monkeypatch, replayed, fmt):
     """rnncli export -f csv/ndjson --steps writes the whole trace's rows of those steps,

@@ -92,6 +92,14 @@ class Deferred(Once):
         return Once(lambda: scan_terms(cell, loop, x[:, k0:k1], starts, part,
                                        None if mask is None else mask[k0:k1], engine))
 
+    def take(self, rows) -> Deferred:
+        """The terms of some samples (``rows`` of the batch) alone, computed at the first
+        call (a trace of 3 of a batch of 1000 replays those 3)."""
+        cell, loop, x, initial, sequences, mask, engine = self._args[0]
+        return Deferred(cell, loop, x[rows], tuple(s[rows] for s in initial),
+                        {k: v[:, rows] for k, v in sequences.items()},
+                        None if mask is None else mask[:, rows], engine)
+
 
 def _all_terms(args: list) -> dict:
     terms = scan_terms(*args[0])

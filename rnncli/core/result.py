@@ -61,15 +61,26 @@ class Terms(Mapping):
     def window(self, k0, k1) -> Terms:
         """Steps k0 .. k1 of every per-step term (static ones whole). Terms not computed
         yet are computed for those steps alone (rnncli/core/replay.py)."""
-        def cut(a):
-            return a if np.ndim(a) < 3 else a[:, k0:k1]
+        return self._narrowed(lambda a: a[:, k0:k1], lambda derive: derive.window(k0, k1),
+                              "window")
 
-        given = {k: cut(v) for k, v in self._given.items()}
+    def take(self, rows) -> Terms:
+        """Some samples' terms (``rows`` of the batch; static ones whole). Terms not
+        computed yet are computed for those samples alone."""
+        return self._narrowed(lambda a: a[rows], lambda derive: derive.take(rows), "take")
+
+    def _narrowed(self, cut, narrow, how) -> Terms:
+        """Every per-step term ``cut``; those still to derive from ``narrow(derive)`` where
+        the derivation can narrow itself (``how``), else computed now and cut."""
+        def cut_terms(arrays):
+            return {k: a if np.ndim(a) < 3 else cut(a) for k, a in arrays.items()}
+
+        given = cut_terms(self._given)
         derive = self._derive
-        if derive is not None and derive.done:
-            given.update({k: cut(v) for k, v in derive().items()})
+        if derive is not None and (derive.done or not hasattr(derive, how)):
+            given.update(cut_terms(derive()))
             derive = None
-        return Terms(self._names, given, None if derive is None else derive.window(k0, k1))
+        return Terms(self._names, given, None if derive is None else narrow(derive))
 
     def __reduce__(self):
         return Terms, (self._names, dict(self.items()))
@@ -131,6 +142,14 @@ class Trace(Mapping):
         terms = terms.window(k0, k1)
         mask = None if self.mask is None else self.mask[:, k0:k1]
         return Trace(self.cell, terms, mask, self.step_index[k0:k1], self.x[:, k0:k1])
+
+    def take(self, rows) -> Trace:
+        """Some samples (``rows`` of the batch) alone: where the terms are computed when
+        read, only theirs are."""
+        terms = self._terms if isinstance(self._terms, Terms) else \
+            Terms(self._terms, self._terms)
+        mask = None if self.mask is None else self.mask[rows]
+        return Trace(self.cell, terms.take(rows), mask, self.step_index, self.x[rows])
 
     def per_gate(self, name) -> dict:
         """A term split into the cell's gate blocks ({"": term} for a one-block cell)."""
@@ -235,12 +254,9 @@ class Result:
             return None if a is None else a[rows]
 
         def direction(d):
-            tr = d.trace
-            if tr is not None:
-                terms = {k: v[rows] if np.ndim(v) == 3 else v for k, v in tr.items()}
-                tr = Trace(tr.cell, terms, t(tr.mask), tr.step_index, t(tr.x))
             return DirectionResult({k: t(v) for k, v in d.sequences.items()},
-                                   {k: t(v) for k, v in d.states.items()}, tr)
+                                   {k: t(v) for k, v in d.states.items()},
+                                   None if d.trace is None else d.trace.take(rows))
 
         layers = {n: LayerResult(r.layer, {k: direction(d) for k, d in r.directions.items()},
                                  t(r.hidden), t(r.mask), [(t(a), t(m)) for a, m in r.outputs])
