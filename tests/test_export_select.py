@@ -265,6 +265,8 @@ def test_ndjson_to_stdout_is_one_object_a_line():
 @pytest.mark.parametrize("args,message", [
     (["--steps", "10:20"], "--steps 10:20 selects no step; there are 6 (0 to 5)"),
     (["--steps", "x"], "--steps x is not a slice"),
+    (["--steps", "0:6:0"], "--steps 0:6:0: a slice's stride can't be 0"),
+    (["--sample", "0:3:0"], "--sample 0:3:0: a slice's stride can't be 0"),
     (["--sample", "3"], "--sample 3 is out of range; there are 3 (sample 0 to 2)"),
     (["--sample", "1:1"], "--sample 1:1 selects nothing (there are 3)"),
     (["-u", "3"], "--unit 3 is out of range; there are 3 (unit 0 to 2)"),  # top has 3

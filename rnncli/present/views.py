@@ -29,9 +29,12 @@ def parse_slice(text: str, what: str) -> slice:
             i = int(text)
             return slice(i, i + 1 if i != -1 else None)
         parts = [int(p) if p.strip() else None for p in text.split(":")]
-        return slice(*parts)
+        chosen = slice(*parts)
     except (TypeError, ValueError):
         raise UsageError(f"--{what} {text} is not a slice; expected e.g. 0:10, -5: or 3") from None
+    if chosen.step == 0:
+        raise UsageError(f"--{what} {text}: a slice's stride can't be 0; expected e.g. 0:10:2")
+    return chosen
 
 
 def parse_index_list(text: str, what: str, size: int) -> list:
