@@ -267,6 +267,9 @@ def test_ndjson_to_stdout_is_one_object_a_line():
     (["--steps", "x"], "--steps x is not a slice"),
     (["--steps", "0:6:0"], "--steps 0:6:0: a slice's stride can't be 0"),
     (["--sample", "0:3:0"], "--sample 0:3:0: a slice's stride can't be 0"),
+    (["--steps", ""], "--steps is empty; expected e.g. 0:10"),
+    (["--sample", " "], "--sample is empty"),
+    (["-u", ""], "--unit is empty"),
     (["--sample", "3"], "--sample 3 is out of range; there are 3 (sample 0 to 2)"),
     (["--sample", "1:1"], "--sample 1:1 selects nothing (there are 3)"),
     (["-u", "3"], "--unit 3 is out of range; there are 3 (unit 0 to 2)"),  # top has 3

@@ -64,13 +64,24 @@ input_options = bundle(
 
 
 
+def _not_blank(ctx, param, value):
+    """A selection given as nothing (``--steps ''``) is a mistake, not "everything"."""
+    if value is not None and not value.strip():
+        from ..errors import UsageError
+
+        raise UsageError(f"{param.opts[-1]} is empty; expected e.g. "
+                         f"{'0:10' if param.name == 'steps' else '0,2'} (or leave it out for all)")
+    return value
+
+
 def selection_options(verb="show", steps_note=""):
     """--sample, --steps, -u/--unit: one spelling for every command that selects."""
     return bundle(
-        click.option("--sample", metavar="LIST", help=f"Samples to {verb}, e.g. 0 or 0,3 or 0:4."),
-        click.option("--steps", metavar="SLICE",
+        click.option("--sample", metavar="LIST", callback=_not_blank,
+                     help=f"Samples to {verb}, e.g. 0 or 0,3 or 0:4."),
+        click.option("--steps", metavar="SLICE", callback=_not_blank,
                      help=f"Timesteps to {verb}, e.g. 0:10 or -5:.{steps_note}"),
-        click.option("-u", "--unit", "unit_list", metavar="LIST",
+        click.option("-u", "--unit", "unit_list", metavar="LIST", callback=_not_blank,
                      help=f"Units to {verb}, e.g. 0,2 or 0:8."),
     )
 
