@@ -137,19 +137,21 @@ class Trace(Mapping):
     def window(self, k0, k1) -> Trace:
         """Steps k0 .. k1 (processing order) alone: where the terms are computed when read,
         only those steps' are."""
-        terms = self._terms if isinstance(self._terms, Terms) else \
-            Terms(self._terms, self._terms)
-        terms = terms.window(k0, k1)
+        terms = self._as_terms().window(k0, k1)
         mask = None if self.mask is None else self.mask[:, k0:k1]
         return Trace(self.cell, terms, mask, self.step_index[k0:k1], self.x[:, k0:k1])
 
     def take(self, rows) -> Trace:
         """Some samples (``rows`` of the batch) alone: where the terms are computed when
         read, only theirs are."""
-        terms = self._terms if isinstance(self._terms, Terms) else \
-            Terms(self._terms, self._terms)
         mask = None if self.mask is None else self.mask[rows]
-        return Trace(self.cell, terms.take(rows), mask, self.step_index, self.x[rows])
+        return Trace(self.cell, self._as_terms().take(rows), mask, self.step_index,
+                     self.x[rows])
+
+    def _as_terms(self) -> Terms:
+        """The terms as a :class:`Terms` (a trace may be made from a plain dict)."""
+        return self._terms if isinstance(self._terms, Terms) else \
+            Terms(self._terms, self._terms)
 
     def per_gate(self, name) -> dict:
         """A term split into the cell's gate blocks ({"": term} for a one-block cell)."""
