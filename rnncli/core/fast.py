@@ -322,8 +322,8 @@ def split_parts(B: int, H: int, gates: int = 1, itemsize: int = 4, threads: int 
       other every step: 0.73-0.80x in the grid, 0.94-1.00x unsplit; 1.3-1.9x slower at
       16-32 units) and from 128 in float64 (LSTM 32 units: 0.80-0.82x, GRU 64:
       0.66-0.69x; GRU 32: 1.03-1.13x);
-    - from 5 rows to two row blocks (8 or 16), float32, from B x gates x H^2 = 2^19 (LSTM (8, 128): 1.00x; (8, 64):
-      1.10x, GRU (8, 64): 1.64x), float64 from 2^16;
+    - from 5 rows to two row blocks (8 or 16), float32, from B x gates x H^2 = 2^19
+      (LSTM (8, 128): 1.00x; (8, 64): 1.10x, GRU (8, 64): 1.64x), float64 from 2^16;
     - SimpleRNN from 2^21 (0.55-1.3x at 1 x 512, 1.4-1.9x at 8 x 512).
     """
     if threads < 2 or B >= 2 * min_block_rows():
