@@ -597,7 +597,7 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
     pytest.importorskip("numba")
     from rnncli.core import fast, fast_backward, planning
 
-    monkeypatch.setattr(fast, "MIN_THREADED_SECONDS", 0)
+    monkeypatch.setattr(fast, "THREAD_SECONDS", -1.0)
     monkeypatch.setattr(planning, "threads", lambda: threads)
     calls = []
     original = fast_backward.gated_backward

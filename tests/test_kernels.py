@@ -204,6 +204,44 @@ def test_a_cgroup_quota_caps_the_cores_and_is_read_once_a_second(monkeypatch):
     assert workers.available_cores() == 2 and len(reads) == 2
 
 
+def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
+    """A task that runs for a moment (one count of /proc/loadavg) leaves the cores idle;
+    one runnable in two counts in a row, or in a first count, takes one; the pool's own
+    helpers on their way back to sleep are not other tasks; without the file, every
+    core but the caller's is idle."""
+    import builtins
+    import io
+
+    running, real_open, now = ["1"], builtins.open, [50.0]
+
+    def fake_open(path, *args, **kw):
+        if path == "/proc/loadavg":
+            if running[0] is None:
+                raise FileNotFoundError(path)
+            return io.BytesIO(f"0.50 0.60 0.70 {running[0]}/312 4242\n".encode())
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "_runnable", [-workers.RUNNABLE_SECONDS, 0])
+
+    def idle(count, after=0.001):
+        running[0] = count
+        now[0] += after
+        return workers.idle_cores()
+
+    assert idle("2") == 0  # a first count: another task runs
+    assert idle("1") == 1
+    assert idle("2") == 1  # a moment's task
+    assert idle("2") == 0  # still there
+    assert idle("1") == 1
+    assert idle("2", after=2 * workers.RUNNABLE_SECONDS) == 0  # the last count is old
+    monkeypatch.setattr(workers.POOL, "awake", 1)
+    assert idle("2") == 1  # the pool's helper itself
+    assert idle(None) == 1
+
+
 @pytest.mark.parametrize("engine", ["numpy", "numba"])
 def test_final_state_only_needs_memory_independent_of_length(monkeypatch, engine):
     import tracemalloc

@@ -278,25 +278,24 @@ def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
 
 
 # One thread's cost of a compiled row step (ns): a fixed part, per multiply-add of x·W
-# and h·U, per value of the kernel's width (activations, the cell's arithmetic).
-# Fitted to one thread's times of (256, T, 32, 16..256) LSTM scans on this 2-core EPYC
-# (float64 after its tanh and exp became the loop's own: 1100 -> 317 ns at 16 units);
-# and reading W and U once a step per group of up to 64 rows (BLOCK), at ~75 GB/s from
-# the caches (LSTM (1, 200, 32, 512): 60 us a step).
-ROW_STEP_NS = {4: (126, 0.0072, 0.82), 8: (90, 0.0119, 2.9)}
-WEIGHT_BYTE_NS = 0.013
-# Threads cost ~0.25-0.3 ms a scan here (waking an idle vCPU, handing the GIL between
-# blocks), so a scan one thread does in less than this runs in one (measured one thread
-# / two: 0.92-1.17x from 0.55 to 1.0 ms; 0.2-0.6x at 0.05-0.3 ms).
-MIN_THREADED_SECONDS = 0.75e-3
+# and h·U, per value of the kernel's width (activations, the cell's arithmetic), and per
+# byte of W and U, read once a step per group of up to 64 rows (BLOCK). Fitted (least
+# squares on relative error, within 30% of every point) to one thread's times of LSTM and
+# GRU scans of 1-16 rows and 16-256 units, 32 features, on this 2-core EPYC, after the
+# loops stopped counting references (scratch of session 9; 0.5x the last fit's times).
+ROW_STEP_NS = {4: (54, 0.0080, 0.0, 0.0053), 8: (50, 0.0153, 0.84, 0.0063)}
+# What running a scan in threads costs here, once: waking an idle vCPU and handing the GIL
+# between blocks (measured one thread against two: 0.10-0.18 ms more than half the
+# one-thread time, LSTM and GRU scans of 4-64 rows, 16-256 units, 10-1000 steps).
+THREAD_SECONDS = 0.15e-3
 
 
 def one_thread_seconds(B: int, T: int, D: int, H: int, gates: int = 1,
                        itemsize: int = 4) -> float:
     """About how long the compiled loop takes over (B, T, D) in one thread, H units."""
-    fixed, per_mac, per_value = ROW_STEP_NS[8 if itemsize > 4 else 4]
+    fixed, per_mac, per_value, per_byte = ROW_STEP_NS[8 if itemsize > 4 else 4]
     P = gates * H
-    weights = P * (D + H) * itemsize * WEIGHT_BYTE_NS / min(max(B, 1), 64)
+    weights = P * (D + H) * itemsize * per_byte / min(max(B, 1), 64)
     return B * T * (fixed + P * (D + H) * per_mac + P * per_value + weights) * 1e-9
 
 

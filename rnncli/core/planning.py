@@ -3,9 +3,11 @@ over which row blocks, or with each step's units split across threads.
 
 The rules come from measurements on this project's machine (benchmarks/choices.py redoes
 them; docs/performance.md): a compiled loop where it beats numpy's (``fast.worth_it``),
-one thread where one finishes a compiled scan quickly (``compiled_threads``), row blocks
-of at least one group of the compiled products' rows, and a split of the units only for
-batches too small to split by rows (``fast.split_parts``).
+one thread unless sharing the rows saves more than threads cost (``compiled_threads``),
+row blocks of at least one group of the compiled products' rows, and, for batches too
+small for that, a split of the units (``fast.split_parts``) or one block of rows a
+thread, each only while another core is idle (a fixed share on a core another process
+holds makes the whole scan wait).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 from dataclasses import dataclass
 
 from . import fast
-from .workers import threads
+from .workers import idle_cores, threads
 
 # Split the batch only when each step has at least this many values (batch x units) and
 # every block gets at least MIN_ROWS rows: below that, threads cost more than they save
@@ -91,22 +93,44 @@ class Plan:
 
 def compiled_threads(cell, B, T, engine=None) -> int:
     """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
-    may use, but one where one thread does it in under fast.MIN_THREADED_SECONDS."""
+    may use where sharing the rows between them saves more than threads cost
+    (fast.THREAD_SECONDS, against fast.one_thread_seconds of all rows and of a thread's
+    share); else one."""
     engine = as_engine(engine)
     if engine.threads:
         return engine.threads
-    seconds = fast.one_thread_seconds(B, T, cell.input_dim, cell.units,
-                                      len(cell.gates) or 1, cell.dtype.itemsize)
-    return 1 if seconds < fast.MIN_THREADED_SECONDS else threads()
+    parts = threads()
+    if parts < 2:
+        return 1
+    saved = _seconds(cell, B, T) - _seconds(cell, -(-B // parts), T)
+    return parts if saved > fast.THREAD_SECONDS else 1
 
 
-def compiled_rows(B, available, per_thread=None) -> tuple[int, list]:
+def _seconds(cell, B, T):
+    return fast.one_thread_seconds(B, T, cell.input_dim, cell.units, len(cell.gates) or 1,
+                                   cell.dtype.itemsize)
+
+
+def compiled_rows(B, available, per_thread=None, fixed_shares=None) -> tuple[int, list]:
     """(threads, row block edges) for a compiled loop over B rows with ``available``
     threads: blocks of at least one group of rows (fast.min_block_rows), up to
-    ``per_thread`` (BLOCKS_PER_THREAD) a thread."""
+    ``per_thread`` (BLOCKS_PER_THREAD) a thread. Fewer rows than two groups go one block
+    a thread if ``fixed_shares`` (None: if a core is idle for each helper thread,
+    workers.idle_cores): each thread then has a fixed share, and one whose core another
+    process holds makes the scan wait (LSTM (4, 1000, 32, 64) float32: 0.80x the time of
+    one thread quiet, 1.8x with a busy process)."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
-    return (parts, block_edges(B, parts, min_rows, per_thread)) if parts > 1 else (1, [0, B])
+    if parts > 1:
+        return parts, block_edges(B, parts, min_rows, per_thread)
+    parts = min(available, B)
+    if parts < 2 or B >= 2 * min_rows or not _fixed_shares_ok(parts, fixed_shares):
+        return 1, [0, B]
+    return parts, [B * i // parts for i in range(parts + 1)]
+
+
+def _fixed_shares_ok(parts, asked=None):
+    return idle_cores() >= parts - 1 if asked is None else asked
 
 
 def plan(cell, B, T, mask, engine, trace=False) -> Plan:
@@ -114,13 +138,17 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     engine = as_engine(engine)
     loop = _compiled_loop(cell, T, B, mask, engine)
     if loop is not None:
-        available = compiled_threads(cell, B, T, engine)
+        chosen = True if engine.threads else None  # a benchmark's threads: no idle check
         # a split scan writes no trace terms: they are computed after it (scan)
-        split = 0 if trace == "gates" or mask is not None else fast.split_parts(
-            B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize, available)
-        if split:
-            return Plan(loop, split, list(range(split + 1)), split)
-        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD))
+        if trace != "gates" and mask is None:
+            long = _seconds(cell, B, T) > 2 * fast.THREAD_SECONDS
+            split = fast.split_parts(B, cell.units, len(cell.gates) or 1,
+                                     cell.dtype.itemsize,
+                                     engine.threads or (threads() if long else 1))
+            if split and _fixed_shares_ok(split, chosen):
+                return Plan(loop, split, list(range(split + 1)), split)
+        available = compiled_threads(cell, B, T, engine)
+        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, chosen))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \
