@@ -142,6 +142,39 @@ def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell
         np.testing.assert_array_equal(one.sequences["h"], whole.sequences["h"][b:b + 1])
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trace", [False, "full"])
+@pytest.mark.parametrize("chunk", [None, 40_000])  # chunks of steps that aren't AHEAD's
+def test_rows_projected_ahead_have_the_numbers_they_have_in_a_batch(monkeypatch, cell, dtype,
+                                                                     trace, chunk):
+    """One or two rows whose W and U outgrow the L1 cache get x·W + b computed AHEAD steps
+    ahead of their recurrence; five rows, one step at a time. Every number, x·W of the
+    trace included, is the same, masked steps and chunks that end between two projections
+    too."""
+    from rnncli.core import _numba_kernels as K
+
+    if chunk:
+        monkeypatch.setattr(E, "CHUNK_BYTES", chunk)
+    layer = layer_of(cell, dtype, units=128 if cell == "simple_rnn" else 64, dim=32)
+    c = layer.cell
+    weights = (c.input_dim + c.units) * c.term_width("z") * np.dtype(dtype).itemsize
+    assert weights > K.AHEAD_BYTES and K.AHEAD_ROWS < 5
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(5, 3 * K.AHEAD + 11, 32)).astype(dtype)
+    mask = rng.random(x.shape[:2]) > 0.2
+    one = E.Engine("numba", threads=1)
+    whole = layer.run(x, mask=mask, trace=trace, engine=one)
+    for rows in (slice(0, 1), slice(2, 4)):
+        part = layer.run(x[rows], mask=mask[rows], trace=trace, engine=one)
+        for name in whole.sequences:
+            np.testing.assert_array_equal(part.sequences[name], whole.sequences[name][rows])
+        for name in whole.trace or ():  # every (batch, step, width) term; the bias is one
+            if whole.trace[name].ndim == 3:
+                np.testing.assert_array_equal(part.trace[name], whole.trace[name][rows], name)
+    assert trace is False or {"xw", "z"} <= set(whole.trace)
+
+
 def test_auto_picks_numba_for_small_steps(engine):
     engine("auto")
     assert fast.worth_it(1, 512, 4) and fast.worth_it(4, 512, 1, itemsize=8)  # few rows
