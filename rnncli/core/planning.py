@@ -138,10 +138,13 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     engine = as_engine(engine)
     loop = _compiled_loop(cell, T, B, mask, engine)
     if loop is not None:
+        seconds = _seconds(cell, B, T)
+        if seconds <= fast.THREAD_SECONDS and not engine.threads:
+            return Plan(loop, 1, [0, B])  # threads can't save more than they cost
         chosen = True if engine.threads else None  # a benchmark's threads: no idle check
         # a split scan writes no trace terms: they are computed after it (scan)
         if trace != "gates" and mask is None:
-            long = _seconds(cell, B, T) > 2 * fast.THREAD_SECONDS
+            long = seconds > 2 * fast.THREAD_SECONDS
             split = fast.split_parts(B, cell.units, len(cell.gates) or 1,
                                      cell.dtype.itemsize,
                                      engine.threads or (threads() if long else 1))
