@@ -68,8 +68,24 @@ ONNX_ORDER = {"simple_rnn": [0], "lstm": [0, 3, 1, 2], "gru": [0, 1, 2]}  # i o 
 THREADS = os.cpu_count() or 1
 
 
+def settled(others=0, limit=0.5):
+    """Wait (at most ``limit`` s) until no more than ``others`` tasks besides this one are
+    runnable, two counts of /proc/loadavg in a row: the last contender's threads may spin
+    after it returns (ONNX Runtime's for about 50 ms here), taking a core from whoever runs
+    next. On systems without that file, return at once."""
+    end, calm = time.perf_counter() + limit, 0
+    while time.perf_counter() < end and calm < 2:
+        try:
+            with open("/proc/loadavg", "rb") as f:
+                count = int(f.read().split()[3].split(b"/")[0]) - 1
+        except (OSError, ValueError, IndexError):
+            return
+        calm = calm + 1 if count <= others else 0
+        time.sleep(0.002)
+
+
 def interleaved_medians(contenders, rounds=5, warmup_seconds=0.1, block_seconds=0.25,
-                        max_block=50):
+                        max_block=50, settle=None):
     """Median time of each contender, measured in rounds: every round runs each one in turn,
     first untimed for ``warmup_seconds`` (at least once: this also outlasts the previous
     contender's threads spinning before they sleep, and settles caches and the allocator),
@@ -89,6 +105,8 @@ def interleaved_medians(contenders, rounds=5, warmup_seconds=0.1, block_seconds=
 
     for _ in range(rounds):
         for name, fn in contenders.items():
+            if settle is not None:
+                settle()
             repeat(fn, warmup_seconds)
             repeat(fn, block_seconds, times[name])
     return {name: statistics.median(v) for name, v in times.items()}
@@ -347,7 +365,7 @@ def grid_steps(cell, B, H, D=GRID_FEATURES, target=TARGET_SECONDS):
     return int(min(MAX_STEPS, max(MIN_STEPS, nice(target / step))))
 
 
-def grid_point(cell, B, H, dtype, makers, notes, rounds, with_sgemm=False):
+def grid_point(cell, B, H, dtype, makers, notes, rounds, with_sgemm=False, busy=0):
     T = grid_steps(cell, B, H)
     notes = dict(notes)
     contenders = contenders_for(makers, notes, make_input(B, T, GRID_FEATURES, dtype))
@@ -356,7 +374,8 @@ def grid_point(cell, B, H, dtype, makers, notes, rounds, with_sgemm=False):
     if with_sgemm:
         contenders["sgemm"], row["sgemm_flops"] = sgemm()
     row["load"] = load()
-    row.update(interleaved_medians(contenders, rounds=rounds, **GRID_TIMING))
+    row.update(interleaved_medians(contenders, rounds=rounds, settle=lambda: settled(busy),
+                                   **GRID_TIMING))
     return row
 
 
@@ -428,7 +447,8 @@ def run_grid(args, peers, cells, dtypes):
                         makers, notes = setup(cell, GRID_FEATURES, H, dtype, peers)
                         for B in batches:  # every batch
                             big = B == max(batches) and H == max(units) and dtype == np.float32
-                            row = grid_point(cell, B, H, dtype, makers, notes, args.rounds, big)
+                            row = grid_point(cell, B, H, dtype, makers, notes, args.rounds, big,
+                                             busy=1 if busy else 0)
                             row["condition"] = condition
                             rows.append(row)
                             raw.append(row)
