@@ -73,12 +73,12 @@ def settled(others=0, limit=0.5):
     runnable, two counts of /proc/loadavg in a row: the last contender's threads may spin
     after it returns (ONNX Runtime's for about 50 ms here), taking a core from whoever runs
     next. On systems without that file, return at once."""
+    from rnncli.core.workers import runnable_now
+
     end, calm = time.perf_counter() + limit, 0
     while time.perf_counter() < end and calm < 2:
-        try:
-            with open("/proc/loadavg", "rb") as f:
-                count = int(f.read().split()[3].split(b"/")[0]) - 1
-        except (OSError, ValueError, IndexError):
+        count = runnable_now()
+        if count is None:
             return
         calm = calm + 1 if count <= others else 0
         time.sleep(0.002)

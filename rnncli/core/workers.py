@@ -44,19 +44,28 @@ RUNNABLE_SECONDS = 1.0  # how long a count of runnable tasks stays worth compari
 _runnable = [-RUNNABLE_SECONDS, 0]  # [when read (time.monotonic()), the count]
 
 
-def other_runnable() -> int | None:
-    """Tasks other than the caller runnable on the machine now, or None where that isn't
-    known (not Linux): the fourth field of /proc/loadavg, less the reader, and, if the
-    last count is under RUNNABLE_SECONDS old, no more than it. One task that runs for a
-    moment then shows in one count, a busy process in every one (on this machine's quiet
-    days 4-15% of the counts taken before scans see one, a count and the one before it
-    1-2%). About 10 us: read only for scans of tenths of a millisecond or more."""
+def runnable_now() -> int | None:
+    """Tasks other than the caller runnable on the machine at this instant (the fourth
+    field of /proc/loadavg, less the reader), or None where that isn't known (not Linux).
+    About 10 us."""
     try:
         with open("/proc/loadavg", "rb") as f:
             running = int(f.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return None
-    now, others = time.monotonic(), max(0, running - 1)
+    return max(0, running - 1)
+
+
+def other_runnable() -> int | None:
+    """Tasks other than the caller runnable now (``runnable_now``), but no more than the
+    last count if that is under RUNNABLE_SECONDS old: a task that runs for a moment shows
+    in one count, a busy process in every one (here, on quiet days, 4-15% of the counts
+    taken before scans saw a task). Read only for scans of tenths of a millisecond or
+    more."""
+    others = runnable_now()
+    if others is None:
+        return None
+    now = time.monotonic()
     last = _runnable[1] if now - _runnable[0] < RUNNABLE_SECONDS else others
     _runnable[:] = [now, others]
     return min(others, last)
