@@ -145,7 +145,7 @@ def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trace", [False, "full"])
-@pytest.mark.parametrize("chunk", [None, 40_000])  # chunks of steps that aren't AHEAD's
+@pytest.mark.parametrize("chunk", [None, 45, 7])  # steps a chunk: not AHEAD's multiples
 def test_rows_projected_ahead_have_the_numbers_they_have_in_a_batch(monkeypatch, cell, dtype,
                                                                      trace, chunk):
     """One or two rows whose W and U outgrow the L1 cache get x·W + b computed AHEAD steps
@@ -155,7 +155,13 @@ def test_rows_projected_ahead_have_the_numbers_they_have_in_a_batch(monkeypatch,
     from rnncli.core import _numba_kernels as K
 
     if chunk:
-        monkeypatch.setattr(E, "CHUNK_BYTES", chunk)
+        chunks = []
+
+        def steps(B, width, itemsize, T, chunk_bytes=None):
+            chunks.append(min(T, chunk))
+            return chunks[-1]
+
+        monkeypatch.setattr(E, "chunk_steps", steps)
     layer = layer_of(cell, dtype, units=128 if cell == "simple_rnn" else 64, dim=32)
     c = layer.cell
     weights = (c.input_dim + c.units) * c.term_width("z") * np.dtype(dtype).itemsize
@@ -173,6 +179,7 @@ def test_rows_projected_ahead_have_the_numbers_they_have_in_a_batch(monkeypatch,
             if whole.trace[name].ndim == 3:
                 np.testing.assert_array_equal(part.trace[name], whole.trace[name][rows], name)
     assert trace is False or {"xw", "z"} <= set(whole.trace)
+    assert not chunk or chunks == [chunk] * len(chunks)
 
 
 def test_auto_picks_numba_for_small_steps(engine):
@@ -323,6 +330,12 @@ def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch):
         p = E.plan(cell, B, T, None, engine)
         return p.threads, p.edges
 
+    def busy():
+        raise AssertionError("a short scan asked for the idle cores")
+
+    monkeypatch.setattr(planning, "idle_cores", busy)
+    assert run(cell, 4, 10) == (1, [0, 4])  # not worth a thread: no /proc/loadavg read
+    monkeypatch.setattr(planning, "idle_cores", lambda: idle[0])
     assert run(cell, 4, 1000) == (2, [0, 2, 4])  # 0.36 ms saved
     assert run(cell, 2, 1000) == (2, [0, 1, 2])  # 0.25 ms saved
     assert run(cell, 4, 100) == (1, [0, 4])  # 0.04 ms saved

@@ -206,9 +206,9 @@ def test_a_cgroup_quota_caps_the_cores_and_is_read_once_a_second(monkeypatch):
 
 def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     """A task that runs for a moment (one count of /proc/loadavg) leaves the cores idle;
-    one runnable in two counts in a row, or in a first count, takes one; the pool's own
-    helpers on their way back to sleep are not other tasks; without the file, every
-    core but the caller's is idle."""
+    one runnable in two counts in a row, or in a first count, takes one; without the
+    file, or pinned to some cores (the count is the whole machine's), every core but the
+    caller's is idle."""
     import builtins
     import io
 
@@ -224,6 +224,8 @@ def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     monkeypatch.setattr(builtins, "open", fake_open)
     monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    cpus = [{0, 1}]
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: cpus[0], raising=False)
     monkeypatch.setattr(workers, "_runnable", [-workers.RUNNABLE_SECONDS, 0])
 
     def idle(count, after=0.001):
@@ -237,9 +239,9 @@ def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     assert idle("2") == 0  # still there
     assert idle("1") == 1
     assert idle("2", after=2 * workers.RUNNABLE_SECONDS) == 0  # the last count is old
-    monkeypatch.setattr(workers.POOL, "awake", 1)
-    assert idle("2") == 1  # the pool's helper itself
     assert idle(None) == 1
+    cpus[0] = {1}
+    assert idle("3") == 1
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

@@ -182,7 +182,7 @@ def test_a_replay_stopped_part_way_starts_again(monkeypatch):
     x = np.random.default_rng(8).normal(size=(3, 10, 3)).astype(np.float32)
     recorded = layer.run(x, trace="full", engine=NUMBA).trace
     tr = layer.run(x, trace=True, engine=NUMBA).trace
-    monkeypatch.setattr(planning, "compiled_rows", lambda N, threads: (1, [0, N // 2, N]))
+    monkeypatch.setattr(planning, "compiled_rows", lambda N, threads, idle=None: (1, [0, N // 2, N]))
     real = E._Rows.run_compiled
 
     def interrupted(job, b0, b1):

@@ -106,31 +106,34 @@ def compiled_threads(cell, B, T, engine=None) -> int:
     return parts if saved > fast.THREAD_SECONDS else 1
 
 
+def forced_idle(engine):
+    """The idle cores to plan with when the engine names its threads (benchmarks, tests):
+    as many as it names, whatever else runs; None: read them (workers.idle_cores)."""
+    engine = as_engine(engine)
+    return engine.threads if engine.threads else None
+
+
 def _seconds(cell, B, T):
     return fast.one_thread_seconds(B, T, cell.input_dim, cell.units, len(cell.gates) or 1,
                                    cell.dtype.itemsize)
 
 
-def compiled_rows(B, available, per_thread=None, fixed_shares=None) -> tuple[int, list]:
+def compiled_rows(B, available, per_thread=None, idle=None) -> tuple[int, list]:
     """(threads, row block edges) for a compiled loop over B rows with ``available``
     threads: blocks of at least one group of rows (fast.min_block_rows), up to
     ``per_thread`` (BLOCKS_PER_THREAD) a thread. Fewer rows than two groups go one block
-    a thread if ``fixed_shares`` (None: if a core is idle for each helper thread,
-    workers.idle_cores): each thread then has a fixed share, and one whose core another
-    process holds makes the scan wait (LSTM (4, 1000, 32, 64) float32: 0.80x the time of
-    one thread quiet, 1.8x with a busy process)."""
+    a thread if ``idle`` cores (None: workers.idle_cores, read now) leave one for each
+    helper: each thread then has a fixed share, and one whose core another process holds
+    makes the scan wait (LSTM (4, 1000, 32, 64) float32: 0.80x the time of one thread
+    quiet, 1.8x with a busy process)."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
     if parts > 1:
         return parts, block_edges(B, parts, min_rows, per_thread)
     parts = min(available, B)
-    if parts < 2 or B >= 2 * min_rows or not _fixed_shares_ok(parts, fixed_shares):
+    if parts < 2 or B >= 2 * min_rows or (idle_cores() if idle is None else idle) < parts - 1:
         return 1, [0, B]
     return parts, [B * i // parts for i in range(parts + 1)]
-
-
-def _fixed_shares_ok(parts, asked=None):
-    return idle_cores() >= parts - 1 if asked is None else asked
 
 
 def plan(cell, B, T, mask, engine, trace=False) -> Plan:
@@ -141,17 +144,19 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         seconds = _seconds(cell, B, T)
         if seconds <= fast.THREAD_SECONDS and not engine.threads:
             return Plan(loop, 1, [0, B])  # threads can't save more than they cost
-        chosen = True if engine.threads else None  # a benchmark's threads: no idle check
+        idle = forced_idle(engine)
         # a split scan writes no trace terms: they are computed after it (scan)
         if trace != "gates" and mask is None:
             long = seconds > 2 * fast.THREAD_SECONDS
             split = fast.split_parts(B, cell.units, len(cell.gates) or 1,
                                      cell.dtype.itemsize,
                                      engine.threads or (threads() if long else 1))
-            if split and _fixed_shares_ok(split, chosen):
-                return Plan(loop, split, list(range(split + 1)), split)
+            if split:
+                idle = idle_cores() if idle is None else idle  # read once for both choices
+                if idle >= split - 1:
+                    return Plan(loop, split, list(range(split + 1)), split)
         available = compiled_threads(cell, B, T, engine)
-        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, chosen))
+        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, idle))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \

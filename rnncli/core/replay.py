@@ -142,7 +142,7 @@ def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
     as output: zeros or the previous output at masked steps); ``mask`` (T, B) bool or
     None."""
     from .engine import _Rows
-    from .planning import compiled_rows, compiled_threads
+    from .planning import compiled_rows, compiled_threads, forced_idle
 
     B, T, D = x.shape
     N, H, dtype = T * B, cell.units, cell.dtype
@@ -158,6 +158,7 @@ def replay(cell, loop, x, initial, sequences, mask, engine=None) -> dict:
         offset += N * w
     ends = {s: np.empty((1, N, H), dtype) for s in cell.state_names}  # already known
     job = _Rows(cell, rows_x, starts, None, False, ends, terms, loop)
-    threads, edges = compiled_rows(N, compiled_threads(cell, N, 1, engine))
+    threads, edges = compiled_rows(N, compiled_threads(cell, N, 1, engine),
+                                   idle=forced_idle(engine))
     job.run_blocks(edges, threads)
     return {name: a.reshape(T, B, w) for (name, a), w in zip(terms.items(), widths)}

@@ -73,15 +73,18 @@ def other_runnable() -> int | None:
 
 def idle_cores() -> int:
     """Cores besides the caller's own that no other task needs now: the machine's less
-    its other runnable tasks (all cores but ours where that count is unknown). For work
+    its other runnable tasks (all cores but ours where that count is unknown, or says
+    nothing of the cores this process is pinned to). A helper of the pool on its way
+    back to sleep after a scan shows in one count only. For work
     split into as many fixed parts as threads, where a thread whose core another process
     holds makes the scan wait; not for row blocks threads claim, which don't wait."""
     cores = os.cpu_count() or 1
-    others = other_runnable()
-    if others is None:
-        return cores - 1
-    # the pool's helpers still on their way back to sleep after the last scan are not others
-    return max(0, cores - 1 - max(0, others - POOL.awake))
+    try:
+        pinned = len(os.sched_getaffinity(0)) < cores
+    except (AttributeError, OSError):
+        pinned = False
+    others = None if pinned else other_runnable()  # the count is the whole machine's
+    return cores - 1 if others is None else max(0, cores - 1 - others)
 
 
 def threads() -> int:
@@ -167,8 +170,6 @@ class Pool:
         self.queue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.threads = 0
-        self.awake = 0  # helpers not waiting for a job
-        self.awake_lock = threading.Lock()
 
     def submit(self, job, helpers):
         with self.lock:
@@ -181,14 +182,7 @@ class Pool:
 
     def _serve(self):
         while True:
-            job = self.queue.get()
-            with self.awake_lock:
-                self.awake += 1
-            try:
-                job.work(helper=True)
-            finally:
-                with self.awake_lock:
-                    self.awake -= 1
+            self.queue.get().work(helper=True)
 
 
 POOL = Pool()
