@@ -189,6 +189,19 @@ def test_stream_names():
     assert stream_fd("/tmp/stdout") is None
 
 
+def test_a_link_that_cant_be_read_is_no_stream_of_ours(monkeypatch, tmp_path):
+    """Another process's /proc/PID/fd/N is a link its owner alone may read (the suite
+    once failed on it when PID + 1 was such a process): not this process's stream."""
+    link = tmp_path / "theirs"
+    link.symlink_to("/dev/null")
+
+    def refused(path, *a, **kw):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "readlink", refused)
+    assert stream_fd(str(link)) is None
+
+
 def test_check_target_refuses_a_directory_and_allows_a_device(tmp_path):
     with pytest.raises(OutputError, match="is a directory"):
         check_target(str(tmp_path))

@@ -43,7 +43,11 @@ def stream_fd(path: str) -> int | None:
             return int(m.group(2))
         if not os.path.islink(p):
             return None
-        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+        try:
+            target = os.readlink(p)
+        except OSError:  # another process's descriptor, which only its owner may read
+            return None
+        p = os.path.normpath(os.path.join(os.path.dirname(p), target))
     return None
 
 
