@@ -75,9 +75,9 @@ def idle_cores() -> int:
     """Cores besides the caller's own that no other task needs now: the machine's less
     its other runnable tasks (all cores but ours where that count is unknown, or says
     nothing of the cores this process is pinned to). A helper of the pool on its way
-    back to sleep after a scan shows in one count only. For work
-    split into as many fixed parts as threads, where a thread whose core another process
-    holds makes the scan wait; not for row blocks threads claim, which don't wait."""
+    back to sleep after a scan shows in one count only. For work split into as many
+    fixed parts as threads, where a thread whose core another process holds makes the
+    scan wait; not for row blocks threads claim, which don't wait."""
     cores = os.cpu_count() or 1
     try:
         pinned = len(os.sched_getaffinity(0)) < cores
