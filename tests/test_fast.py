@@ -80,6 +80,24 @@ def test_gated_numba_matches_numpy(cell, dtype, acts, trace, rows):
     assert_close_runs(d0, d1, dtype)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("units", [16, 40])  # one vector of units; vectors and a tail
+@pytest.mark.parametrize("rows", [1, 4, 19])
+def test_one_loop_over_a_units_gates_gives_the_gate_by_gate_bits(cell, units, rows):
+    """An untraced float32 LSTM or GRU with tanh and sigmoid runs each unit's gates in one
+    loop (rnncli/core/_numba_rows.py); traced whole by the loop itself, gate by gate
+    (trace=True is computed after an untraced loop). The states are the same bits."""
+    layer = layer_of(cell, np.float32, units=units, dim=5)
+    x = np.random.default_rng(3).normal(size=(19, 200, 5)).astype(np.float32)
+    one = E.Engine("numba", threads=1)
+    fused = layer.run(x[:rows], engine=one)
+    gate_by_gate = layer.run(x, trace="full", engine=one)
+    for name in fused.sequences:
+        np.testing.assert_array_equal(fused.sequences[name],
+                                      gate_by_gate.sequences[name][:rows])
+    assert np.abs(fused.sequences["h"]).max() > 0.1  # not a saturated or vanished run
+
+
 def test_compiled_products_sum_each_row_in_order():
     """h·U in the compiled loop is, for every row and column, h[0]·U[0] + h[1]·U[1] + ...
     in that order, one fused multiply-add each (emulated in float64, where a float32
@@ -273,7 +291,7 @@ def test_split_is_only_for_small_batches_with_big_steps():
 def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     """numba keys a cached kernel on its own bytecode and closure: each kernel keeps a hash
     of the sources it inlines in its closure, so editing _numba_panels.py (or the rows
-    in _numba_kernels.py) compiles them again instead of loading stale code."""
+    in _numba_rows.py) compiles them again instead of loading stale code."""
     from rnncli.core import _numba_kernels, _numba_panels, _numba_split
 
     def stamps(kernel):
@@ -282,8 +300,8 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     from rnncli.core import _numba_backward
 
     ours = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
-                                      "_numba_borrowed")
-    split = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
+                                      "_numba_rows", "_numba_borrowed")
+    split = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_rows",
                                        "_numba_split", "_numba_borrowed")
     backward = _numba_panels.source_stamp("_numba_panels", "_numba_backward", "fast_backward",
                                           "_numba_borrowed")

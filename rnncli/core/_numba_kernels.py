@@ -24,8 +24,9 @@ whatever the rows around it: a row's numbers never depend on its batch, block or
 A traced kernel writes ``xw`` and every term; a "gates" kernel (LSTM, GRU) only what
 their backward pass reads (LSTM: gate; GRU: hu and gate), the rest left empty.
 
-Numba inlines ``drive``, ``activate_range``, the cells' row steps (they take functions as
-arguments, which a cached kernel can't keep as calls), ``commit`` and ``panel_product``;
+Numba inlines ``drive``, ``activate_range``, the cells' row steps and ``commit``
+(rnncli/core/_numba_rows.py: they take functions as arguments, which a cached kernel
+can't keep as calls) and ``panel_product``;
 the activations are ordinary functions that LLVM inlines where it pays. Inlining the
 activations at numba's level too, and the row step at two call sites, took 290 s to
 compile the twelve kernels on a busy machine, this 43-73 s, at the same speed
@@ -36,36 +37,10 @@ each); the compiled code is cached on disk after.
 import numba
 import numpy as np
 
-from ._numba_activations import activate32, activate64, activate_range
+from ._numba_activations import activate32, activate64
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
-
-# Trace levels (a kernel's last argument to ``drive``, constant in each): none, every
-# term, or only what a gated cell's backward pass reads (LSTM: gate; GRU: hu and gate).
-NONE, FULL, GATES = 0, 1, 2
-
-@numba.njit(inline="always")
-def commit(t, b, r, outs, states, mask, zero_out, prev, one):
-    """After a row's step has written its new states to ``outs[..][t, r]``: take them as the
-    states, or, at a masked step, keep the states and output the previous output."""
-    H = prev.shape[1]
-    live = mask.shape[0] == 0 or mask[t, b]
-    if live:
-        for s in range(len(states)):
-            for j in range(H):
-                states[s][b, j] = outs[s][t, r, j]
-        if mask.shape[0]:
-            for j in range(H):
-                prev[b, j] = outs[0][t, r, j]
-        return
-    for s in range(1, len(states)):
-        for j in range(H):
-            outs[s][t, r, j] = states[s][b, j]
-    for j in range(H):
-        v = one - one if zero_out else prev[b, j]
-        outs[0][t, r, j] = v
-        prev[b, j] = v
-
+from ._numba_rows import FULL, GATES, NONE, commit, gru_row, lstm_row, simple_row
 
 # A few rows' x·W + b, AHEAD steps at a time ahead of their recurrence, where W and U
 # together outgrow the L1 cache (48 KiB a core here): each step would read W again from
@@ -143,115 +118,6 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
     alive(acc_memory)
     alive(xacc_memory)
     alive(ahead_memory)
-
-
-# ------------------------------------------------------------------ SimpleRNN
-
-
-@numba.njit(inline="always")
-def simple_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
-    """z = xwb + h·U; h = act(z). ``terms``: hu, z."""
-    H = a.shape[0]
-    if trace:
-        for j in range(H):
-            terms[0][t, r, j] = a[j]
-    for j in range(H):
-        a[j] += xwb[j]
-    if trace:
-        for j in range(H):
-            terms[1][t, r, j] = a[j]
-    activate_range(a, 0, H, act, activate)
-    out = outs[0]
-    for j in range(H):
-        out[t, r, j] = a[j]
-
-
-# ------------------------------------------------------------------ LSTM
-
-
-@numba.njit(inline="always")
-def lstm_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
-    """Keras' LSTM: z = xwb + h·U (blocks i f c o); c = f⊙c + i⊙act(z_c); h = o⊙act(c).
-    ``terms``: hu, z, gate (4H wide), c_prev, fc, ig (H wide); the gates alone at trace
-    level GATES. ``a`` holds h·U, and becomes z, then the gates."""
-    P = a.shape[0]
-    H = P // 4
-    c = states[1]
-    if trace == FULL:
-        for j in range(P):
-            terms[0][t, r, j] = a[j]
-    for j in range(P):
-        a[j] += xwb[j]
-    if trace == FULL:
-        for j in range(P):
-            terms[1][t, r, j] = a[j]
-    activate_range(a, 0, 2 * H, ract, activate)
-    activate_range(a, 2 * H, 3 * H, act, activate)
-    activate_range(a, 3 * H, P, ract, activate)
-    if trace:
-        for j in range(P):
-            terms[2][t, r, j] = a[j]
-    out_h, out_c = outs[0], outs[1]
-    for j in range(H):
-        cp = c[b, j]
-        fc = a[H + j] * cp
-        ig = a[j] * a[2 * H + j]
-        cn = fc + ig
-        if trace == FULL:
-            terms[3][t, r, j] = cp
-            terms[4][t, r, j] = fc
-            terms[5][t, r, j] = ig
-        out_c[t, r, j] = cn
-        a[H + j] = cn  # f is used: its place takes act(c)
-    activate_range(a, H, 2 * H, act, activate)
-    for j in range(H):
-        out_h[t, r, j] = a[3 * H + j] * a[H + j]
-
-
-# ------------------------------------------------------------------ GRU (reset_after)
-
-
-@numba.njit(inline="always")
-def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
-    """Keras' GRU with reset_after=True: inner = h·U + b_h (blocks z r h);
-    z, r = ract(xwb + inner); h̃ = act(xwb_h + r⊙inner_h); h = z⊙h + (1-z)⊙h̃.
-    ``terms``: hu, z, gate (3H wide), reset_term, keep, update (H wide); hu and the gates
-    alone at trace level GATES."""
-    P = a.shape[0]
-    H = P // 3
-    h = states[0]
-    if trace:
-        for j in range(P):
-            terms[0][t, r, j] = a[j]
-    for j in range(P):
-        a[j] += rb[j]
-    for j in range(2 * H):  # z and r: their z, over h·U + b_h
-        a[j] = xwb[j] + a[j]
-    if trace == FULL:
-        for j in range(2 * H):
-            terms[1][t, r, j] = a[j]
-    activate_range(a, 0, 2 * H, ract, activate)
-    for j in range(H):  # the reset term, then h̃'s z, over h·U + b_h
-        reset = a[H + j] * a[2 * H + j]
-        if trace == FULL:
-            terms[3][t, r, j] = reset
-        a[2 * H + j] = xwb[2 * H + j] + reset
-    if trace == FULL:
-        for j in range(2 * H, P):
-            terms[1][t, r, j] = a[j]
-    activate_range(a, 2 * H, P, act, activate)
-    if trace:
-        for j in range(P):
-            terms[2][t, r, j] = a[j]
-    out = outs[0]
-    for j in range(H):
-        gz = a[j]
-        keep = gz * h[b, j]
-        update = (one - gz) * a[2 * H + j]
-        if trace == FULL:
-            terms[4][t, r, j] = keep
-            terms[5][t, r, j] = update
-        out[t, r, j] = keep + update
 
 
 # ------------------------------------------------------------------ entry points
@@ -399,4 +265,4 @@ def _kernels(stamp):
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
-                                   "_numba_borrowed"))
+                                   "_numba_rows", "_numba_borrowed"))

@@ -24,8 +24,8 @@ from numba.extending import intrinsic
 
 from ._numba_activations import activate32, activate64
 from ._numba_borrowed import alive, borrowed
-from ._numba_kernels import gru_row, lstm_row, simple_row
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
+from ._numba_rows import gru_row, lstm_row, simple_row
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
 
@@ -218,5 +218,5 @@ def _kernels(stamp):
             ('gru', False): gru_f64}
 
 
-KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
+KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_rows",
                                  "_numba_split", "_numba_borrowed"))
