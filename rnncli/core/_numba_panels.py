@@ -201,8 +201,10 @@ _product_rows = _panel_product(ROWS)
 
 
 # Rows whose products are computed panel by panel before the next rows': each panel is
-# read once per BLOCK rows rather than once per ROWS (LSTM (256, 50, 32, 256), 2 threads:
-# 0.50 -> 0.XX ms a step, U read 32 -> 4 times a step).
+# read once per BLOCK rows rather than once per ROWS (U read 32 -> 4 times a step). Worth
+# little here: LSTM (256, 50, 32, 256), 2 threads, 0.377-0.383 ms a step against
+# 0.384-0.387 with BLOCK = ROWS; (256, 10, 32, 512) 1.32-1.36 against 1.33-1.39 (3 runs
+# each, interleaved), where U comes from the shared cache at about the rate of the FMAs.
 BLOCK = 8 * ROWS
 
 
