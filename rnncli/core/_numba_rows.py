@@ -9,12 +9,12 @@ Untraced LSTM and GRU steps in float32 with Keras' activations (tanh, sigmoid) r
 loop over the units, every gate of a unit in it: the activations of a unit's gates are
 independent chains of arithmetic the CPU overlaps, where one loop a gate ran them one
 after another, and at 16 units each loop was a single vector. Same bits: every number is
-the same operations in the same order. One thread, 1000 steps, 32 features: LSTM (4, .,
-., 16) 0.41-0.46 -> 0.30-0.34 us a step, (1, ., ., 16) 0.19-0.25 -> 0.17-0.18; GRU (4, .,
-., 16) 0.40 -> 0.36; from 64 units, within noise. Only where the rows' states and outputs
-are adjacent in memory (the row-block kernels; the split loop's part of the units is
-not: there the one loop did not vectorize, 1.2-2x slower), and not in float64, whose
-activations are longer: there it was 0-20% slower.
+the same operations in the same order. One thread, 1000 steps, 32 features, four runs
+each: LSTM (4, ., ., 16) 0.39-0.49 -> 0.31-0.36 us a step, (1, ., ., 16) 0.19-0.27 ->
+0.17-0.19; GRU (4, ., ., 16) 0.40 -> 0.36; from 64 units, within 5%. Only where the
+rows' states and outputs are adjacent in memory (the row-block kernels; the split loop's
+part of the units is not: there the one loop did not vectorize, LSTM (1, 200, 32, 512)
+1.2x slower), and not in float64, whose activations are longer: 0-20% slower there.
 """
 
 import numba
