@@ -91,18 +91,19 @@ class Plan:
     split: int = 0
 
 
-def compiled_threads(cell, B, T, engine=None) -> int:
+def compiled_threads(cell, B, T, engine=None, seconds=None) -> int:
     """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
     may use where sharing the rows between them saves more than threads cost
-    (fast.THREAD_SECONDS, against fast.one_thread_seconds of all rows and of a thread's
-    share); else one."""
+    (fast.THREAD_SECONDS, against fast.one_thread_seconds of all rows, ``seconds`` when
+    the caller has it, and of a thread's share); else one."""
     engine = as_engine(engine)
     if engine.threads:
         return engine.threads
     parts = threads()
     if parts < 2:
         return 1
-    saved = _seconds(cell, B, T) - _seconds(cell, -(-B // parts), T)
+    whole = _seconds(cell, B, T) if seconds is None else seconds
+    saved = whole - _seconds(cell, -(-B // parts), T)
     return parts if saved > fast.THREAD_SECONDS else 1
 
 
@@ -155,7 +156,7 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
                 idle = idle_cores() if idle is None else idle  # read once for both choices
                 if idle >= split - 1:
                     return Plan(loop, split, list(range(split + 1)), split)
-        available = compiled_threads(cell, B, T, engine)
+        available = compiled_threads(cell, B, T, engine, seconds)
         return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, idle))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
