@@ -126,12 +126,12 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
 
 def _kernels(stamp):
     """The kernels by (cell, float32?, traced: False, True or "gates"), each keeping
-    ``stamp`` (a hash of this module's, _numba_activations.py's, _numba_panels.py's and
-    _numba_borrowed.py's source) in its closure, where numba's disk cache looks: their
-    machine code is compiled again when one of those files changes. Written out one by
-    one: the row steps and activations can't be closure variables too (numba pickles
-    closures into the cache key, and a compiled function pickles with a per-process id:
-    every process would compile again)."""
+    ``stamp`` (a hash of this module's, _numba_rows.py's, _numba_activations.py's,
+    _numba_panels.py's and _numba_borrowed.py's source) in its closure, where numba's disk
+    cache looks: their machine code is compiled again when one of those files changes.
+    Written out one by one: the row steps and activations can't be closure variables too
+    (numba pickles closures into the cache key, and a compiled function pickles with a
+    per-process id: every process would compile again)."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit

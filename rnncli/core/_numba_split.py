@@ -157,7 +157,7 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
 
 def _kernels(stamp):
     """The kernels by (cell, float32?), each keeping ``stamp`` (a hash of this module's,
-    _numba_kernels.py's, _numba_activations.py's, _numba_panels.py's and
+    _numba_rows.py's, _numba_activations.py's, _numba_panels.py's and
     _numba_borrowed.py's source: it inlines their code) in its closure, where numba's disk
     cache looks."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
