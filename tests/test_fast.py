@@ -81,21 +81,46 @@ def test_gated_numba_matches_numpy(cell, dtype, acts, trace, rows):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("units", [16, 40])  # one vector of units; vectors and a tail
+# one vector of units (AVX-512); vectors and a tail; 1-2 rows get x·W ahead (W and U > 40 KiB)
+@pytest.mark.parametrize("units", [16, 40, 64])
 @pytest.mark.parametrize("rows", [1, 4, 19])
-def test_one_loop_over_a_units_gates_gives_the_gate_by_gate_bits(cell, units, rows):
+@pytest.mark.parametrize("masked", [False, True])
+def test_each_units_gates_in_one_loop_give_the_gate_by_gate_bits(cell, units, rows, masked):
     """An untraced float32 LSTM or GRU with tanh and sigmoid runs each unit's gates in one
-    loop (rnncli/core/_numba_rows.py); traced whole by the loop itself, gate by gate
-    (trace=True is computed after an untraced loop). The states are the same bits."""
+    loop (rnncli/core/_numba_rows.py); traced whole by the loop itself (trace="full";
+    trace=True is computed after an untraced loop), gate by gate. The states are the
+    same bits, masked steps too. (The split loop, gate by gate, is checked against the
+    one loop too: test_steps_split_by_units_give_one_threads_numbers.)"""
+    from rnncli.core._numba_kernels import KERNELS
+
     layer = layer_of(cell, np.float32, units=units, dim=5)
-    x = np.random.default_rng(3).normal(size=(19, 200, 5)).astype(np.float32)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(19, 200, 5)).astype(np.float32)
+    mask = rng.random((19, 200)) > 0.2 if masked else None
     one = E.Engine("numba", threads=1)
-    fused = layer.run(x[:rows], engine=one)
-    gate_by_gate = layer.run(x, trace="full", engine=one)
+    fused = layer.run(x[:rows], mask=None if mask is None else mask[:rows], engine=one)
+    gate_by_gate = layer.run(x, mask=mask, trace="full", engine=one)
     for name in fused.sequences:
         np.testing.assert_array_equal(fused.sequences[name],
                                       gate_by_gate.sequences[name][:rows])
     assert np.abs(fused.sequences["h"]).max() > 0.1  # not a saturated or vanished run
+    # the one loop ran: it needs the states and outputs typed C-contiguous
+    states_and_outs = [a for sig in KERNELS[cell, True, False].signatures for a in sig[6:8]]
+    assert states_and_outs and all(t.layout == "C" for a in states_and_outs for t in a)
+
+
+def test_c_contiguous_is_the_arrays_layout_type():
+    import numba
+
+    from rnncli.core._numba_rows import c_contiguous
+
+    @numba.njit
+    def layout(a):
+        return c_contiguous(a)
+
+    assert layout(np.zeros((2, 6), np.float32))
+    assert not layout(np.zeros((2, 6), np.float32)[:, ::2])
+    assert not layout(np.zeros((2, 6), np.float32)[:, 1:4])
 
 
 def test_compiled_products_sum_each_row_in_order():

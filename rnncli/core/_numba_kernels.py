@@ -24,12 +24,12 @@ whatever the rows around it: a row's numbers never depend on its batch, block or
 A traced kernel writes ``xw`` and every term; a "gates" kernel (LSTM, GRU) only what
 their backward pass reads (LSTM: gate; GRU: hu and gate), the rest left empty.
 
-Numba inlines ``drive``, ``activate_range``, the cells' row steps and ``commit``
-(rnncli/core/_numba_rows.py: they take functions as arguments, which a cached kernel
-can't keep as calls) and ``panel_product``;
-the activations are ordinary functions that LLVM inlines where it pays. Inlining the
-activations at numba's level too, and the row step at two call sites, took 290 s to
-compile the twelve kernels on a busy machine, this 43-73 s, at the same speed
+Numba inlines ``drive``, ``activate_range``, ``panel_product``, and the row steps and
+``commit`` of rnncli/core/_numba_rows.py (they take functions as arguments, which a
+cached kernel can't keep as calls); the activations are ordinary functions that LLVM
+inlines where it pays. Inlining the activations at numba's level too, and the row step
+at two call sites, took 290 s to compile the twelve kernels there were then on a busy
+machine, this 43-73 s, at the same speed
 (benchmarks: old/new within 5% on LSTM, GRU and SimpleRNN loops, 40 interleaved runs
 each); the compiled code is cached on disk after.
 """

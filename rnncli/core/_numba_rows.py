@@ -2,8 +2,9 @@
 (rnncli/core/_numba_kernels.py, _numba_split.py; numba, imported only with them).
 
 ``row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace)``: ``xwb``
-holds the row's x·W + b, ``a`` its h·U (overwritten); the new states go to
-``outs[..][t, r]``, and the trace's terms, at trace level FULL or GATES, to ``terms``.
+holds the row's x·W + b, ``a`` its h·U (scratch: the gate-by-gate steps overwrite it);
+the new states go to ``outs[..][t, r]``, and the trace's terms, at trace level FULL or
+GATES, to ``terms``.
 
 Untraced LSTM and GRU steps in float32 with Keras' activations (tanh, sigmoid) run as one
 loop over the units, every gate of a unit in it: the activations of a unit's gates are
@@ -12,9 +13,10 @@ after another, and at 16 units each loop was a single vector. Same bits: every n
 the same operations in the same order. One thread, 1000 steps, 32 features, four runs
 each: LSTM (4, ., ., 16) 0.39-0.49 -> 0.31-0.36 us a step, (1, ., ., 16) 0.19-0.27 ->
 0.17-0.19; GRU (4, ., ., 16) 0.40 -> 0.36; from 64 units, within 5%. Only where the
-rows' states and outputs are adjacent in memory (the row-block kernels; the split loop's
-part of the units is not: there the one loop did not vectorize, LSTM (1, 200, 32, 512)
-1.2x slower), and not in float64, whose activations are longer: 0-20% slower there.
+states and outputs are typed C-contiguous (the row-block kernels'; the split loop's part
+of the units is a strided view of each row, where the one loop did not vectorize: LSTM
+(1, 200, 32, 512) 1.2x slower), and not in float64, whose activations are longer: 0-20%
+slower there.
 """
 
 import numba
@@ -29,8 +31,9 @@ NONE, FULL, GATES = 0, 1, 2
 
 
 @intrinsic
-def adjacent(typingctx, a):
-    """Whether the array's rows are typed C-contiguous: a constant of the compiled code."""
+def c_contiguous(typingctx, a):
+    """Whether the array is typed C-contiguous (layout "C"): a constant of the compiled
+    code, not a test at run time."""
     if not isinstance(a, types.Array):
         return None
     value = a.layout == "C"
@@ -92,13 +95,14 @@ def simple_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, on
 def lstm_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, trace):
     """Keras' LSTM: z = xwb + h·U (blocks i f c o); c = f⊙c + i⊙act(z_c); h = o⊙act(c).
     ``terms``: hu, z, gate (4H wide), c_prev, fc, ig (H wide); the gates alone at trace
-    level GATES. ``a`` holds h·U, and becomes z, then the gates."""
+    level GATES. ``a`` holds h·U, and becomes z, then the gates (gate by gate; the one
+    loop over the units leaves it)."""
     P = a.shape[0]
     H = P // 4
     c = states[1]
     out_h, out_c = outs[0], outs[1]
     if trace == NONE and act == TANH and ract == SIGMOID and a.itemsize == 4 and \
-            adjacent(c) and adjacent(out_c) and adjacent(out_h):
+            c_contiguous(c) and c_contiguous(out_c) and c_contiguous(out_h):
         for j in range(H):
             i = activate(a[j] + xwb[j], SIGMOID)
             f = activate(a[H + j] + xwb[H + j], SIGMOID)
@@ -152,7 +156,7 @@ def gru_row(xwb, a, rb, states, b, outs, t, r, act, ract, terms, activate, one, 
     h = states[0]
     out = outs[0]
     if trace == NONE and act == TANH and ract == SIGMOID and a.itemsize == 4 and \
-            adjacent(h) and adjacent(out):
+            c_contiguous(h) and c_contiguous(out):
         for j in range(H):
             gz = activate(xwb[j] + (a[j] + rb[j]), SIGMOID)
             gr = activate(xwb[H + j] + (a[H + j] + rb[H + j]), SIGMOID)

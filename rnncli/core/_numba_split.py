@@ -25,7 +25,7 @@ from numba.extending import intrinsic
 from ._numba_activations import activate32, activate64
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
-from ._numba_rows import gru_row, lstm_row, simple_row
+from ._numba_rows import NONE, gru_row, lstm_row, simple_row
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
 
@@ -142,7 +142,7 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
                 for j in range(P):
                     xwb[j] += bias[j]
                 row(xwb, acc[b - g0, :P], rb, states, b, part_outs, t, b, act, ract, terms,
-                    activate, one, False)
+                    activate, one, NONE)
                 for j in range(Hl):
                     hnext[b, j0 + j] = part_outs[0][t, b, j]
                 if has_c:

@@ -28,7 +28,7 @@ import weakref
 
 import numpy as np
 
-# Activations the kernels compute (their codes in _numba_kernels).
+# Activations the kernels compute (their codes in _numba_activations).
 CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
 ACTIVATIONS = tuple(CODES)
 HARD_SIGMOID_K2 = 5
