@@ -37,7 +37,7 @@ def invoke(*args):
 
 def export(tmp_path, name, *args, model=BIDI, x=BIDI_IN):
     out = tmp_path / name
-    r = invoke("export", model, "-i", x, "-o", out, "--force", *args)
+    r = invoke("export", *([model] if model else []), "-i", x, "-o", out, "--force", *args)
     assert r.exit_code == 0, r.stderr
     return out
 
@@ -78,7 +78,9 @@ READ = {"npz": lambda p: dict(np.load(p)), "h5": read_h5, "json": read_json}
 
 @pytest.mark.parametrize("fmt", ["npz", "h5", "json"])
 @pytest.mark.parametrize("model,x", [(BIDI, BIDI_IN), (MIXED, MIXED_IN)], ids=["bidi", "mixed"])
-def test_named_arrays_are_the_full_exports_slices(tmp_path, fmt, model, x):
+@pytest.mark.parametrize("engine", ["auto", "numba"])  # numba: the trace computed when read
+def test_named_arrays_are_the_full_exports_slices(tmp_path, monkeypatch, fmt, model, x, engine):
+    monkeypatch.setenv("RNNCLI_ENGINE", engine)
     samples = SAMPLES if model == BIDI else [1]
     opts = OPTS if model == BIDI else ["--sample", "1", "--steps", "1:5", "-u", "0,1"]
     units = UNITS if model == BIDI else [0, 1]
@@ -87,6 +89,33 @@ def test_named_arrays_are_the_full_exports_slices(tmp_path, fmt, model, x):
     assert set(cut) == set(full)
     for k, a in full.items():
         np.testing.assert_array_equal(cut[k], expected(k, a, samples, units=units), err_msg=k)
+
+
+def test_the_trace_of_some_steps_computes_those_steps_alone(tmp_path, monkeypatch):
+    """export --steps of the trace's arrays (npz, h5, json) computes the terms of those
+    steps alone, after the scan (rnncli/core/replay.py), and writes the bits a whole
+    trace has there."""
+    from rnncli.core import replay
+
+    monkeypatch.setenv("RNNCLI_ENGINE", "numba")
+    steps, real = [], replay.replay
+
+    def counted(cell, loop, x, *rest, **kw):
+        steps.append(x.shape[1])
+        return real(cell, loop, x, *rest, **kw)
+
+    monkeypatch.setattr(replay, "replay", counted)
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(5).normal(size=(3, 60, 4)).astype(np.float32))
+    seeded = ["--seed", "7", "--cell", "lstm", "--units", "5"]
+    cut = dict(np.load(export(tmp_path, "cut.npz", *seeded, "--steps", "40:44", model="",
+                              x=x)))
+    assert steps == [4]  # one replay, of the four steps
+    full = dict(np.load(export(tmp_path, "full.npz", *seeded, model="", x=x)))
+    assert set(cut) == set(full) and "gate/lstm/f" in cut
+    for k, a in full.items():
+        np.testing.assert_array_equal(cut[k], expected(k, a, [0, 1, 2], slice(40, 44),
+                                                       slice(None)), err_msg=k)
 
 
 def test_keras_numbers_of_a_selection(tmp_path):

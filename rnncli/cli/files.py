@@ -68,7 +68,7 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
     gate/<layer>/<gate>, cell/<layer>); csv, tsv and ndjson hold the trace's rows as
     `trace -f` writes them; see docs/export.md. --sample, --steps and --unit cut every
     array as forward and trace do (output: --sample only); only the batches holding the
-    selected samples are computed.
+    selected samples are computed (with numba, only the selected steps' trace).
 
     \b
     Examples:

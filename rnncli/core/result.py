@@ -141,6 +141,22 @@ class Trace(Mapping):
         mask = None if self.mask is None else self.mask[:, k0:k1]
         return Trace(self.cell, terms, mask, self.step_index[k0:k1], self.x[:, k0:k1])
 
+    def only_steps(self, k0, k1) -> Trace:
+        """The same trace, its per-step terms at full length but computed for steps k0 ..
+        k1 alone (as :meth:`window`), the other steps left unwritten: for a writer that
+        reads no other step. Memory never written costs no page of RAM."""
+        part = self._as_terms().window(k0, k1)
+        states = self.cell.state_names
+        terms = {}
+        for name in self:
+            a = self[name] if name in states else part[name]
+            if name not in states and np.ndim(a) == 3:
+                whole = np.empty((a.shape[0], len(self.step_index), *a.shape[2:]), a.dtype)
+                whole[:, k0:k1] = a
+                a = whole
+            terms[name] = a
+        return Trace(self.cell, terms, self.mask, self.step_index, self.x)
+
     def take(self, rows) -> Trace:
         """Some samples (``rows`` of the batch) alone: where the terms are computed when
         read, only theirs are."""

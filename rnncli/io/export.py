@@ -88,15 +88,15 @@ def needs_trace(fmt, what, steps=None):
     only for the trace's rows (csv, tsv, ndjson: every term of every step and unit) and
     for the trace's own arrays. Every term is read then, so the loop writes them as it
     goes ("full"): cheaper than computing them afterwards (rnncli/core/replay.py). Rows
-    of some ``steps`` alone compute those steps' terms after the scan instead (True), as
-    ``trace --steps`` does."""
+    of some ``steps`` alone, and the trace's arrays of some ``steps``, compute those
+    steps' terms after the scan instead (True), as ``trace --steps`` does."""
     if fmt in ROW_FORMATS:
         return True if steps else "full"
     if fmt == "lstmvis":
         return False
     wanted = not what or any(w.strip().split("/")[0] not in RUN_KINDS
                              for w in what.split(","))
-    return "full" if wanted else False
+    return (True if steps else "full") if wanted else False
 
 
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
@@ -147,6 +147,8 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
     def arrays(result):
         if what and what.split("/")[0] == "output" and result.outputs is None:
             raise RnncliError(f"the model output can't be computed: {result.output_error}")
+        if trace is True:
+            _trace_only_steps(result, pick.steps)
         return _select(_arrays(model, result, whole, fmt), what, layers, pick)
 
     if fmt in ("npz", "h5", "npy"):
@@ -197,6 +199,19 @@ def _write_rows(batches, path, fmt, force, layers, pick, precision):
             for v in views:
                 v.samples = pick.numbers(v.samples + start)
             write_trace(views, fmt, fh, precision, header=start == 0)
+
+
+def _trace_only_steps(result, steps):
+    """Each direction's trace with the terms of the steps ``steps`` (text, as --steps) alone
+    computed: the selection (rnncli/io/slices.py) reads no other step."""
+    from ..present.views import parse_slice
+
+    for layer in result.layers.values():
+        for d in layer.directions.values():
+            if d.trace is not None:
+                chosen = range(len(d.trace.step_index))[parse_slice(steps, "steps")]
+                if len(chosen):  # else the selection's check says what is wrong
+                    d.trace = d.trace.only_steps(min(chosen), max(chosen) + 1)
 
 
 def _arrays(model, result, whole, fmt):
