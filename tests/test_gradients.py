@@ -590,7 +590,8 @@ def test_compiled_backward_of_hard_sigmoid_matches_numpy(keras_major):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("ract", ["sigmoid", "hard_sigmoid"])  # slopes from the gates, or read
-def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads, ract):
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads, ract, act):
     """LSTM's and GRU's compiled loop backwards (rnncli/core/fast_backward.py), over one
     block or several in threads, against the numpy steps: the same elementwise products
     in the same order, sums in another (BLAS's blocks against one after another)."""
@@ -613,8 +614,8 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
     weights = [r.normal(size=(D, P)) * 0.6, r.normal(size=(H, P)) * 0.4,
                r.normal(size=P if kind == "lstm" else (2, P)) * 0.2]
     weights = [w.astype(dtype) for w in weights]
-    cell = LSTMCell(*weights, recurrent_activation=ract) if kind == "lstm" else \
-        GRUCell(*weights, recurrent_activation=ract)
+    cell = LSTMCell(*weights, activation=act, recurrent_activation=ract) if kind == "lstm" \
+        else GRUCell(*weights, activation=act, recurrent_activation=ract)
     head = Dense("head", r.normal(size=(H, 2)).astype(dtype), np.zeros(2, dtype))
     model = Model.chain("m", [RNN("rec", cell, return_sequences=True), head])
     x = inputs(B=19, T=40, D=D).astype(dtype)
