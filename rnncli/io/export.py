@@ -209,8 +209,10 @@ def _trace_only_steps(result, steps):
     for layer in result.layers.values():
         for d in layer.directions.values():
             if d.trace is not None:
-                chosen = range(len(d.trace.step_index))[parse_slice(steps, "steps")]
-                if len(chosen):  # else the selection's check says what is wrong
+                T = len(d.trace.step_index)
+                chosen = range(T)[parse_slice(steps, "steps")]
+                # none: the selection's check says what is wrong; all: the trace as it is
+                if len(chosen) and max(chosen) + 1 - min(chosen) < T:
                     d.trace = d.trace.only_steps(min(chosen), max(chosen) + 1)
 
 
