@@ -39,34 +39,17 @@ import numpy as np
 
 from ._numba_activations import activate32, activate64
 from ._numba_borrowed import alive, borrowed
-from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
+from ._numba_panels import (
+    AHEAD,
+    AHEAD_BYTES,
+    AHEAD_ROWS,
+    BLOCK,
+    ROWS,
+    panel_product,
+    project_ahead,
+    source_stamp,
+)
 from ._numba_rows import FULL, GATES, NONE, commit, gru_row, lstm_row, simple_row
-
-# A few rows' x·W + b, AHEAD steps at a time ahead of their recurrence, where W and U
-# together outgrow the L1 cache (48 KiB a core here): each step would read W again from
-# L2 beside U; computed ahead, W is read once every AHEAD steps, with the products of 8
-# steps at once in registers. Same bits (each number is the same multiply-adds in the
-# same order). One thread, 1000 steps, 32 features: LSTM (1, ., ., 64) float32 0.80 ->
-# 0.61 us a step, GRU 0.58 -> 0.47; at 4 rows 0.95-1.07x, so not there.
-AHEAD, AHEAD_ROWS, AHEAD_BYTES = 32, 2, 40 * 1024
-
-
-@numba.njit(inline="always")
-def project_ahead(x, x0, t0, steps, kernel, bias, xw, row0, ahead, trace):
-    """ahead[b, s, :P'] = x[b, x0 + t0 + s]·W + b for s < steps (``xw``'s rows row0 + b,
-    steps t0 + s, get x·W first when the trace is full)."""
-    P = bias.shape[0]
-    for b in range(x.shape[0]):
-        xb = x[b, x0 + t0:x0 + t0 + steps, :]
-        rows = ahead[b]
-        for g0 in range(0, steps, BLOCK):
-            panel_product(xb, g0, min(steps, g0 + BLOCK), kernel, rows[g0:])
-        for s in range(steps):
-            if trace == FULL:
-                for j in range(P):
-                    xw[t0 + s, row0 + b, j] = rows[s, j]
-            for j in range(P):
-                rows[s, j] += bias[j]
 
 
 @numba.njit(inline="always")
@@ -95,7 +78,8 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
     for t in range(T):  # alive() after the loop keeps the memory the borrowed views use
         xt = x[:, x0 + t, :]
         if early and t % AHEAD == 0:
-            project_ahead(x, x0, t, min(AHEAD, T - t), kernel, bias, xw, row0, ahead, trace)
+            project_ahead(x, x0, t, min(AHEAD, T - t), kernel, bias, xw, row0, ahead,
+                          trace == FULL)
         for g0 in range(0, n, BLOCK):
             g1 = min(n, g0 + BLOCK)
             if not early:

@@ -150,7 +150,8 @@ def _check_widths(x, states, packed, H):
                          f"{packed.kernel.shape[-2]} and {H}")
 
 
-def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending=-1):
+def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending=-1,
+                ahead=None):
     """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
     t0 .. t0 + T (``x`` (n, T', D), C-contiguous, holding step t0 at x0; ``outs`` (h[, c])
     (T, n, H) those steps) until ``limit`` items are claimed: returns -1, or an item to
@@ -166,7 +167,21 @@ def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending
     return KERNELS[kind, dtype == np.float32](
         x, t0 - x0, packed.kernel, packed.bias, packed.recurrent_kernel,
         packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, limit, pending,
+        np.empty((0, 0, 0, 0), dtype) if ahead is None else ahead,
         code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
+
+
+def split_ahead(weights, B):
+    """Where the split loop keeps x·W + b of AHEAD steps computed at once, part by part
+    (parts, B, steps, width), as the one-thread loop does for a row or two: computed a
+    step at a time, each step would read its part of W again beside U. None for more rows
+    (rnncli/core/_numba_panels.py: AHEAD_ROWS)."""
+    from ._numba_panels import AHEAD, AHEAD_ROWS, ROWS
+
+    if B > AHEAD_ROWS:
+        return None
+    parts, count, _, nr = weights.recurrent_kernel.shape
+    return np.empty((parts, B, AHEAD + ROWS, count * nr), weights.bias.dtype)
 
 
 def split_scan(job, parts):
@@ -183,6 +198,7 @@ def split_scan(job, parts):
     hbuf[0] = job.states[0]
     c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
     counters = np.zeros(2, np.int64)
+    ahead = split_ahead(weights, B)
     C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
     scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
 
@@ -197,7 +213,7 @@ def split_scan(job, parts):
                 if job.stop.is_set():
                     return
                 pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
-                                      t1 * parts, pending)
+                                      t1 * parts, pending, ahead)
                 if pending < 0:
                     break
                 os.sched_yield()  # another thread holds step pending // parts - 1
