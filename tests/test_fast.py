@@ -125,14 +125,16 @@ def test_c_contiguous_is_the_arrays_layout_type():
     assert not layout(np.zeros((2, 6), np.float32)[:, 1:4])
 
 
-def test_compiled_products_sum_each_row_in_order():
+@pytest.mark.parametrize("rows", [11, 4, 3, 2, 1])  # groups of 8 and a tail; small groups
+@pytest.mark.parametrize("units", [37, 70])  # panels of 32 columns: 2 or 3, the last part-filled
+def test_compiled_products_sum_each_row_in_order(rows, units):
     """h·U in the compiled loop is, for every row and column, h[0]·U[0] + h[1]·U[1] + ...
     in that order, one fused multiply-add each (emulated in float64, where a float32
-    product is exact)."""
+    product is exact), whichever of the products (rows at once, panels at once) runs."""
     dtype = np.float32
-    layer = layer_of("simple_rnn", dtype, units=37, activation="linear")  # 37: a panel's tail
-    x = np.random.default_rng(0).normal(size=(11, 70, 3)).astype(dtype)
-    d = layer.run(x, trace=True, engine=E.Engine("numba", threads=1))
+    layer = layer_of("simple_rnn", dtype, units=units, activation="linear")
+    x = np.random.default_rng(0).normal(size=(rows, 70, 3)).astype(dtype)
+    d = layer.run(x, trace="full", engine=E.Engine("numba", threads=1))  # h·U as the loop has it
     u = layer.cell.recurrent_kernel
     h_prev = np.concatenate([np.zeros_like(d.sequence[:, :1]), d.sequence[:, :-1]], 1)
     for t in (1, 40, 69):
