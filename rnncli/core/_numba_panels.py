@@ -193,8 +193,8 @@ def _panel_product(rows, count=1):
 
 
 # (rows, panels at once): at least 8 chains of multiply-adds for few rows, 16 for 3-4
-# (4 rows of 2 panels against 1: products alone 3-10% faster at 16-128 units; LSTM (4,
-# 1000, 32, 64) one thread 1.30-1.46 against 1.38-1.58 us a step, 6 runs each, alternated)
+# (4 rows of 2 panels against 1: products alone 4-11% faster at 16-128 units; LSTM (4,
+# 1000, 32, 64) one thread 1.30-1.52 against 1.38-1.58 us a step, 6 runs each, alternated)
 _product_1 = _panel_product(1)
 _product_1x4 = _panel_product(1, 4)
 _product_2 = _panel_product(2)
