@@ -370,7 +370,7 @@ def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch):
     """Fewer rows than two groups of the compiled products' go one block a thread when
     that saves more than threads cost, and only with a core idle for the other thread:
     each then has a fixed share, and a share whose core a busy process holds would hold
-    up the scan. Units split across threads likewise."""
+    up the scan. Two blocks for two threads likewise, and units split across threads."""
     monkeypatch.setattr(planning, "threads", lambda: 2)
     idle = [1]
     monkeypatch.setattr(planning, "idle_cores", lambda: idle[0])
@@ -396,7 +396,9 @@ def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch):
     assert E.plan(wide, 1, 50, None, numba).split == 2
     idle[0] = 0  # another process runs
     assert run(cell, 4, 1000) == (1, [0, 4])
-    assert run(cell, groups, 1000)[0] == 2  # blocks the threads claim
+    assert run(cell, groups, 1000) == (1, [0, groups])  # two blocks: a fixed share each
+    three = groups + groups // 2
+    assert run(cell, three, 1000)[0] == 2  # three blocks the threads claim
     assert E.plan(wide, 1, 50, None, numba).split == 0
     forced = E.Engine("numba", threads=2)  # a benchmark's threads: whatever runs beside
     assert run(cell, 4, 1000, forced) == (2, [0, 2, 4])

@@ -122,19 +122,27 @@ def _seconds(cell, B, T):
 def compiled_rows(B, available, per_thread=None, idle=None) -> tuple[int, list]:
     """(threads, row block edges) for a compiled loop over B rows with ``available``
     threads: blocks of at least one group of rows (fast.min_block_rows), up to
-    ``per_thread`` (BLOCKS_PER_THREAD) a thread. Fewer rows than two groups go one block
-    a thread if ``idle`` cores (None: workers.idle_cores, read now) leave one for each
-    helper: each thread then has a fixed share, and one whose core another process holds
-    makes the scan wait (LSTM (4, 1000, 32, 64) float32: 0.80x the time of one thread
-    quiet, 1.8x with a busy process)."""
+    ``per_thread`` (BLOCKS_PER_THREAD) a thread. Where there are only as many blocks as
+    threads (fewer rows than three groups for two threads; one block a thread below two
+    groups), each thread has a fixed share, and one whose core another process holds
+    makes the scan wait: threads then only if ``idle`` cores (None: workers.idle_cores,
+    read now) leave one for each helper. Measured with a busy process beside the scan,
+    one thread's time over two's: LSTM (4, 1000, 32, 64) float32 0.56-0.70x (quiet
+    1.20-1.25x); 16 rows of LSTM, GRU and SimpleRNN, 16-512 units, float32 and float64,
+    0.86-1.05x in 13 cells, 11 below 1 (LSTM (16, 1000, 32, 16) 0.86x, SimpleRNN (16,
+    100, 32, 512) 1.05x); LSTM (20, 500, 32, 64) 0.80x."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
     if parts > 1:
-        return parts, block_edges(B, parts, min_rows, per_thread)
-    parts = min(available, B)
-    if parts < 2 or B >= 2 * min_rows or (idle_cores() if idle is None else idle) < parts - 1:
-        return 1, [0, B]
-    return parts, [B * i // parts for i in range(parts + 1)]
+        edges = block_edges(B, parts, min_rows, per_thread)
+    else:
+        parts = min(available, B)
+        if parts < 2 or B >= 2 * min_rows:
+            return 1, [0, B]
+        edges = [B * i // parts for i in range(parts + 1)]
+    if len(edges) - 1 == parts and (idle_cores() if idle is None else idle) < parts - 1:
+        return 1, [0, B]  # fixed shares, and a core another process needs
+    return parts, edges
 
 
 def plan(cell, B, T, mask, engine, trace=False) -> Plan:
