@@ -126,12 +126,15 @@ def test_c_contiguous_is_the_arrays_layout_type():
 
 
 @pytest.mark.parametrize("rows", [11, 4, 3, 2, 1])  # groups of 8 and a tail; small groups
-@pytest.mark.parametrize("units", [37, 70])  # panels of 32 columns: 2 or 3, the last part-filled
-def test_compiled_products_sum_each_row_in_order(rows, units):
+@pytest.mark.parametrize("panels", [2, 3])  # an even and an odd count, the last part-filled
+def test_compiled_products_sum_each_row_in_order(rows, panels):
     """h·U in the compiled loop is, for every row and column, h[0]·U[0] + h[1]·U[1] + ...
     in that order, one fused multiply-add each (emulated in float64, where a float32
     product is exact), whichever of the products (rows at once, panels at once) runs."""
+    from rnncli.core._numba_panels import panel_width
+
     dtype = np.float32
+    units = (panels - 1) * panel_width(4) + 5
     layer = layer_of("simple_rnn", dtype, units=units, activation="linear")
     x = np.random.default_rng(0).normal(size=(rows, 70, 3)).astype(dtype)
     d = layer.run(x, trace="full", engine=E.Engine("numba", threads=1))  # h·U as the loop has it

@@ -600,6 +600,7 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
 
     monkeypatch.setattr(fast, "THREAD_SECONDS", -1.0)
     monkeypatch.setattr(planning, "threads", lambda: threads)
+    monkeypatch.setattr(planning, "idle_cores", lambda: threads)  # fixed shares: idle cores
     calls = []
     original = fast_backward.gated_backward
 
