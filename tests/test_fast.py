@@ -174,6 +174,52 @@ def test_masks_in_the_compiled_loop(monkeypatch, cell, zero_output, trace):
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 @pytest.mark.parametrize("trace", [False, True])
+def test_first_step_from_a_zero_state_skips_h_u_with_the_same_bits(monkeypatch, cell, trace):
+    """From a zero state the first step's h·U is +0 and is not computed: the numbers are
+    the bits computing it gives; from another state, or where U holds an inf (0·inf is
+    nan, as in Keras), it is computed."""
+    layer = layer_of(cell, units=24)
+    x = np.random.default_rng(0).normal(size=(11, 9, 3)).astype(np.float32)
+    skipped = layer.run(x, trace=trace, engine="numba")
+    computed = {}
+    real_packed = fast.packed
+
+    def never_fresh(cell, parts=0):
+        p = real_packed(cell, parts)
+        computed[p] = True  # a copy whose U counts as not finite: h·U always computed
+        q = fast.Packed.__new__(fast.Packed)
+        q.__dict__.update(p.__dict__, finite=False)
+        return q
+
+    monkeypatch.setattr(fast, "packed", never_fresh)
+    full = layer.run(x, trace=trace, engine="numba")
+    assert computed
+    for name in full.sequences:
+        np.testing.assert_array_equal(skipped.sequences[name], full.sequences[name])
+    if trace:
+        for name in full.trace:
+            np.testing.assert_array_equal(skipped.trace[name], full.trace[name])
+    monkeypatch.undo()
+
+    names = layer.cell.state_names
+    start = tuple(np.random.default_rng(2).normal(size=(11, 24)).astype(np.float32) * 0.5
+                  for _ in names)
+    assert_close_runs(layer.run(x, initial_state=start, engine="numpy"),
+                      layer.run(x, initial_state=start, engine="numba"), np.float32)
+
+    u = np.array(layer.cell.recurrent_kernel)
+    u[5, 7] = np.inf
+    bad = layer_of(cell, units=24)
+    bad.cell.recurrent_kernel = u
+    with np.errstate(invalid="ignore"):
+        want = bad.run(x, engine="numpy").sequences["h"]
+        got = bad.run(x, engine="numba").sequences["h"]
+    assert np.isnan(want[:, 0]).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("trace", [False, True])
 @pytest.mark.parametrize("rows", [3, 21])
 def test_compiled_row_blocks_in_threads_give_identical_numbers(monkeypatch, cell, trace, rows):
     """Rows never interact: blocks, threads and a sample's batch change no number."""

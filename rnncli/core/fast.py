@@ -82,9 +82,9 @@ class Packed:
     """A cell's weights as the compiled loops read them, packed once per scan
     (rnncli/core/_numba_panels.py): ``kernel`` and ``recurrent_kernel`` in panels,
     ``bias`` (P,) the input bias (zeros for none) and ``recurrent_bias`` (P,) a GRU's
-    (zeros for other cells). With ``parts``, for the loop split by units
-    (rnncli/core/_numba_split.py): part q holds units q·H/parts .. (q + 1)·H/parts of
-    every gate, each array stacked (parts, ...). Read-only once made: scans share it
+    (zeros for other cells); ``finite``: U holds no inf or nan. With ``parts``, for the
+    loop split by units (rnncli/core/_numba_split.py): part q holds units q·H/parts ..
+    (q + 1)·H/parts of every gate, each array stacked (parts, ...). Read-only once made: scans share it
     (``packed`` keeps it with the cell)."""
 
     def __init__(self, cell, parts=0):
@@ -99,6 +99,9 @@ class Packed:
         rb = getattr(cell, "recurrent_bias", None)
         rb = np.zeros(P, dtype) if rb is None else np.asarray(rb, dtype)
         self.parts = parts
+        # a zero h's h·U is zero (the first step's, from a zero state, is skipped) only
+        # where U holds no inf or nan (0·inf is nan)
+        self.finite = bool(np.isfinite(u).all())
         if not parts:
             self.kernel = pack(kernel, np.empty(packed_shape(*kernel.shape, dtype.itemsize), dtype))
             self.recurrent_kernel = pack(u, np.empty(packed_shape(H, P, dtype.itemsize), dtype))
@@ -263,7 +266,8 @@ def _recurrence(kind):
             x, x0, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias,
             states, outs, empty if xw is None else xw, row0,
             code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
-            np.ascontiguousarray(mask), bool(zero_out), prev)
+            np.ascontiguousarray(mask), bool(zero_out), prev,
+            packed.finite and not states[0].any())
         return states
 
     loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"
