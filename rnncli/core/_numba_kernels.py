@@ -44,7 +44,6 @@ from ._numba_activations import activate32, activate64
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import (
     AHEAD,
-    AHEAD_BYTES,
     AHEAD_ROWS,
     BLOCK,
     ROWS,
@@ -62,7 +61,7 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
     group of up to BLOCK rows, the group's x·W + b and h·U (W and U packed in panels,
     rnncli/core/_numba_panels.py), then each row's ``row`` (its cell's step, which writes
     its new states to ``outs``) and commit; x·W + b of up to AHEAD_ROWS rows AHEAD steps
-    at a time where W and U outgrow the L1 cache. Every array is used borrowed
+    at a time. Every array is used borrowed
     (rnncli/core/_numba_borrowed.py): the views made a row cost no atomic operations."""
     n = x.shape[0]
     T = outs[0].shape[0]
@@ -72,8 +71,7 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
         (x, kernel, bias, panels, rb, xw, mask, prev))
     states, outs, terms = borrowed(states), borrowed(outs), borrowed(terms)
     h = states[0]
-    weights = (kernel.shape[1] + panels.shape[1]) * Pp * bias.itemsize
-    early = n <= AHEAD_ROWS and weights > AHEAD_BYTES
+    early = n <= AHEAD_ROWS
     acc_memory = np.empty((BLOCK + ROWS, Pp), dtype=bias.dtype)
     xacc_memory = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
     ahead_memory = np.empty((n if early else 0, AHEAD + ROWS, Pp), dtype=bias.dtype)

@@ -241,14 +241,19 @@ def panel_product(h, b0, b1, panels, acc):
                 _product_rows(h, g0, min(ROWS, b1 - g0), panels, p, acc[g0 - b0:])
 
 
-# A few rows' x·W + b, AHEAD steps at a time ahead of their recurrence, where W and U
-# together outgrow the L1 cache (48 KiB a core here): each step would read W again from
-# L2 beside U; computed ahead, W is read once every AHEAD steps, with the products of 8
-# steps at once in registers. Same bits (each number is the same multiply-adds in the
-# same order). One thread, 1000 steps, 32 features: LSTM (1, ., ., 64) float32 0.80 ->
-# 0.61 us a step, GRU 0.58 -> 0.47; at 4 rows 0.95-1.07x, so not there. The split loop
-# (_numba_split.py) does the same for its parts.
-AHEAD, AHEAD_ROWS, AHEAD_BYTES = 32, 2, 40 * 1024
+# A row or two's x·W + b, AHEAD steps at a time ahead of their recurrence, with the
+# products of 8 steps at once in registers: a step's own product of one row is a few
+# chains of multiply-adds, each waiting on the last, and where W and U outgrow the L1
+# cache (48 KiB a core here) each step reads W again from L2 beside U. Same bits (each
+# number is the same multiply-adds in the same order). One thread, 1000 steps, 32
+# features: LSTM (1, ., ., 64) float32 0.80 -> 0.61 us a step, GRU 0.58 -> 0.47; with W
+# and U in L1 too (session 12, 3 alternated runs): LSTM (1, ., ., 16) 0.161-0.174 ->
+# 0.152-0.154, (1, ., ., 32) 0.27 -> 0.19-0.23, GRU (1, ., ., 16) 0.159-0.171 ->
+# 0.135-0.142, (2, ., ., 16) 0.20-0.21 -> 0.16-0.17, SimpleRNN (1, ., ., 16) 0.114-0.117
+# -> 0.100-0.105; LSTM (2, ., ., 16) and float64 LSTM (1-2, ., ., 16-32) within noise. At
+# 4 rows 0.95-1.07x, so not there. The split loop (_numba_split.py) does the same for
+# its parts.
+AHEAD, AHEAD_ROWS = 32, 2
 
 
 @numba.njit(inline="always")

@@ -176,16 +176,14 @@ def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending
 
 def split_ahead(weights, B):
     """Where the split loop keeps x·W + b of AHEAD steps computed at once, part by part
-    (parts, B, steps, width), as the one-thread loop does for a row or two: computed a
-    step at a time, each step would read its part of W again beside U. None for more rows,
-    or where a part's W and U fit the L1 cache together (rnncli/core/_numba_panels.py:
-    AHEAD_ROWS, AHEAD_BYTES), as in the one-thread loop."""
-    from ._numba_panels import AHEAD, AHEAD_BYTES, AHEAD_ROWS, ROWS
+    (parts, B, steps, width), as the one-thread loop does for a row or two
+    (rnncli/core/_numba_panels.py: AHEAD_ROWS): computed a step at a time, each step
+    would read its part of W again beside U. None for more rows."""
+    from ._numba_panels import AHEAD, AHEAD_ROWS, ROWS
 
-    parts, count, H, nr = weights.recurrent_kernel.shape
-    D = weights.kernel.shape[2]
-    if B > AHEAD_ROWS or (D + H) * count * nr * weights.bias.itemsize <= AHEAD_BYTES:
-        return None  # more rows, or a part's W and U fit the L1 cache together
+    parts, count, _, nr = weights.recurrent_kernel.shape
+    if B > AHEAD_ROWS:
+        return None
     return np.empty((parts, B, AHEAD + ROWS, count * nr), weights.bias.dtype)
 
 
