@@ -22,6 +22,7 @@ Which loop, threads and blocks a scan gets is rnncli/core/planning.py's choice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -222,10 +223,15 @@ class _Rows:
         self.cell, self.x, self.states, self.mask_t = cell, x, states, mask_t
         self.zero_out, self.seqs, self.terms = zero_output_for_mask, seqs, terms
         self.compiled = compiled
-        self.stop = threading.Event()
         self.packed = None
         if compiled is not None and not split:
             self.packed = fast.packed(cell)  # kept with the cell
+
+    @functools.cached_property
+    def stop(self):
+        """Set when a block fails or on Ctrl-C: the others stop at their next step (made
+        when first asked for: a scan of one block never needs it)."""
+        return threading.Event()
 
     def run_blocks(self, edges, threads, step_loop=None):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads,
@@ -244,6 +250,9 @@ class _Rows:
         def run(b0, b1):
             with np.errstate(**fp_errors):
                 step_loop(b0, b1)
+
+        if compiled:  # numba's arithmetic raises nothing and warns of nothing
+            run = step_loop
 
         if threads == 1 or len(edges) == 2:
             with settings():

@@ -21,6 +21,7 @@ numba is optional (``pip install 'rnncli[fast]'``); without it, or with
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -40,8 +41,13 @@ ONE_SHOT_MIN_STEPS = 100_000
 ONE_SHOT_MIN_PRODUCTS = 2**32
 
 
+@functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
 def available(engine) -> bool:
-    return engine.kind != "numpy" and importlib.util.find_spec("numba") is not None
+    return engine.kind != "numpy" and _numba_installed()
 
 
 def code(name, keras_major=3):
