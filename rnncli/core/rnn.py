@@ -118,7 +118,6 @@ class RNN(Layer):
                 f"layer {self.name!r} expects input of shape (batch, timesteps, "
                 f"{self.input_dim}), got {x.shape}")
         B, T, _ = x.shape
-        order = np.arange(T)[::-1] if self.go_backwards else np.arange(T)
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
@@ -139,6 +138,7 @@ class RNN(Layer):
         if trace:
             cell = self.cell
             terms = scan.terms.arranged(cell.trace_order(), cell.static_terms())
+            order = np.arange(T)[::-1] if self.go_backwards else np.arange(T)
             tr = Trace(cell, terms, mask, order, x)
         return DirectionResult(scan.sequences if scan.sequences else {}, states, tr)
 
