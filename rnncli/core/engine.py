@@ -235,8 +235,9 @@ class _Rows:
 
     def run_blocks(self, edges, threads, step_loop=None):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads,
-        with the caller's floating-point error handling in every thread (overflow
-        ignored: it shows in the numbers as inf, and sigmoid's exp overflows harmlessly).
+        numpy's with the caller's floating-point error handling in every thread (overflow
+        ignored: it shows in the numbers as inf, and sigmoid's exp overflows harmlessly;
+        the compiled loop's arithmetic reports nothing).
         BLAS runs single-threaded throughout (except under the scan's own compiled loop,
         which calls none: setting it took a few us of scans of 30): a multi-threaded
         product every step makes every step wait for its slowest thread, which on a busy

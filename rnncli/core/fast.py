@@ -90,8 +90,8 @@ class Packed:
     ``bias`` (P,) the input bias (zeros for none) and ``recurrent_bias`` (P,) a GRU's
     (zeros for other cells); ``finite``: U holds no inf or nan. With ``parts``, for the
     loop split by units (rnncli/core/_numba_split.py): part q holds units q·H/parts ..
-    (q + 1)·H/parts of every gate, each array stacked (parts, ...). Read-only once made: scans share it
-    (``packed`` keeps it with the cell)."""
+    (q + 1)·H/parts of every gate, each array stacked (parts, ...). Read-only once made:
+    scans share it (``packed`` keeps it with the cell)."""
 
     def __init__(self, cell, parts=0):
         from ._numba_panels import pack, packed_shape
