@@ -73,7 +73,9 @@ def drive(x, x0, kernel, bias, panels, rb, states, outs, xw, row0, act, ract, te
     h = states[0]
     early = n <= AHEAD_ROWS
     acc_memory = np.empty((BLOCK + ROWS, Pp), dtype=bias.dtype)
-    xacc_memory = np.empty((BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]), dtype=bias.dtype)
+    # x·W a step at a time: none where it is computed ahead
+    xacc_memory = np.empty((0 if early else BLOCK + ROWS, kernel.shape[0] * kernel.shape[2]),
+                           dtype=bias.dtype)
     ahead_memory = np.empty((n if early else 0, AHEAD + ROWS, Pp), dtype=bias.dtype)
     acc, xacc, ahead = borrowed(acc_memory), borrowed(xacc_memory), borrowed(ahead_memory)
     for t in range(T):  # alive() after the loop keeps the memory the borrowed views use

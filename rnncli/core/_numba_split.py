@@ -110,8 +110,8 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
     early = ahead.shape[0] > 0
     outs = borrowed(outs)
     acc_memory = np.empty((BLOCK + ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
-    xacc_memory = np.empty((BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]),
-                           dtype=hbuf.dtype)
+    xacc_memory = np.empty((0 if early else BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]),
+                           dtype=hbuf.dtype)  # x·W a step at a time: none when ahead
     # borrowed: every return below must pass acc_memory and xacc_memory to alive() first
     acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)
     empty = np.empty((0, 0, 0), dtype=hbuf.dtype)

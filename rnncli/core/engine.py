@@ -246,14 +246,14 @@ class _Rows:
         compiled = step_loop is None and self.compiled is not None
         step_loop = step_loop or (self.run if self.compiled is None else self.run_compiled)
         settings = contextlib.nullcontext if compiled else blas.single_threaded
-        fp_errors = {**np.geterr(), "over": "ignore"}
-
-        def run(b0, b1):
-            with np.errstate(**fp_errors):
-                step_loop(b0, b1)
-
         if compiled:  # numba's arithmetic raises nothing and warns of nothing
             run = step_loop
+        else:
+            fp_errors = {**np.geterr(), "over": "ignore"}
+
+            def run(b0, b1):
+                with np.errstate(**fp_errors):
+                    step_loop(b0, b1)
 
         if threads == 1 or len(edges) == 2:
             with settings():
