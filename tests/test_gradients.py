@@ -631,6 +631,32 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
         np.testing.assert_allclose(b[k], a[k], err_msg=k, **tol)
 
 
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
+def test_the_compiled_backward_pass_computes_its_products_compiled(monkeypatch, kind):
+    """Where the backward loop is compiled, the weight gradients' aᵀ·b and dL/dx are the
+    compiled products (fast_backward.Products), within rounding of numpy's, which the
+    numpy engine keeps."""
+    pytest.importorskip("numba")
+    from rnncli.core import fast_backward
+
+    calls = []
+    gram, input_gradient = fast_backward.Products.gram, fast_backward.Products.input_gradient
+    monkeypatch.setattr(fast_backward.Products, "gram",
+                        staticmethod(lambda a, b: calls.append("gram") or gram(a, b)))
+    monkeypatch.setattr(fast_backward.Products, "input_gradient", lambda self, d, out: (
+        calls.append("dx"), input_gradient(self, d, out)))
+    layer = {"simple_rnn": rnn, "lstm": lstm, "gru": gru}[kind](H=3, return_sequences=True)
+    model = Model.chain("m", [layer, dense(D=3)])
+    x = inputs(B=6, T=40)
+    y = targets_like(model, x)
+    a = model.gradients(x, y, engine="numpy", jacobian=False)
+    assert not calls
+    b = model.gradients(x, y, engine="numba", jacobian=False)
+    assert {"gram", "dx"} <= set(calls)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_a_gates_only_trace_gives_the_whole_traces_gradients(monkeypatch, kind, masked):

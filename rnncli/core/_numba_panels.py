@@ -111,18 +111,26 @@ def pack(u: np.ndarray, out: np.ndarray = None, columns: np.ndarray = None) -> n
     return out
 
 
-def _panel_product(rows, count=1):
+def _panel_product(rows, count=1, summing=False):
     """An intrinsic ``product(h, b0, n, panels, p, acc)``: acc[m, p·NR .. (p + count)·NR]
     = h[b0 + m]·U[:, those columns] for m < ``rows`` (rows past n repeat row b0 + n - 1,
     their results unused: acc has ``rows`` rows or more). ``count`` panels at once keep
-    a few rows' chains of multiply-adds from waiting on each other."""
+    a few rows' chains of multiply-adds from waiting on each other.
+
+    ``summing``: the backward pass's aᵀ·b (rnncli/core/_numba_products.py) read in place,
+    nothing packed: ``h`` is a (K, M), row m of the product being a's column b0 + m, and
+    ``panels`` is b (K, P), panel p its columns p·NR .. p·NR + NR (all within P); the
+    products' sum is added to what acc holds."""
 
     @intrinsic
     def product(typingctx, h, b0, n, panels, p, acc):
         arrays = (h, panels, acc)
         if any(not isinstance(a, types.Array) or a.dtype != h.dtype for a in arrays) or \
-                h.dtype not in (types.float32, types.float64) or panels.layout != "C":
+                h.dtype not in (types.float32, types.float64) or \
+                (panels.layout != "C" and not summing):
             return None  # a typing error: float32 or float64 arrays, panels as pack made them
+        if summing and (h.ndim != 2 or panels.ndim != 2):
+            return None
 
         def codegen(context, builder, sig, args):
             h_type, _, _, panels_type, _, acc_type = sig.args
@@ -139,7 +147,7 @@ def _panel_product(rows, count=1):
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vector, [vector] * 3),
                 f"llvm.fma.v{lanes}f{h_type.dtype.bitwidth}")
-            units = builder.extract_value(h_arr.shape, 1)
+            units = builder.extract_value(h_arr.shape, 0 if summing else 1)
             h_stride = builder.extract_value(h_arr.strides, 0)  # bytes
             acc_stride = builder.extract_value(acc_arr.strides, 0)
             byte = ir.IntType(8).as_pointer()
@@ -152,39 +160,56 @@ def _panel_product(rows, count=1):
             def const(v):
                 return ir.Constant(index, v)
 
+            def down(column, i):  # &a[i, m] from &a[0, m]: a's rows may be apart
+                start = builder.bitcast(column, byte)
+                return builder.bitcast(builder.gep(start, [builder.mul(i, h_stride)]), element)
+
             columns = [(q, v) for q in range(count) for v in range(VECTORS)]
             sums = [[cgutils.alloca_once(builder, vector) for _ in columns] for _ in range(rows)]
             for slot in (s for row in sums for s in row):
                 builder.store(ir.Constant(vector, None), slot)
+            column = builder.mul(p, const(nr))
             last = builder.sub(n, const(1))
             h_rows = []
             for m in range(rows):
                 k = builder.select(builder.icmp_signed("<", const(m), n), const(m), last)
-                h_rows.append(row_of(h_arr, h_stride, builder.add(b0, k)))
-            panel = builder.gep(panels_arr.data, [builder.mul(p, builder.mul(units, const(nr)))])
+                h_rows.append(builder.gep(h_arr.data, [builder.add(b0, k)]) if summing else
+                              row_of(h_arr, h_stride, builder.add(b0, k)))
+            if summing:  # a row of b to the next; a panel is NR columns on
+                u_step = builder.sdiv(builder.extract_value(panels_arr.strides, 0),
+                                      const(h_type.dtype.bitwidth // 8))
+                panel = builder.gep(panels_arr.data, [column])
+            else:
+                u_step = const(nr)
+                panel = builder.gep(panels_arr.data, [builder.mul(column, units)])
             undef = ir.Constant(vector, ir.Undefined)
             broadcast = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            stride = builder.mul(units, const(nr))  # from one panel to the next
+            stride = const(nr) if summing else builder.mul(units, const(nr))  # panel to panel
             with cgutils.for_range(builder, units) as loop:
                 i = loop.index
-                u_row = builder.gep(panel, [builder.mul(i, const(nr))])
+                u_row = builder.gep(panel, [builder.mul(i, u_step)])
                 u = [builder.load(builder.bitcast(builder.gep(u_row, [
                     builder.add(builder.mul(const(q), stride), const(v * lanes))]),
                     pointer), align=4) for q, v in columns]
                 for m in range(rows):
-                    hv = builder.load(builder.gep(h_rows[m], [i]))
+                    if summing:
+                        hv = builder.load(down(h_rows[m], i))
+                    else:
+                        hv = builder.load(builder.gep(h_rows[m], [i]))
                     hv = builder.shuffle_vector(
                         builder.insert_element(undef, hv, ir.Constant(ir.IntType(32), 0)),
                         undef, broadcast)
                     for k, s in enumerate(sums[m]):
                         builder.store(builder.call(fma, [hv, u[k], builder.load(s)]), s)
-            column = builder.mul(p, const(nr))
             for m in range(rows):
                 out = builder.gep(row_of(acc_arr, acc_stride, const(m)), [column])
                 for k, (q, v) in enumerate(columns):
                     target = builder.bitcast(builder.gep(out, [const(q * nr + v * lanes)]),
                                              pointer)
-                    builder.store(builder.load(sums[m][k]), target, align=4)
+                    found = builder.load(sums[m][k])
+                    if summing:  # one sum of K products, then added: less rounding
+                        found = builder.fadd(builder.load(target, align=4), found)
+                    builder.store(found, target, align=4)
             return context.get_dummy_value()
 
         return types.void(h, b0, n, panels, p, acc), codegen

@@ -75,28 +75,39 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
-    weights, gx = _products(cell, x, job.dxp, states, initial, terms)
+    weights, gx = _products(cell, x, job.dxp, states, initial, terms,
+                            compiled=compiled is not None)
     norms = None if jacobian is False or jacobian is None else jacobians.jacobian_norms(
         cell, terms, states, initial, mask, None if jacobian is True else jacobian)
     return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
                           None if norms is None else time_major(norms))
 
 
-def _products(cell, x, dxp, states, initial, terms):
+def _products(cell, x, dxp, states, initial, terms, compiled=False):
     """The weight gradients and dL/dx = dxp·kernelᵀ (T, B, D): a few large matrix products
     over every step, summed over chunks of steps in threads, each with a single-threaded
     BLAS as the time loops run (a products' reduction over T·B rows splits poorly inside
-    BLAS: 3.5x slower with both cores busy on a (50·1024)-row sum here)."""
+    BLAS: 3.5x slower with both cores busy on a (50·1024)-row sum here); ``compiled``
+    (the backward loop was): the compiled products instead (fast_backward.Products)."""
     T, B = dxp.shape[:2]
     gx = np.empty((T, B, cell.kernel.shape[0]), dxp.dtype)
     kernel_t = cell.kernel.T
+    fast = None
+    if compiled:
+        from .fast_backward import Products
+
+        fast = Products(cell.kernel)
 
     def chunk(t0, t1):
         before = initial if t0 == 0 else tuple(s[t0 - 1] for s in states)
         w = cell.weight_gradients(x[t0:t1], dxp[t0:t1], tuple(s[t0:t1] for s in states),
-                                  before, {k: v[t0:t1] for k, v in terms.items()})
-        np.matmul(dxp[t0:t1].reshape((t1 - t0) * B, -1), kernel_t,
-                  out=gx[t0:t1].reshape((t1 - t0) * B, -1))
+                                  before, {k: v[t0:t1] for k, v in terms.items()},
+                                  gram=fast and fast.gram)
+        rows = dxp[t0:t1].reshape((t1 - t0) * B, -1), gx[t0:t1].reshape((t1 - t0) * B, -1)
+        if fast is None:
+            np.matmul(rows[0], kernel_t, out=rows[1])
+        else:
+            fast.input_gradient(*rows)
         return w
 
     parts = _engine.split_parts(B * T, cell.units) if T > 1 else 1

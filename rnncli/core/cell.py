@@ -247,14 +247,16 @@ class Cell:
         may record less)."""
         return "full"
 
-    def weight_gradients(self, x, dxp, states, initial, terms=None) -> dict:
+    def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None) -> dict:
         """dL/d(every weight) by Keras name, from whole sequences: ``x`` (T, B, D), ``dxp``
         (T, B, P) dL/d(x·kernel + bias) as the backward steps wrote it, ``states`` and
         ``initial`` as for :meth:`backward`, ``terms`` the trace as :meth:`backward` takes
         it (for cells whose recurrent part needs more than dxp: GRU's reset gate). This
-        gives ``kernel`` and ``bias``; a cell adds its recurrent weights."""
+        gives ``kernel`` and ``bias``; a cell adds its recurrent weights. ``gram(a, b)``
+        computes each aᵀ·b of 2-D arrays (None: numpy's ``a.T @ b``; the compiled
+        backward pass passes its own, rnncli/core/fast_backward.py)."""
         flat = dxp.reshape(-1, dxp.shape[-1])
-        grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ flat}
+        grads = {"kernel": (gram or numpy_gram)(x.reshape(-1, x.shape[-1]), flat)}
         if self.bias is not None:
             grads["bias"] = flat.sum(axis=0)
         return grads
@@ -264,6 +266,11 @@ class Cell:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.units} units>"
+
+
+def numpy_gram(a, b):
+    """aᵀ·b, numpy's (BLAS): the weight gradients' products by default."""
+    return a.T @ b
 
 
 class CellBackward:

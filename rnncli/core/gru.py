@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from .cell import Cell, CellBackward
+from .cell import Cell, CellBackward, numpy_gram
 from .gated import GatedCell, gate_slopes
 
 
@@ -180,11 +180,11 @@ class GRUCell(GatedCell):
     def backward(self, terms, states, initial):
         return GRUBackward(self, terms, states, initial)
 
-    def weight_gradients(self, x, dxp, states, initial, terms=None):
+    def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
         """dxp is dL/d(x·W + b_x); the recurrent side differs in the candidate's block:
         reset_after, dL/d(h·U_h + b_hh) = dz_h ⊙ r; before it, U_h multiplies r⊙h₋₁."""
-        grads = super().weight_gradients(x, dxp, states, initial, terms)
-        H = self.units
+        grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
+        gram, H = gram or numpy_gram, self.units
         h = states[0]
         h_prev = np.concatenate([initial[0][None], h[:-1]]).reshape(-1, H)
         r = terms["gate"][..., H:2 * H].reshape(-1, H)
@@ -192,12 +192,12 @@ class GRUCell(GatedCell):
         if self.reset_after:
             d_inner = flat.copy()
             d_inner[:, 2 * H:] *= r
-            grads["recurrent_kernel"] = h_prev.T @ d_inner
+            grads["recurrent_kernel"] = gram(h_prev, d_inner)
             if self.bias is not None:
                 grads["bias"] = np.stack([flat.sum(axis=0), d_inner.sum(axis=0)])
         else:
             grads["recurrent_kernel"] = np.concatenate(
-                [h_prev.T @ flat[:, :2 * H], (r * h_prev).T @ flat[:, 2 * H:]], axis=1)
+                [gram(h_prev, flat[:, :2 * H]), gram(r * h_prev, flat[:, 2 * H:])], axis=1)
         return {k: grads[k] for k in self.weights()}
 
 

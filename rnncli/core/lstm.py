@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from . import activations
-from .cell import Cell, CellBackward
+from .cell import Cell, CellBackward, numpy_gram
 from .gated import GatedCell, gate_slopes
 
 
@@ -123,13 +123,13 @@ class LSTMCell(GatedCell):
     def backward(self, terms, states, initial):
         return LSTMBackward(self, terms, states, initial)
 
-    def weight_gradients(self, x, dxp, states, initial, terms=None):
-        grads = super().weight_gradients(x, dxp, states, initial, terms)
-        P = dxp.shape[-1]
+    def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
+        grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
+        gram, P = gram or numpy_gram, dxp.shape[-1]
         h, h0 = states[0], initial[0]
         # z = x·W + h_{k-1}·U + b: dL/dU = Σ_k h_{k-1}ᵀ·dz_k, dz being dL/d(x·W + b) too
-        grads["recurrent_kernel"] = h0.T @ dxp[0] + \
-            h[:-1].reshape(-1, self.units).T @ dxp[1:].reshape(-1, P)
+        grads["recurrent_kernel"] = gram(h0, dxp[0]) + \
+            gram(h[:-1].reshape(-1, self.units), dxp[1:].reshape(-1, P))
         return {k: grads[k] for k in self.weights()}
 
 

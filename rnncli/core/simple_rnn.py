@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations
-from .cell import Cell, CellBackward
+from .cell import Cell, CellBackward, numpy_gram
 from .rnn import RNN
 
 
@@ -67,13 +67,13 @@ class SimpleRNNCell(Cell):
         key = activations.normalize(self.activation)
         return () if key in activations.OUTPUT_SLOPES else None
 
-    def weight_gradients(self, x, dxp, states, initial, terms=None):
-        grads = super().weight_gradients(x, dxp, states, initial, terms)
-        H = self.units
+    def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
+        grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
+        gram, H = gram or numpy_gram, self.units
         (h,), (h0,) = states, initial
         # dL/dU = sum over steps of h_{k-1}ᵀ·dz_k, the first step from the initial state
-        grads["recurrent_kernel"] = h0.T @ dxp[0] + \
-            h[:-1].reshape(-1, H).T @ dxp[1:].reshape(-1, H)
+        grads["recurrent_kernel"] = gram(h0, dxp[0]) + \
+            gram(h[:-1].reshape(-1, H), dxp[1:].reshape(-1, H))
         return {k: grads[k] for k in self.weights()}
 
     def compiled_backward(self):
