@@ -424,7 +424,7 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     split = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_rows",
                                        "_numba_split", "_numba_borrowed")
     backward = _numba_panels.source_stamp("_numba_panels", "_numba_backward", "fast_backward",
-                                          "_numba_borrowed")
+                                          "_numba_borrowed", "_numba_activations")
     assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())
     assert all(stamps(k) == [split] for k in _numba_split.KERNELS.values())
     assert all(stamps(k) == [backward] for k in _numba_backward.KERNELS.values())

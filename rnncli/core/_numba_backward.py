@@ -13,6 +13,10 @@ numpy steps' to rounding: the elementwise products in the same order, the sums o
 import numba
 import numpy as np
 
+from ._numba_activations import LINEAR as LINEAR_CODE
+from ._numba_activations import SIGMOID as SIGMOID_CODE
+from ._numba_activations import TANH as TANH_CODE
+from ._numba_activations import activate_range
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 from .fast_backward import LINEAR, SIGMOID, TANH
@@ -84,36 +88,57 @@ def _kernels(stamp):
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
-    def lstm(r0, g_out, has_out, gate, slopes, slope, tc, dtc, c_prev, panels, gh, gc, hidden,
-             dxp, one):
+    def lstm(r0, g_out, has_out, gate, slopes, slope, act, activate, c, c0, tc, dtc, panels,
+             gh, gc, hidden, dxp, one):
         """LSTMBackward.step for t = T-1 down to 0: ``gh``, ``gc`` (n, H) enter as
         dL/d(the last states) and leave as dL/d(the initial ones); ``slopes`` (4,) how
-        each gate's slope is had (``slope`` (T, B, 4H) read where FROM_ARRAY)."""
+        each gate's slope is had (``slope`` (T, B, 4H) read where FROM_ARRAY). ``c``
+        (T, B, H) the cell state each step made, ``c0`` (B, H) the initial one; act(c)
+        and its slope computed here by ``activate`` (activate32 or activate64) for ``act``
+        (tanh, sigmoid or linear: the slope from the value), or, ``act`` < 0, read from
+        ``tc`` and ``dtc`` (T, B, H)."""
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         T = gate.shape[0]
         n, H = gh.shape
-        g_out, gate, slopes, slope, tc, dtc, c_prev, panels, gh, gc, hidden, dxp = borrowed(
-            (g_out, gate, slopes, slope, tc, dtc, c_prev, panels, gh, gc, hidden, dxp))
-        acc_memory = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype)
-        acc = borrowed(acc_memory)
+        g_out, gate, slopes, slope, c, c0, tc, dtc, panels, gh, gc, hidden, dxp = borrowed(
+            (g_out, gate, slopes, slope, c, c0, tc, dtc, panels, gh, gc, hidden, dxp))
+        memory = (np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), gate.dtype),
+                  np.empty((2, H), gate.dtype))
+        acc, own = borrowed(memory)
         none = np.empty((0, 0), gate.dtype)
         for t in range(T - 1, -1, -1):
             gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
             for b in range(n):
                 r = r0 + b
+                c_prev = c[t - 1, r] if t else c0[r]
+                if act < 0:
+                    tcr, dtcr = tc[t, r], dtc[t, r]
+                else:  # act(c_k) and its slope, each in a loop of its own (they vectorize)
+                    tcr, dtcr = own[0], own[1]
+                    for j in range(H):
+                        tcr[j] = c[t, r, j]
+                    activate_range(tcr, 0, H, act, activate)
+                    if act == TANH_CODE:
+                        for j in range(H):
+                            dtcr[j] = one - tcr[j] * tcr[j]
+                    elif act == SIGMOID_CODE:
+                        for j in range(H):
+                            dtcr[j] = tcr[j] * (one - tcr[j])
+                    else:
+                        for j in range(H):
+                            dtcr[j] = one
                 for j in range(H):
                     dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
                     hidden[t, r, j] = dh
                     i, f, cand, o = gt[r, j], gt[r, H + j], gt[r, 2 * H + j], gt[r, 3 * H + j]
-                    dc = gc[b, j] + dh * o * dtc[t, r, j]
+                    dc = gc[b, j] + dh * o * dtcr[j]
                     d[r, j] = dc * cand * _slope(slopes[0], i, st, r, j, one)
-                    d[r, H + j] = dc * c_prev[t, r, j] * _slope(slopes[1], f, st, r, H + j, one)
+                    d[r, H + j] = dc * c_prev[j] * _slope(slopes[1], f, st, r, H + j, one)
                     d[r, 2 * H + j] = dc * i * _slope(slopes[2], cand, st, r, 2 * H + j, one)
-                    d[r, 3 * H + j] = dh * tc[t, r, j] * _slope(slopes[3], o, st, r, 3 * H + j,
-                                                                 one)
+                    d[r, 3 * H + j] = dh * tcr[j] * _slope(slopes[3], o, st, r, 3 * H + j, one)
                     gc[b, j] = dc * f
             _carry_back(d, r0, panels, acc, gh, none)
-        alive(acc_memory)
+        alive(memory)
 
     @njit
     def gru(r0, g_out, has_out, gate, slopes, slope, inner_h, h_prev, panels, gh, hidden, dxp,
@@ -152,4 +177,5 @@ def _kernels(stamp):
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward", "fast_backward",
-                                   "_numba_borrowed"))
+                                   "_numba_borrowed", "_numba_activations"))
+IN_LOOP = (TANH_CODE, SIGMOID_CODE, LINEAR_CODE)  # an LSTM's activations the loop computes

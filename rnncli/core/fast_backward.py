@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast import ONE_SHOT_MIN_STEPS, available
+from .fast import ONE_SHOT_MIN_STEPS, available, code
 
 # How the LSTM/GRU loops have a gate's slope (one code a gate block): read from the numpy
 # CellBackward's array (any activation), or from the gate's value y as TensorFlow's
@@ -81,7 +81,8 @@ def gated_backward(job):
     """An LSTM's or GRU's (reset_after) backward time loop, compiled, over blocks of rows
     in threads as the forward loop runs them (``job``: rnncli.core.bptt._Steps over every
     row, no mask). The cell's numpy CellBackward first computes what every step needs at
-    once (the gates' slopes; LSTM's act(c) and its slope; GRU's h·U_h + b_hh)."""
+    once (the gates' slopes; LSTM's act(c) and its slope where the loop does not compute
+    them; GRU's h·U_h + b_hh)."""
     from . import engine
     from ._numba_backward import KERNELS
     from ._numba_panels import pack, packed_shape
@@ -101,7 +102,14 @@ def gated_backward(job):
     else:  # from the gates' values, in the loop: no (T, B, P) array of them
         slope = np.zeros((1, 1, 1), dtype)
     if kind == "lstm":
-        per_cell = (c(back.tc), c(back.dtc), c(back.c_prev))
+        from ._numba_activations import activate32, activate64
+        from ._numba_backward import IN_LOOP
+
+        act = code(cell.activation, cell.keras_major)
+        none = np.zeros((1, 1, 1), dtype)
+        act, tc, dtc = (act, none, none) if act in IN_LOOP else (-1, c(back.tc), c(back.dtc))
+        per_cell = (act, activate32 if dtype == np.float32 else activate64,
+                    c(job.states[1]), c(job.initial[1]), tc, dtc)
     else:
         per_cell = (c(back.inner_h), back.found(0))
     kernel = KERNELS[kind]

@@ -146,13 +146,24 @@ class LSTMBackward(CellBackward):
 
     def __init__(self, cell, terms, states, initial):
         super().__init__(cell, terms, states, initial)
-        act, km = cell.activation, cell.keras_major
-        c = states[1]
-        self.c_prev = terms["c_prev"] if "c_prev" in terms else self.found(1)  # c_{k-1}
-        self.tc = cell.act(c)  # act(c_k)
-        self.dtc = activations.derivative(act, c, self.tc, km)  # act'(c_k)
         self.UT = np.ascontiguousarray(cell.recurrent_kernel.T)
-        self.buf = np.empty(c.shape[1:], cell.dtype)
+        self.buf = np.empty(states[1].shape[1:], cell.dtype)
+
+    # every step's at once, when first read (the compiled loop computes its own where the
+    # cell's activation is tanh, sigmoid or linear, and reads c_{k-1} from the states)
+    @functools.cached_property
+    def c_prev(self):  # c_{k-1}
+        return self.terms["c_prev"] if "c_prev" in self.terms else self.found(1)
+
+    @functools.cached_property
+    def tc(self):  # act(c_k)
+        return self.cell.act(self.states[1])
+
+    @functools.cached_property
+    def dtc(self):  # act'(c_k)
+        cell = self.cell
+        return activations.derivative(cell.activation, self.states[1], self.tc,
+                                      cell.keras_major)
 
     @functools.cached_property
     def slope(self):
