@@ -371,22 +371,27 @@ def test_split_is_only_for_small_batches_with_big_steps():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,M,P", [(17, 5, 7), (300, 11, 70), (1000, 16, 64), (600, 40, 96)])
-def test_backward_products_equal_blas_to_rounding(dtype, N, M, P):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_backward_products_equal_blas_to_rounding(monkeypatch, dtype, N, M, P, threads):
     """The compiled backward pass's aᵀ·b and d·Wᵀ (rnncli/core/_numba_products.py): b's
     columns in whole panels, past them (a panel padded with zeros), or both; a's columns
-    in groups of ROWS and a part group; rows in chunks of DEPTH and a part chunk. Each
-    within float rounding of the exact product (float64 of float32 numbers, or longdouble
-    sums), as close as BLAS's."""
+    in groups of ROWS and a part group; rows in chunks of DEPTH and a part chunk; in one
+    thread or shared by two (aᵀ·b by panels, d·Wᵀ by rows). Each within float rounding of
+    the exact product (float64 of float32 numbers, or longdouble sums), as close as
+    BLAS's."""
     from rnncli.core.fast_backward import Products
+
+    monkeypatch.setattr(Products, "SHARED_MIN", 0)  # shared however small
 
     r = np.random.default_rng(N + M + P)
     a, b = r.normal(size=(N, M)).astype(dtype), r.normal(size=(N, P)).astype(dtype)
     w = r.normal(size=(M, P)).astype(dtype)  # a kernel (D, P): dL/dx = b·wᵀ
     wide = np.longdouble
     exact, exact_x = a.astype(wide).T @ b.astype(wide), b.astype(wide) @ w.astype(wide).T
-    found = Products.gram(a, b)
+    products = Products(w, threads)
+    found = products.gram(a, b)
     gx = np.empty((N, M), dtype)
-    Products(w).input_gradient(b, gx)
+    products.input_gradient(b, gx)
     assert found.dtype == gx.dtype == dtype
     eps = np.finfo(dtype).eps
     for ours, blas, want in ((found, a.T @ b, exact), (gx, b @ w.T, exact_x)):
@@ -404,7 +409,7 @@ def test_backward_gram_adds_chunk_sums_as_blas_adds_blocks():
     r = np.random.default_rng(0)
     a, b = (r.standard_normal((12800, n), np.float32) for n in (64, 256))
     exact = a.astype(np.float64).T @ b.astype(np.float64)
-    error = np.abs(Products.gram(a, b) - exact).max() / np.abs(exact).max()
+    error = np.abs(Products(b[:1].T).gram(a, b) - exact).max() / np.abs(exact).max()
     assert error < 1.5e-6
 
 

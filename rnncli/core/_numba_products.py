@@ -31,33 +31,40 @@ def _kernels(stamp):
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
-    def gram(a, b, out, nr):
-        """out (M, P) = a (N, M)ᵀ·b (N, P); ``nr``: the panel width (panel_width)."""
+    def gram(a, b, out, nr, q0, q1):
+        """out[:, q0·NR .. q1·NR] += a (N, M)ᵀ·b (N, P) there (``nr``: NR, panel_width;
+        panel q1 - 1 may be b's last, part-filled one)."""
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         N, M = a.shape
         P = b.shape[1]
         full = P // nr
         tail = P - full * nr
-        memory = (np.zeros((M + ROWS, full * nr + nr), out.dtype),
-                  np.zeros((DEPTH, nr), b.dtype))
-        sums, last = borrowed(memory)
+        whole = M - M % ROWS  # a's columns in whole groups: their sums go straight to out
+        memory = (np.zeros((ROWS, (full + 1) * nr), out.dtype),
+                  np.zeros((M + ROWS, nr), out.dtype), np.zeros((DEPTH, nr), b.dtype))
+        edge, ends, last = borrowed(memory)  # the part group's sums; the last panel's; it
         a, b, out = borrowed((a, b, out))
         for k0 in range(0, N, DEPTH):
             a_rows, b_rows = a[k0:k0 + DEPTH], b[k0:k0 + DEPTH]
-            for q in range(full):
-                for m0 in range(0, M, ROWS):
-                    _summed(a_rows, m0, min(ROWS, M - m0), b_rows, q, sums[m0:])
-            if tail:  # the columns past the last whole panel: a panel with zeros after P
+            for q in range(q0, min(q1, full)):
+                for m0 in range(0, whole, ROWS):
+                    _summed(a_rows, m0, ROWS, b_rows, q, out[m0:])
+                if whole < M:
+                    _summed(a_rows, whole, M - whole, b_rows, q, edge)
+            if tail and q1 > full:  # the columns past the last whole panel: zeros after P
                 depth = a_rows.shape[0]
                 for k in range(depth):
                     for v in range(tail):
                         last[k, v] = b_rows[k, full * nr + v]
                 for m0 in range(0, M, ROWS):
-                    _summed(a_rows, m0, min(ROWS, M - m0), last[:depth], 0,
-                            sums[m0:, full * nr:])
-        for m in range(M):
-            for j in range(P):
-                out[m, j] = sums[m, j]
+                    _summed(a_rows, m0, min(ROWS, M - m0), last[:depth], 0, ends[m0:])
+        for m in range(whole, M):
+            for j in range(q0 * nr, min(q1, full) * nr):
+                out[m, j] = edge[m - whole, j]
+        if tail and q1 > full:
+            for m in range(M):
+                for v in range(tail):
+                    out[m, full * nr + v] = ends[m, v]
         alive(memory)
 
     @njit
@@ -80,6 +87,9 @@ _gram, times_packed = _kernels(source_stamp("_numba_panels", "_numba_products",
                                             "_numba_borrowed"))
 
 
-def gram(a, b, out):
-    """out = aᵀ·b for a (N, M), b (N, P), out (M, P): C-contiguous, of one float dtype."""
-    _gram(a, b, out, panel_width(a.dtype.itemsize))
+def gram(a, b, out, q0=0, q1=None):
+    """out = aᵀ·b for a (N, M), b (N, P), out (M, P), zeros on entry: C-contiguous, of one
+    float dtype; or only its panels q0 .. q1 (columns q0·NR .. q1·NR, NR = panel_width):
+    threads can share one product by its columns."""
+    nr = panel_width(a.dtype.itemsize)
+    _gram(a, b, out, nr, q0, -(-b.shape[1] // nr) if q1 is None else q1)

@@ -88,15 +88,18 @@ def _products(cell, x, dxp, states, initial, terms, compiled=False):
     over every step, summed over chunks of steps in threads, each with a single-threaded
     BLAS as the time loops run (a products' reduction over T·B rows splits poorly inside
     BLAS: 3.5x slower with both cores busy on a (50·1024)-row sum here); ``compiled``
-    (the backward loop was): the compiled products instead (fast_backward.Products)."""
+    (the backward loop was): the compiled products instead, over every step at once,
+    each shared by the threads (fast_backward.Products)."""
     T, B = dxp.shape[:2]
     gx = np.empty((T, B, cell.kernel.shape[0]), dxp.dtype)
     kernel_t = cell.kernel.T
+    parts = _engine.split_parts(B * T, cell.units) if T > 1 else 1
     fast = None
-    if compiled:
+    if compiled:  # every step at once, each product shared by the threads
         from .fast_backward import Products
 
-        fast = Products(cell.kernel)
+        fast = Products(cell.kernel, parts)
+        parts = 1
 
     def chunk(t0, t1):
         before = initial if t0 == 0 else tuple(s[t0 - 1] for s in states)
@@ -110,7 +113,6 @@ def _products(cell, x, dxp, states, initial, terms, compiled=False):
             fast.input_gradient(*rows)
         return w
 
-    parts = _engine.split_parts(B * T, cell.units) if T > 1 else 1
     if parts == 1:
         return chunk(0, T), gx
     job = _Chunks(chunk)

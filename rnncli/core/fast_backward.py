@@ -131,26 +131,44 @@ gated_backward.worth_it = gated_worth_it
 class Products:
     """The backward pass's large products, compiled (rnncli/core/_numba_products.py), for
     bptt._products: ``gram(a, b)`` = aᵀ·b (what ``Cell.weight_gradients`` takes) and
-    ``input_gradient(dxp, out)``: out = dxp·kernelᵀ, of 2-D arrays. Against numpy's
-    single-threaded OpenBLAS on this machine's AVX-512 CPU (it picks AVX2 kernels), one
-    thread, float32: aᵀ·b 1.3-2.5x (1.4x at (640 rows)ᵀ x (640, 1024) of 256 units,
-    2.0x at 3200 rows of 64 units), dxp·kernelᵀ 2-2.9x; float64 1.0-2.6x."""
+    ``input_gradient(dxp, out)``: out = dxp·kernelᵀ, of 2-D arrays, each shared by
+    ``threads`` threads (the engine's, rnncli/core/engine.py) where it is big enough:
+    aᵀ·b by its columns (no sums of the threads' results to add), dxp·kernelᵀ by rows.
+    Against numpy's single-threaded OpenBLAS on this machine's AVX-512 CPU (it picks AVX2
+    kernels), one thread, float32: aᵀ·b 1.3-2.5x (1.4x at (640 rows)ᵀ x (640, 1024) of
+    256 units, 2.0x at 3200 rows of 64 units), dxp·kernelᵀ 2-2.9x; float64 1.0-2.6x."""
 
-    def __init__(self, kernel):
+    SHARED_MIN = 1 << 21  # multiply-adds from which a product is shared (~10 us of it)
+
+    def __init__(self, kernel, threads=1):
         from ._numba_panels import pack
 
         self.kernel_t = pack(np.ascontiguousarray(kernel.T))
+        self.threads = threads
 
-    @staticmethod
-    def gram(a, b):
+    def gram(self, a, b):
+        from ._numba_panels import panel_width
         from ._numba_products import gram
 
         dtype = np.result_type(a, b)
-        out = np.empty((a.shape[1], b.shape[1]), dtype)
-        gram(np.ascontiguousarray(a, dtype), np.ascontiguousarray(b, dtype), out)
+        a, b = np.ascontiguousarray(a, dtype), np.ascontiguousarray(b, dtype)
+        out = np.zeros((a.shape[1], b.shape[1]), dtype)
+        panels = -(-b.shape[1] // panel_width(dtype.itemsize))
+        self._share(panels, a.size * b.shape[1], lambda q0, q1: gram(a, b, out, q0, q1))
         return out
 
     def input_gradient(self, dxp, out):
         from ._numba_products import times_packed
 
-        times_packed(np.ascontiguousarray(dxp), self.kernel_t, out)
+        dxp = np.ascontiguousarray(dxp)
+        self._share(len(dxp), dxp.size * out.shape[1],
+                    lambda r0, r1: times_packed(dxp[r0:r1], self.kernel_t, out[r0:r1]))
+
+    def _share(self, n, work, fn):
+        """fn(i0, i1) over 0 .. n, in parts for the threads where ``work`` is enough."""
+        parts = min(self.threads, n) if work >= self.SHARED_MIN else 1
+        if parts <= 1:
+            return fn(0, n)
+        from .bptt import _Chunks
+
+        _Chunks(fn).run_blocks([n * i // parts for i in range(parts + 1)], parts)

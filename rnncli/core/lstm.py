@@ -125,11 +125,10 @@ class LSTMCell(GatedCell):
 
     def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
         grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
-        gram, P = gram or numpy_gram, dxp.shape[-1]
-        h, h0 = states[0], initial[0]
+        gram, H = gram or numpy_gram, self.units
+        h_prev = np.concatenate([initial[0][None], states[0][:-1]]).reshape(-1, H)
         # z = x·W + h_{k-1}·U + b: dL/dU = Σ_k h_{k-1}ᵀ·dz_k, dz being dL/d(x·W + b) too
-        grads["recurrent_kernel"] = gram(h0, dxp[0]) + \
-            gram(h[:-1].reshape(-1, self.units), dxp[1:].reshape(-1, P))
+        grads["recurrent_kernel"] = gram(h_prev, dxp.reshape(-1, dxp.shape[-1]))
         return {k: grads[k] for k in self.weights()}
 
 

@@ -70,10 +70,9 @@ class SimpleRNNCell(Cell):
     def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
         grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
         gram, H = gram or numpy_gram, self.units
-        (h,), (h0,) = states, initial
+        h_prev = np.concatenate([initial[0][None], states[0][:-1]]).reshape(-1, H)
         # dL/dU = sum over steps of h_{k-1}ᵀ·dz_k, the first step from the initial state
-        grads["recurrent_kernel"] = gram(h0, dxp[0]) + \
-            gram(h[:-1].reshape(-1, H), dxp[1:].reshape(-1, H))
+        grads["recurrent_kernel"] = gram(h_prev, dxp.reshape(-1, H))
         return {k: grads[k] for k in self.weights()}
 
     def compiled_backward(self):
