@@ -96,9 +96,10 @@ def _products(cell, x, dxp, states, initial, terms, compiled=False):
     parts = _engine.split_parts(B * T, cell.units) if T > 1 else 1
     fast = None
     if compiled:  # every step at once, each product shared by the threads
+        from .fast import transposed
         from .fast_backward import Products
 
-        fast = Products(cell.kernel, parts)
+        fast = Products(transposed(cell)[0], parts)
         parts = 1
 
     def chunk(t0, t1):

@@ -105,6 +105,7 @@ class Packed:
         rb = getattr(cell, "recurrent_bias", None)
         rb = np.zeros(P, dtype) if rb is None else np.asarray(rb, dtype)
         self.parts = parts
+        self._sources = (np.asarray(cell.kernel, dtype), u)  # for ``transposed``
         # a zero h's h·U is zero (the first step's, from a zero state, is skipped) only
         # where U holds no inf or nan (0·inf is nan)
         self.finite = bool(np.isfinite(u).all())
@@ -127,6 +128,30 @@ class Packed:
             pack(u, self.recurrent_kernel[q], c)
         self.bias = np.stack([bias[c] for c in columns])
         self.recurrent_bias = np.stack([rb[c] for c in columns])
+
+
+    @functools.cached_property
+    def transposed(self):
+        """(Wᵀ, Uᵀ) packed for the backward pass (rnncli/core/fast_backward.py: dL/dx =
+        dz·Wᵀ, dL/dh_{k-1} = dz·Uᵀ), made when a gradient first asks: kept with the cell
+        as the forward weights are (packing Uᵀ of 512 units cost 0.5-1 ms a gradient)."""
+        return pack_transposed(*self._sources)
+
+
+def pack_transposed(kernel, recurrent_kernel):
+    """(kernelᵀ, recurrent_kernelᵀ), each packed in panels (rnncli/core/_numba_panels.py)."""
+    from ._numba_panels import pack
+
+    return tuple(pack(np.ascontiguousarray(w.T)) for w in (kernel, recurrent_kernel))
+
+
+def transposed(cell):
+    """The cell's (Wᵀ, Uᵀ) packed: kept with its packed weights where those are kept
+    (``packed``), else packed now."""
+    if any(w.flags.writeable for w in (cell.kernel, cell.recurrent_kernel)):
+        return pack_transposed(np.asarray(cell.kernel, cell.dtype),
+                               np.asarray(cell.recurrent_kernel, cell.dtype))
+    return packed(cell).transposed
 
 
 def _as_taken(x, dtype) -> bool:

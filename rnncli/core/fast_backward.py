@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast import ONE_SHOT_MIN_STEPS, available, code
+from .fast import ONE_SHOT_MIN_STEPS, available, code, transposed
 
 # How the LSTM/GRU loops have a gate's slope (one code a gate block): read from the numpy
 # CellBackward's array (any activation), or from the gate's value y as TensorFlow's
@@ -85,13 +85,11 @@ def gated_backward(job):
     them; GRU's h·U_h + b_hh)."""
     from . import engine
     from ._numba_backward import KERNELS
-    from ._numba_panels import pack, packed_shape
-
     cell, c = job.cell, np.ascontiguousarray
     dtype, (T, B) = cell.dtype, job.dxp.shape[:2]
     kind = cell.compiled().kind
     back = cell.backward(job.terms, job.states, job.initial)
-    panels = pack(back.UT, np.empty(packed_shape(*back.UT.shape, dtype.itemsize), dtype))
+    panels = transposed(cell)[1]  # Uᵀ
     has_out = job.g_out is not None
     g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
     gate = c(job.terms["gate"])
@@ -140,10 +138,8 @@ class Products:
 
     SHARED_MIN = 1 << 21  # multiply-adds from which a product is shared (~10 us of it)
 
-    def __init__(self, kernel, threads=1):
-        from ._numba_panels import pack
-
-        self.kernel_t = pack(np.ascontiguousarray(kernel.T))
+    def __init__(self, kernel_t, threads=1):
+        self.kernel_t = kernel_t  # kernelᵀ packed (fast.transposed)
         self.threads = threads
 
     def gram(self, a, b):
