@@ -370,7 +370,8 @@ def test_split_is_only_for_small_batches_with_big_steps():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("N,M,P", [(17, 5, 7), (300, 11, 70), (1000, 16, 64), (600, 40, 96)])
+@pytest.mark.parametrize("N,M,P", [(17, 5, 7), (300, 11, 70), (1000, 16, 64), (600, 40, 96),
+                                   (300, 131, 70), (260, 128, 64)])  # packed from 128
 @pytest.mark.parametrize("threads", [1, 2])
 def test_backward_products_equal_blas_to_rounding(monkeypatch, dtype, N, M, P, threads):
     """The compiled backward pass's aᵀ·b and d·Wᵀ (rnncli/core/_numba_products.py): b's

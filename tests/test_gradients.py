@@ -635,10 +635,11 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
 
 
 @pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
-def test_the_compiled_backward_pass_computes_its_products_compiled(monkeypatch, kind):
-    """Where the backward loop is compiled, the weight gradients' aᵀ·b and dL/dx are the
-    compiled products (fast_backward.Products), within rounding of numpy's, which the
-    numpy engine keeps."""
+@pytest.mark.parametrize("masked", [False, True])  # the time loop compiled, or numpy's
+def test_where_numba_runs_the_backward_products_are_compiled(monkeypatch, kind, masked):
+    """Where numba runs, the weight gradients' aᵀ·b and dL/dx are the compiled products
+    (fast_backward.Products), whichever time loop ran (a mask keeps numpy's), within
+    rounding of numpy's, which the numpy engine keeps."""
     pytest.importorskip("numba")
     from rnncli.core import fast_backward
 
@@ -649,8 +650,9 @@ def test_the_compiled_backward_pass_computes_its_products_compiled(monkeypatch, 
     monkeypatch.setattr(fast_backward.Products, "input_gradient", lambda self, d, out: (
         calls.append("dx"), input_gradient(self, d, out)))
     layer = {"simple_rnn": rnn, "lstm": lstm, "gru": gru}[kind](H=3, return_sequences=True)
-    model = Model.chain("m", [layer, dense(D=3)])
-    x = inputs(B=6, T=40)
+    model = Model.chain("m", [Masking("mask", 0.0), layer, dense(D=3)] if masked else
+                        [layer, dense(D=3)])
+    x = inputs(B=6, T=40, pad=masked)
     y = targets_like(model, x)
     a = model.gradients(x, y, engine="numpy", jacobian=False)
     assert not calls
@@ -658,6 +660,19 @@ def test_the_compiled_backward_pass_computes_its_products_compiled(monkeypatch, 
     assert {"gram", "dx"} <= set(calls)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_a_one_shot_process_compiles_products_only_big_enough_to_pay_for_numba():
+    pytest.importorskip("numba")
+    from rnncli.core.fast import ONE_SHOT_MIN_PRODUCTS
+    from rnncli.core.fast_backward import products_worth_it
+    from rnncli.core.planning import Engine
+
+    cli = Engine("auto", one_shot=True)
+    assert not products_worth_it(ONE_SHOT_MIN_PRODUCTS - 1, cli)
+    assert products_worth_it(ONE_SHOT_MIN_PRODUCTS, cli)
+    assert products_worth_it(1, Engine("auto")) and products_worth_it(1, Engine("numba", True))
+    assert not products_worth_it(2**40, Engine("numpy"))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

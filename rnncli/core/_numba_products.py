@@ -5,14 +5,15 @@ dL/dx = dz·Wᵀ, with the forward loop's register-blocked product
 on CPUs it does not know (half the AVX-512 rate here: 100-118 GFLOP/s single-threaded on
 these products' shapes against the panels' 230-255).
 
-:func:`gram` reads a and b where they lie, nothing copied: the panels' product in its
-``summing`` form (_numba_panels._panel_product) takes ROWS of a's columns as the rows
-of aᵀ and NR of b's adjacent columns as a panel, over a chunk of ``DEPTH`` rows of both
-(a panel's chunk, DEPTH x NR numbers, 32 KiB in float32 with AVX-512: the L1 cache);
-each chunk's sum is added to the result, as BLAS adds its blocks' (rounding as BLAS's:
-1 chain of N multiply-adds had 10x BLAS's error at N = 12800). b's columns past its last
-whole panel are copied into one padded with zeros. Numbers differ from BLAS's by
-rounding only (the sums run in another order).
+:func:`gram` runs the panels' product in its ``summing`` form
+(_numba_panels._panel_product): ROWS of a's columns are the rows of aᵀ, NR of b's adjacent
+columns a panel, over a chunk of ``DEPTH`` rows of both (a panel's chunk, DEPTH x NR
+numbers, 32 KiB in float32 with AVX-512: the L1 cache). With few columns of a it reads a
+and b where they lie; from PACKED_FROM it copies each chunk into panels first (rows a few
+KiB apart crowd a few of the L1 cache's sets). Each chunk's sum is added to the result,
+as BLAS adds its blocks' (rounding as BLAS's: one chain of N multiply-adds had 10x BLAS's
+error at N = 12800). b's columns past its last whole panel go through a panel padded with
+zeros. Numbers differ from BLAS's by rounding only (the sums run in another order).
 """
 
 import numba
@@ -22,6 +23,12 @@ from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, _panel_product, panel_product, panel_width, source_stamp
 
 DEPTH = 256  # rows of a and b a chunk sums over
+# a's columns from which a chunk of a and b is copied into panels first: read in place,
+# rows 1-8 KiB apart fall in few sets of the L1 cache (aᵀ·b in one thread, float32,
+# GFLOP/s in place -> packed: 640 rows, 256 x 1024: 129-145 -> 158-174; 2048 rows, 512 x
+# 2048: 112 -> 178-187; 3200 rows, 64 x 256: 160-176 -> 97-113; 3000, 32 x 1024: 108-120
+# -> 63-74)
+PACKED_FROM = 128
 _summed = _panel_product(ROWS, summing=True)
 
 
@@ -38,32 +45,45 @@ def _kernels(stamp):
         N, M = a.shape
         P = b.shape[1]
         full = P // nr
-        tail = P - full * nr
-        whole = M - M % ROWS  # a's columns in whole groups: their sums go straight to out
-        memory = (np.zeros((ROWS, (full + 1) * nr), out.dtype),
-                  np.zeros((M + ROWS, nr), out.dtype), np.zeros((DEPTH, nr), b.dtype))
-        edge, ends, last = borrowed(memory)  # the part group's sums; the last panel's; it
+        last = min(q1, -(-P // nr))  # panels q0 .. last, the one past ``full`` part-filled
+        groups, whole = -(-M // ROWS), M - M % ROWS
+        packed = M >= PACKED_FROM
+        memory = (np.zeros((last - q0, DEPTH, nr), b.dtype),
+                  np.zeros((groups if packed else 0, DEPTH, ROWS), a.dtype),
+                  np.zeros((ROWS, (full + 1) * nr), out.dtype),
+                  np.zeros((M + ROWS, nr), out.dtype))
+        b_packed, a_packed, edge, ends = borrowed(memory)  # edge, ends: sums out can't hold
         a, b, out = borrowed((a, b, out))
         for k0 in range(0, N, DEPTH):
-            a_rows, b_rows = a[k0:k0 + DEPTH], b[k0:k0 + DEPTH]
-            for q in range(q0, min(q1, full)):
-                for m0 in range(0, whole, ROWS):
-                    _summed(a_rows, m0, ROWS, b_rows, q, out[m0:])
-                if whole < M:
-                    _summed(a_rows, whole, M - whole, b_rows, q, edge)
-            if tail and q1 > full:  # the columns past the last whole panel: zeros after P
-                depth = a_rows.shape[0]
-                for k in range(depth):
-                    for v in range(tail):
-                        last[k, v] = b_rows[k, full * nr + v]
-                for m0 in range(0, M, ROWS):
-                    _summed(a_rows, m0, min(ROWS, M - m0), last[:depth], 0, ends[m0:])
+            depth = min(N, k0 + DEPTH) - k0
+            for k in range(depth):  # the chunk's rows of b (or its last panel's) in panels
+                row = b[k0 + k]
+                for q in range(q0 if packed else max(q0, full), last):
+                    start = q * nr
+                    b_packed[q - q0, k, :min(nr, P - start)] = row[start:start + nr]
+                if packed:  # and of a, ROWS columns a group
+                    row = a[k0 + k]
+                    for g in range(groups):
+                        start = g * ROWS
+                        a_packed[g, k, :min(ROWS, M - start)] = row[start:start + ROWS]
+            for q in range(q0, last):
+                panel = b_packed[q - q0, :depth] if packed or q >= full else b[k0:k0 + depth]
+                p = 0 if packed or q >= full else q  # the panel's in ``panel``
+                for g in range(groups):
+                    rows, m0 = (a_packed[g, :depth], 0) if packed else (a[k0:k0 + depth], g * ROWS)
+                    n = min(ROWS, M - g * ROWS)
+                    if q < full and n == ROWS:
+                        _summed(rows, m0, n, panel, p, out[g * ROWS:, q * nr - p * nr:])
+                    elif q < full:
+                        _summed(rows, m0, n, panel, p, edge[:, q * nr - p * nr:])
+                    else:
+                        _summed(rows, m0, n, panel, p, ends[g * ROWS:])
         for m in range(whole, M):
-            for j in range(q0 * nr, min(q1, full) * nr):
+            for j in range(q0 * nr, min(last, full) * nr):
                 out[m, j] = edge[m - whole, j]
-        if tail and q1 > full:
+        if last > full:
             for m in range(M):
-                for v in range(tail):
+                for v in range(P - full * nr):
                     out[m, full * nr + v] = ends[m, v]
         alive(memory)
 

@@ -75,8 +75,8 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
-    weights, gx = _products(cell, x, job.dxp, states, initial, terms,
-                            compiled=compiled is not None)
+    weights, gx = _products(cell, x, job.dxp, states, initial, terms, compiled=compiled
+                            is not None or _products_compiled(cell, T * B, engine))
     norms = None if jacobian is False or jacobian is None else jacobians.jacobian_norms(
         cell, terms, states, initial, mask, None if jacobian is True else jacobian)
     return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
@@ -88,8 +88,8 @@ def _products(cell, x, dxp, states, initial, terms, compiled=False):
     over every step, summed over chunks of steps in threads, each with a single-threaded
     BLAS as the time loops run (a products' reduction over T·B rows splits poorly inside
     BLAS: 3.5x slower with both cores busy on a (50·1024)-row sum here); ``compiled``
-    (the backward loop was): the compiled products instead, over every step at once,
-    each shared by the threads (fast_backward.Products)."""
+    (where numba runs: fast_backward.products_worth_it): the compiled products instead,
+    over every step at once, each shared by the threads (fast_backward.Products)."""
     T, B = dxp.shape[:2]
     gx = np.empty((T, B, cell.kernel.shape[0]), dxp.dtype)
     kernel_t = cell.kernel.T
@@ -124,6 +124,13 @@ def _products(cell, x, dxp, states, initial, terms, compiled=False):
         for k, v in w.items():
             weights[k] = weights[k] + v
     return weights, gx
+
+
+def _products_compiled(cell, rows, engine):
+    from .fast_backward import products_worth_it
+
+    P = cell.kernel.shape[1]
+    return products_worth_it(rows * P * (cell.kernel.shape[0] + cell.units), engine)
 
 
 class _Chunks(_engine._Rows):

@@ -126,6 +126,21 @@ def gated_backward(job):
 gated_backward.worth_it = gated_worth_it
 
 
+def products_worth_it(multiply_adds: int, engine=None) -> bool:
+    """Whether the backward pass's products run compiled (:class:`Products`) though its
+    time loop is numpy's (masks; a SimpleRNN of many rows): wherever numba may run, in a
+    one-shot process (the CLI) from fast.ONE_SHOT_MIN_PRODUCTS multiply-adds, which pay
+    for importing numba there."""
+    from .engine import as_engine
+    from .fast import ONE_SHOT_MIN_PRODUCTS
+
+    engine = as_engine(engine)
+    if not available(engine):
+        return False
+    return engine.kind == "numba" or not engine.one_shot or \
+        multiply_adds >= ONE_SHOT_MIN_PRODUCTS
+
+
 class Products:
     """The backward pass's large products, compiled (rnncli/core/_numba_products.py), for
     bptt._products: ``gram(a, b)`` = aᵀ·b (what ``Cell.weight_gradients`` takes) and
