@@ -602,6 +602,8 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
     monkeypatch.setattr(fast, "THREAD_SECONDS", -1.0)
     monkeypatch.setattr(planning, "threads", lambda: threads)
     monkeypatch.setattr(planning, "idle_cores", lambda: threads)  # fixed shares: idle cores
+    monkeypatch.setattr(fast_backward.Products, "PANELS_MIN", 0)  # aᵀ·b compiled, not BLAS
+    monkeypatch.setattr(fast_backward.Products, "SHARED_MIN", 0)  # and shared
     calls = []
     original = fast_backward.gated_backward
 
@@ -644,6 +646,7 @@ def test_where_numba_runs_the_backward_products_are_compiled(monkeypatch, kind, 
     from rnncli.core import fast_backward
 
     calls = []
+    monkeypatch.setattr(fast_backward.Products, "PANELS_MIN", 0)  # compiled however narrow
     gram, input_gradient = fast_backward.Products.gram, fast_backward.Products.input_gradient
     monkeypatch.setattr(fast_backward.Products, "gram",
                         lambda self, a, b: calls.append("gram") or gram(self, a, b))
