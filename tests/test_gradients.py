@@ -551,21 +551,29 @@ def test_compiled_backward_matches_numpy(act):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
-def test_compiled_backward_takes_one_units_weights_as_writeable_arrays(monkeypatch):
-    """A cell's weights are read-only, and numba compiles a read-only array apart: U of
-    one unit, whose transpose is contiguous as it is, must reach the loop as a copy."""
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_compiled_simple_rnn_backward_reads_the_states_alone_but_for_relu(monkeypatch, act):
+    """tanh's, sigmoid's and linear's slopes come from h: the forward pass records no
+    trace for the compiled loop backwards; relu's needs z, which it records."""
     pytest.importorskip("numba")
-    from rnncli.core import _numba_backward
+    from rnncli.core import fast_backward
 
     seen = []
-    original = _numba_backward.backward
-    monkeypatch.setattr(_numba_backward, "backward",
-                        lambda *a: (seen.append([x.flags.writeable for x in a
-                                                 if isinstance(x, np.ndarray)]), original(*a)))
-    model = Model.chain("m", [rnn(H=1, return_sequences=True), dense(D=1)])
-    x = inputs(B=2, T=20)
-    model.gradients(x, targets_like(model, x), engine="numba", jacobian=False)
-    assert seen and all(all(w) for w in seen)
+    original = fast_backward.simple_rnn_backward
+
+    def spy(job):
+        seen.append(set(job.terms))
+        return original(job)
+
+    spy.worth_it, spy.reads_trace = original.worth_it, original.reads_trace
+    monkeypatch.setattr(fast_backward, "simple_rnn_backward", spy)
+    model = Model.chain("m", [rnn(H=3, act=act, return_sequences=True), dense(D=3)])
+    x = inputs(B=4, T=20)
+    a = model.gradients(x, targets_like(model, x), engine="numba", jacobian=False)
+    assert len(seen) == 1 and ("z" in seen[0]) == (act == "relu")
+    b = model.gradients(x, targets_like(model, x), engine="numpy", jacobian=False)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("keras_major", [2, 3])

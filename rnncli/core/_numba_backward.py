@@ -1,11 +1,11 @@
 """rnncli's compiled backward loops through time (numba; optional, the ``fast`` extra).
 rnncli/core/bptt.py and the cells' ``backward`` steps are the reference they must equal.
 
-SimpleRNN's loop runs every row in one call. LSTM's and GRU's run a block of rows each
-(threads take blocks as the forward loop's do), from what their numpy ``CellBackward``
-computed for every step at once (the gates' slopes, act(c)): per step only the
-elementwise chain rule and dz·Uᵀ are left, the latter with the forward loop's packed
-products (rnncli/core/_numba_panels.py) over Uᵀ packed once per pass. Numbers equal the
+Each loop runs a block of rows (threads take blocks as the forward loop's do): per step
+the elementwise chain rule (the gates' slopes from their values, an LSTM's act(c) from
+c, or read from what the numpy ``CellBackward`` computed for every step at once) and
+dz·Uᵀ, with the forward loop's packed products (rnncli/core/_numba_panels.py) over Uᵀ
+packed once per cell (fast.transposed). Numbers equal the
 numpy steps' to rounding: the elementwise products in the same order, the sums over 4H
 (or 3H) in order where BLAS blocks them.
 """
@@ -20,35 +20,6 @@ from ._numba_activations import activate_range
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 from .fast_backward import LINEAR, SIGMOID, TANH
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def backward(g_out, has_out, z, h, ut, g, hidden, dxp, act, one):
-    """The SimpleRNN time loop backwards (rnncli/core/bptt.py): from t = T-1 down,
-    hidden[t] = g + g_out[t]; dxp[t] = hidden[t] * f'(z[t]); g = dxp[t]·Uᵀ (``ut`` is
-    Uᵀ, contiguous, so the inner loop runs along a row as in ``run``). ``one``: 1 in the
-    arrays' dtype, so float32 stays float32."""
-    T, B, H = z.shape
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            for j in range(H):
-                gj = g[b, j] + g_out[t, b, j] if has_out else g[b, j]
-                hidden[t, b, j] = gj
-                hj = h[t, b, j]
-                if act == 0:
-                    dz = gj * (one - hj * hj)
-                elif act == 1:
-                    dz = gj if z[t, b, j] > 0 else gj * 0
-                elif act == 2:
-                    dz = gj * (hj * (one - hj))
-                else:
-                    dz = gj
-                dxp[t, b, j] = dz
-                g[b, j] = 0
-            for j in range(H):
-                dzj = dxp[t, b, j]
-                for i in range(H):
-                    g[b, i] += dzj * ut[j, i]
 
 
 @numba.njit(inline="always")
@@ -86,6 +57,39 @@ def _kernels(stamp):
     disk cache looks. Each takes whole time-major arrays (T, B, ...), C-contiguous (one
     compiled signature), and runs rows r0 .. r0 + n, n being the rows of ``gh``."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @njit
+    def simple_rnn(r0, g_out, has_out, h, z, act, panels, gh, hidden, dxp, one):
+        """SimpleRNNBackward.step for t = T-1 down to 0: hidden[t] = g + g_out[t];
+        dxp[t] = hidden[t] * f'(z[t]), f' from h (tanh 1 - h², sigmoid h(1 - h), linear
+        1) or z (relu, SIMPLE_RNN_ACTIVATIONS' codes); g = dxp[t]·Uᵀ. ``gh`` (n, H) enters
+        as dL/d(the last state) and leaves as dL/d(the initial one)."""
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        T = h.shape[0]
+        n, H = gh.shape
+        g_out, h, z, panels, gh, hidden, dxp = borrowed(
+            (g_out, h, z, panels, gh, hidden, dxp))
+        acc_memory = np.empty((BLOCK + ROWS, panels.shape[0] * panels.shape[2]), h.dtype)
+        acc = borrowed(acc_memory)
+        none = np.empty((0, 0), h.dtype)
+        for t in range(T - 1, -1, -1):
+            ht, d = h[t], dxp[t]
+            for b in range(n):
+                r = r0 + b
+                for j in range(H):
+                    dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
+                    hidden[t, r, j] = dh
+                    y = ht[r, j]
+                    if act == 0:
+                        d[r, j] = dh * (one - y * y)
+                    elif act == 1:
+                        d[r, j] = dh if z[t, r, j] > 0 else dh * 0
+                    elif act == 2:
+                        d[r, j] = dh * (y * (one - y))
+                    else:
+                        d[r, j] = dh
+            _carry_back(d, r0, panels, acc, gh, none)
+        alive(acc_memory)
 
     @njit
     def lstm(r0, g_out, has_out, gate, slopes, slope, act, activate, c, c0, tc, dtc, panels,
@@ -173,7 +177,7 @@ def _kernels(stamp):
             _carry_back(d_inner, 0, panels, acc, gh, back)
         alive(memory)
 
-    return {"lstm": lstm, "gru": gru}
+    return {"simple_rnn": simple_rnn, "lstm": lstm, "gru": gru}
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_backward", "fast_backward",

@@ -75,8 +75,9 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)
-    weights, gx = _products(cell, x, job.dxp, states, initial, terms, compiled=compiled
-                            is not None or _products_compiled(cell, T * B, engine))
+    fast = compiled is not None or _products_compiled(cell, T * B, engine)
+    weights, gx = _products(cell, x, job.dxp, states, initial, terms,
+                            compiled=fast and _wide(cell))
     norms = None if jacobian is False or jacobian is None else jacobians.jacobian_norms(
         cell, terms, states, initial, mask, None if jacobian is True else jacobian)
     return DirectionGrads(time_major(gx), tuple(job.g), weights, time_major(job.hidden),
@@ -133,6 +134,15 @@ def _products_compiled(cell, rows, engine):
     return products_worth_it(rows * P * (cell.kernel.shape[0] + cell.units), engine)
 
 
+def _wide(cell):
+    """Whether the cell's products are wide enough to run compiled
+    (fast_backward.Products.wide); narrower ones run as numpy's, in chunks of steps in
+    threads."""
+    from .fast_backward import Products
+
+    return Products.wide(cell.kernel.shape[1], cell.dtype)
+
+
 class _Chunks(_engine._Rows):
     """``fn(t0, t1)`` over chunks of steps, in the forward loop's threads (engine.py);
     ``found`` collects what it returns."""
@@ -146,12 +156,13 @@ class _Chunks(_engine._Rows):
 
 def states_suffice(layer, shape, mask, engine=None) -> bool:
     """Whether the backward pass of ``layer`` on an input of ``shape`` (B, T, D) needs
-    only the states of the forward pass, no trace (``Cell.backward_terms``; the compiled
-    loops read the trace)."""
+    only the states of the forward pass, no trace (``Cell.backward_terms``; the gated
+    cells' compiled loops read the trace, ``reads_trace``)."""
     B, T = shape[:2]
+    mask = None if mask is None or np.all(mask) else mask
     return all(lay.cell.backward_terms() == () and
-               _compiled(lay.cell, T, B, None if mask is None or np.all(mask) else mask,
-                         engine) is None for lay in layer.directions.values())
+               getattr(_compiled(lay.cell, T, B, mask, engine), "reads_trace", False) is False
+               for lay in layer.directions.values())
 
 
 def trace_needed(layer):

@@ -24,51 +24,40 @@ SLOPE_CODES = {"sigmoid": SIGMOID, "tanh": TANH, "linear": LINEAR}
 SIMPLE_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 
 
-def backward_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
-    """Whether the compiled backward loop beats numpy's: many steps, each with a small
-    product (measured on 2 cores: near batch x units = 256 in float32, 64 in float64).
-    ``engine``: an rnncli.core.engine.Engine."""
-    from .engine import as_engine
-
-    engine = as_engine(engine)
-    if not available(engine):
-        return False
-    if engine.kind == "numba":
-        return True
-    return T >= (ONE_SHOT_MIN_STEPS if engine.one_shot else 512) and \
-        B * H <= (256 if itemsize <= 4 else 64)
-
-
 def simple_rnn_backward(job):
-    """A SimpleRNN's backward time loop, compiled (``job``: rnncli.core.bptt._Steps over
-    every row, no mask): fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in
-    ``job.g``."""
+    """A SimpleRNN's backward time loop, compiled, over blocks of rows in threads as the
+    forward loop runs them (``job``: rnncli.core.bptt._Steps over every row, no mask):
+    fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in ``job.g``. Reads the states
+    only (``z`` too for relu, whose slope needs it: the recorded trace has it then)."""
+    from . import engine
+    from ._numba_backward import KERNELS
 
-    from ._numba_backward import backward
-
-    cell = job.cell
-    dtype = cell.dtype
+    cell, c = job.cell, np.ascontiguousarray
+    dtype, (T, B) = cell.dtype, job.dxp.shape[:2]
+    act = SIMPLE_RNN_ACTIVATIONS.index(cell.activation)
     has_out = job.g_out is not None
-    g_out = np.ascontiguousarray(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
-    g = np.ascontiguousarray(job.g[0])
-    # Uᵀ copied: of one unit it is contiguous already, and the cell's read-only array
-    # would be another compiled signature (numba types read-only arrays apart)
-    backward(g_out, has_out, np.ascontiguousarray(job.terms["z"]),
-             np.ascontiguousarray(job.terms["h"]),
-             np.array(cell.recurrent_kernel.T, dtype, order="C"), g, job.hidden, job.dxp,
-             SIMPLE_RNN_ACTIVATIONS.index(cell.activation), dtype.type(1))
-    job.g[0][...] = g
+    g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
+    h = c(job.states[0])
+    z = c(job.terms["z"]) if act == SIMPLE_RNN_ACTIVATIONS.index("relu") else \
+        np.zeros((1, 1, 1), dtype)
+    panels = transposed(cell)[1]  # Uᵀ
+
+    def rows(b0, b1):
+        g = job.g[0][b0:b1].copy()
+        KERNELS["simple_rnn"](b0, g_out, has_out, h, z, act, panels, g, job.hidden, job.dxp,
+                              dtype.type(1))
+        job.g[0][b0:b1] = g
+
+    parts, edges = engine.compiled_rows(B, engine.compiled_threads(cell, B, T))
+    job.run_blocks(edges, parts, step_loop=rows)
 
 
-simple_rnn_backward.worth_it = backward_worth_it
-
-
-def gated_worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
-    """Whether an LSTM's or GRU's compiled backward loop beats numpy's steps (a dozen
-    calls a step): wherever numba may run, in a one-shot process (the CLI) from
-    ONE_SHOT_MIN_STEPS as the forward loop. Measured, numpy steps / compiled, on the
-    grad grid's float32 shapes (benchmarks/grad.py --grid, one run): LSTM 0.90-1.56x,
-    GRU 0.93-1.73x, most cells 1.1-1.5x; the few below 1 within that run's noise."""
+def worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
+    """Whether a compiled backward loop beats numpy's steps: wherever numba may run, in
+    a one-shot process (the CLI) from ONE_SHOT_MIN_STEPS as the forward loop. Measured,
+    numpy steps / compiled, on the grad grid's float32 shapes (benchmarks/grad.py --grid,
+    one run): LSTM 0.90-1.56x, GRU 0.93-1.73x, most cells 1.1-1.5x; the few below 1
+    within that run's noise. SimpleRNN's: see docs/performance.md."""
     from .engine import as_engine
 
     engine = as_engine(engine)
@@ -123,7 +112,8 @@ def gated_backward(job):
     job.run_blocks(edges, parts, step_loop=rows)
 
 
-gated_backward.worth_it = gated_worth_it
+gated_backward.worth_it = simple_rnn_backward.worth_it = worth_it
+gated_backward.reads_trace, simple_rnn_backward.reads_trace = True, False
 
 
 def products_worth_it(multiply_adds: int, engine=None) -> bool:
@@ -161,12 +151,19 @@ class Products:
         self.kernel_t = kernel_t  # kernelᵀ packed (fast.transposed)
         self.threads = threads
 
+    @classmethod
+    def wide(cls, columns, dtype) -> bool:
+        """Whether aᵀ·b of b's ``columns`` is compiled (else BLAS's)."""
+        from ._numba_panels import panel_width
+
+        return columns >= cls.PANELS_MIN * panel_width(np.dtype(dtype).itemsize)
+
     def gram(self, a, b):
         from ._numba_panels import panel_width
         from ._numba_products import gram
 
         dtype = np.result_type(a, b)
-        if b.shape[1] < self.PANELS_MIN * panel_width(dtype.itemsize):
+        if not self.wide(b.shape[1], dtype):
             return a.T @ b  # BLAS's
         a, b = np.ascontiguousarray(a, dtype), np.ascontiguousarray(b, dtype)
         out = np.zeros((a.shape[1], b.shape[1]), dtype)
