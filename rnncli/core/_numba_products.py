@@ -9,8 +9,9 @@ these products' shapes against the panels' 230-255).
 (_numba_panels._panel_product): ROWS of a's columns are the rows of aᵀ, NR of b's adjacent
 columns a panel, over a chunk of ``DEPTH`` rows of both (a panel's chunk, DEPTH x NR
 numbers, 32 KiB in float32 with AVX-512: the L1 cache). With few columns of a it reads a
-and b where they lie; from PACKED_FROM it copies each chunk into panels first (rows a few
-KiB apart crowd a few of the L1 cache's sets). Each chunk's sum is added to the result,
+and b where they lie; from PACKED_FROM it copies a's chunk into groups of ROWS columns and
+each of b's panels before its products (rows a few KiB apart crowd a few of the L1
+cache's sets). Each chunk's sum is added to the result,
 as BLAS adds its blocks' (rounding as BLAS's: one chain of N multiply-adds had 10x BLAS's
 error at N = 12800). b's columns past its last whole panel go through a panel padded with
 zeros. Numbers differ from BLAS's by rounding only (the sums run in another order).
@@ -23,13 +24,31 @@ from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, _panel_product, panel_product, panel_width, source_stamp
 
 DEPTH = 256  # rows of a and b a chunk sums over
-# a's columns from which a chunk of a and b is copied into panels first: read in place,
+# a's columns from which a's chunk and b's panels are copied before use: read in place,
 # rows 1-8 KiB apart fall in few sets of the L1 cache (aᵀ·b in one thread, float32,
 # GFLOP/s in place -> packed: 640 rows, 256 x 1024: 129-145 -> 158-174; 2048 rows, 512 x
 # 2048: 112 -> 178-187; 3200 rows, 64 x 256: 160-176 -> 97-113; 3000, 32 x 1024: 108-120
 # -> 63-74)
 PACKED_FROM = 128
 _summed = _panel_product(ROWS, summing=True)
+
+
+@numba.njit(inline="always")
+def _copy_panel(b, k0, depth, start, width, panel):
+    """panel[k, :width] = b[k0 + k, start:start + width] for k < depth, zeros after width:
+    a line of 16 numbers at a time where the panel is full (NR is 16 or 32)."""
+    nr = panel.shape[1]
+    for k in range(depth):
+        row, dst = b[k0 + k], panel[k]
+        if width == nr:
+            for v0 in range(0, nr, 16):
+                for v in range(16):
+                    dst[v0 + v] = row[start + v0 + v]
+        else:
+            for v in range(width):
+                dst[v] = row[start + v]
+            for v in range(width, nr):
+                dst[v] = 0
 
 
 def _kernels(stamp):
@@ -48,27 +67,30 @@ def _kernels(stamp):
         last = min(q1, -(-P // nr))  # panels q0 .. last, the one past ``full`` part-filled
         groups, whole = -(-M // ROWS), M - M % ROWS
         packed = M >= PACKED_FROM
-        memory = (np.zeros((last - q0, DEPTH, nr), b.dtype),
+        memory = (np.zeros((DEPTH, nr), b.dtype),
                   np.zeros((groups if packed else 0, DEPTH, ROWS), a.dtype),
                   np.zeros((ROWS, (full + 1) * nr), out.dtype),
                   np.zeros((M + ROWS, nr), out.dtype))
-        b_packed, a_packed, edge, ends = borrowed(memory)  # edge, ends: sums out can't hold
+        one, a_packed, edge, ends = borrowed(memory)  # edge, ends: sums out can't hold
         a, b, out = borrowed((a, b, out))
         for k0 in range(0, N, DEPTH):
             depth = min(N, k0 + DEPTH) - k0
-            for k in range(depth):  # the chunk's rows of b (or its last panel's) in panels
-                row = b[k0 + k]
-                for q in range(q0 if packed else max(q0, full), last):
-                    start = q * nr
-                    b_packed[q - q0, k, :min(nr, P - start)] = row[start:start + nr]
-                if packed:  # and of a, ROWS columns a group
-                    row = a[k0 + k]
-                    for g in range(groups):
-                        start = g * ROWS
-                        a_packed[g, k, :min(ROWS, M - start)] = row[start:start + ROWS]
+            for k in range(depth if packed else 0):  # a's chunk, ROWS columns a group
+                row = a[k0 + k]
+                for g in range(groups):
+                    dst, start = a_packed[g, k], g * ROWS
+                    if start + ROWS <= M:
+                        for v in range(ROWS):
+                            dst[v] = row[start + v]
+                    else:
+                        for v in range(M - start):
+                            dst[v] = row[start + v]
             for q in range(q0, last):
-                panel = b_packed[q - q0, :depth] if packed or q >= full else b[k0:k0 + depth]
-                p = 0 if packed or q >= full else q  # the panel's in ``panel``
+                if packed or q >= full:  # b's panel q of the chunk, copied into ``one``
+                    _copy_panel(b, k0, depth, q * nr, min(nr, P - q * nr), one)
+                    panel, p = one[:depth], 0
+                else:  # read in place
+                    panel, p = b[k0:k0 + depth], q
                 for g in range(groups):
                     rows, m0 = (a_packed[g, :depth], 0) if packed else (a[k0:k0 + depth], g * ROWS)
                     n = min(ROWS, M - g * ROWS)
