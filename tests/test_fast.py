@@ -403,6 +403,46 @@ def test_backward_products_equal_blas_to_rounding(monkeypatch, dtype, N, M, P, t
         assert error <= max(4 * float(np.abs(blas - want).max()), 8 * eps * scale)
 
 
+HASWELL_PRODUCTS = """
+import numpy as np
+from rnncli.core import _numba_panels
+from rnncli.core._numba_panels import pack
+from rnncli.core.fast_backward import Products
+assert _numba_panels.VECTOR_BYTES == 32  # 8 float64 numbers a panel
+Products.SHARED_MIN = Products.PANELS_MIN = 0
+r = np.random.default_rng(0)
+worst = 0.0
+for dtype in (np.float32, np.float64):
+    for N, M, P in [(300, 131, 70), (513, 9, 33), (260, 128, 64)]:
+        a, b = r.normal(size=(N, M)).astype(dtype), r.normal(size=(N, P)).astype(dtype)
+        w = r.normal(size=(M, P)).astype(dtype)
+        for threads in (1, 2):
+            products = Products(pack(np.ascontiguousarray(w.T)), threads)
+            gx = np.empty((N, M), dtype)
+            products.input_gradient(b, gx)
+            for ours, exact in ((products.gram(a, b), a.astype(np.longdouble).T @ b),
+                                (gx, b.astype(np.longdouble) @ w.T)):
+                error = np.abs(ours - exact).max() / np.abs(exact).max()
+                worst = max(worst, float(error) / np.finfo(dtype).eps)
+print(worst)
+"""
+
+
+def test_backward_products_on_a_cpu_without_avx512():
+    """Without AVX-512 a panel is 32 bytes wide a vector (8 float64 numbers a panel here
+    against 16 or 32 on this machine's CPU): the products, compiled for a Haswell CPU in
+    a process of their own, stay within rounding and inside their buffers (copying a
+    panel 16 numbers at a time wrote past one and aborted the process)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell"}
+    done = subprocess.run([sys.executable, "-c", HASWELL_PRODUCTS], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 64  # in units of the dtype's epsilon
+
+
 def test_backward_gram_adds_chunk_sums_as_blas_adds_blocks():
     """aᵀ·b over 12800 rows: one chain of multiply-adds per number had 4.3e-6 of the
     largest value's error in float32 (10x BLAS's); sums of DEPTH rows added one to the

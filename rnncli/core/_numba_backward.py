@@ -52,10 +52,11 @@ def _slope(code, y, st, r, col, one):
 
 
 def _kernels(stamp):
-    """The LSTM and GRU loops, keeping ``stamp`` (a hash of this module's, fast_backward.py's,
-    _numba_panels.py's and _numba_borrowed.py's source) in their closures, where numba's
-    disk cache looks. Each takes whole time-major arrays (T, B, ...), C-contiguous (one
-    compiled signature), and runs rows r0 .. r0 + n, n being the rows of ``gh``."""
+    """The SimpleRNN, LSTM and GRU loops, keeping ``stamp`` (a hash of this module's,
+    fast_backward.py's, _numba_panels.py's, _numba_borrowed.py's and _numba_activations.py's
+    source) in their closures, where numba's disk cache looks. Each takes whole time-major
+    arrays (T, B, ...), C-contiguous (one compiled signature), and runs rows r0 .. r0 + n,
+    n being the rows of ``gh``."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit

@@ -117,10 +117,10 @@ def _panel_product(rows, count=1, summing=False):
     their results unused: acc has ``rows`` rows or more). ``count`` panels at once keep
     a few rows' chains of multiply-adds from waiting on each other.
 
-    ``summing``: the backward pass's aᵀ·b (rnncli/core/_numba_products.py) read in place,
-    nothing packed: ``h`` is a (K, M), row m of the product being a's column b0 + m, and
-    ``panels`` is b (K, P), panel p its columns p·NR .. p·NR + NR (all within P); the
-    products' sum is added to what acc holds."""
+    ``summing``: the backward pass's aᵀ·b (rnncli/core/_numba_products.py), a and b as
+    2-D arrays whose rows may be apart, not pack's layout: ``h`` is a (K, M), row m of the
+    product being a's column b0 + m, and ``panels`` is b (K, P), panel p its columns p·NR
+    .. p·NR + NR (all within P); the products' sum is added to what acc holds."""
 
     @intrinsic
     def product(typingctx, h, b0, n, panels, p, acc):

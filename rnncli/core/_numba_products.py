@@ -36,13 +36,13 @@ _summed = _panel_product(ROWS, summing=True)
 @numba.njit(inline="always")
 def _copy_panel(b, k0, depth, start, width, panel):
     """panel[k, :width] = b[k0 + k, start:start + width] for k < depth, zeros after width:
-    a line of 16 numbers at a time where the panel is full (NR is 16 or 32)."""
+    8 numbers at a time where the panel is full (NR is 8, 16 or 32: panel_width)."""
     nr = panel.shape[1]
     for k in range(depth):
         row, dst = b[k0 + k], panel[k]
         if width == nr:
-            for v0 in range(0, nr, 16):
-                for v in range(16):
+            for v0 in range(0, nr, 8):
+                for v in range(8):
                     dst[v0 + v] = row[start + v0 + v]
         else:
             for v in range(width):

@@ -148,7 +148,8 @@ def pack_transposed(kernel, recurrent_kernel):
 def transposed(cell):
     """The cell's (Wᵀ, Uᵀ) packed: kept with its packed weights where those are kept
     (``packed``), else packed now."""
-    if any(w.flags.writeable for w in (cell.kernel, cell.recurrent_kernel)):
+    weights = (cell.kernel, cell.recurrent_kernel, cell.bias)
+    if any(w is not None and w.flags.writeable for w in weights):  # packed() would repack
         return pack_transposed(np.asarray(cell.kernel, cell.dtype),
                                np.asarray(cell.recurrent_kernel, cell.dtype))
     return packed(cell).transposed

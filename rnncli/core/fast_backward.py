@@ -2,7 +2,8 @@
 they run, and how a bptt job's arrays reach them. rnncli/core/bptt.py runs a cell's
 ``compiled_backward()`` where its ``worth_it`` says so, unmasked, in place of the numpy
 steps; either way the job (bptt._Steps) ends with ``hidden``, ``dxp`` and ``g`` filled.
-Where it ran, the weight gradients and dL/dx are compiled products too (:class:`Products`,
+Wherever numba runs (``products_worth_it``), whichever time loop ran, the weight
+gradients and dL/dx are compiled products too (:class:`Products`,
 rnncli/core/_numba_products.py).
 """
 
