@@ -268,6 +268,12 @@ class Cell:
         return f"<{type(self).__name__} {self.units} units>"
 
 
+def as_found(sequence, initial):
+    """A state as every step found it, (T, rows, H): ``initial`` (rows, H), then each
+    step's of ``sequence`` (T, rows, H) but the last."""
+    return np.concatenate([initial[None], sequence[:-1]])
+
+
 def numpy_gram(a, b):
     """aᵀ·b, numpy's (BLAS): the weight gradients' products by default."""
     return a.T @ b
@@ -289,7 +295,7 @@ class CellBackward:
     def found(self, i: int):
         """State ``i`` as every step found it, (T, rows, H): the initial one, then each
         step's."""
-        return np.concatenate([self.initial[i][None], self.states[i][:-1]])
+        return as_found(self.states[i], self.initial[i])
 
     def step(self, k: int, g: tuple, dxp) -> tuple:
         """Step ``k`` backwards: ``g`` is dL/d(the states step k made) (rows, H) each, to

@@ -129,7 +129,6 @@ class Packed:
         self.bias = np.stack([bias[c] for c in columns])
         self.recurrent_bias = np.stack([rb[c] for c in columns])
 
-
     @functools.cached_property
     def transposed(self):
         """(Wᵀ, Uᵀ) packed for the backward pass (rnncli/core/fast_backward.py: dL/dx =

@@ -75,6 +75,7 @@ def gated_backward(job):
     them; GRU's h·U_h + b_hh)."""
     from . import engine
     from ._numba_backward import KERNELS
+
     cell, c = job.cell, np.ascontiguousarray
     dtype, (T, B) = cell.dtype, job.dxp.shape[:2]
     kind = cell.compiled().kind

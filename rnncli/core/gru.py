@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from .cell import Cell, CellBackward, numpy_gram
+from .cell import Cell, CellBackward, as_found, numpy_gram
 from .gated import GatedCell, gate_slopes
 
 
@@ -186,7 +186,7 @@ class GRUCell(GatedCell):
         grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
         gram, H = gram or numpy_gram, self.units
         h = states[0]
-        h_prev = np.concatenate([initial[0][None], h[:-1]]).reshape(-1, H)
+        h_prev = as_found(h, initial[0]).reshape(-1, H)
         r = terms["gate"][..., H:2 * H].reshape(-1, H)
         flat = dxp.reshape(-1, 3 * H)
         if self.reset_after:

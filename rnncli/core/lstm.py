@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from . import activations
-from .cell import Cell, CellBackward, numpy_gram
+from .cell import Cell, CellBackward, as_found, numpy_gram
 from .gated import GatedCell, gate_slopes
 
 
@@ -126,7 +126,7 @@ class LSTMCell(GatedCell):
     def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
         grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
         gram, H = gram or numpy_gram, self.units
-        h_prev = np.concatenate([initial[0][None], states[0][:-1]]).reshape(-1, H)
+        h_prev = as_found(states[0], initial[0]).reshape(-1, H)
         # z = x·W + h_{k-1}·U + b: dL/dU = Σ_k h_{k-1}ᵀ·dz_k, dz being dL/d(x·W + b) too
         grads["recurrent_kernel"] = gram(h_prev, dxp.reshape(-1, dxp.shape[-1]))
         return {k: grads[k] for k in self.weights()}

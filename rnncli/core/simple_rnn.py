@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations
-from .cell import Cell, CellBackward, numpy_gram
+from .cell import Cell, CellBackward, as_found, numpy_gram
 from .rnn import RNN
 
 
@@ -70,7 +70,7 @@ class SimpleRNNCell(Cell):
     def weight_gradients(self, x, dxp, states, initial, terms=None, gram=None):
         grads = super().weight_gradients(x, dxp, states, initial, terms, gram)
         gram, H = gram or numpy_gram, self.units
-        h_prev = np.concatenate([initial[0][None], states[0][:-1]]).reshape(-1, H)
+        h_prev = as_found(states[0], initial[0]).reshape(-1, H)
         # dL/dU = sum over steps of h_{k-1}ᵀ·dz_k, the first step from the initial state
         grads["recurrent_kernel"] = gram(h_prev, dxp.reshape(-1, H))
         return {k: grads[k] for k in self.weights()}
