@@ -46,8 +46,10 @@ def _numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def available(engine) -> bool:
-    return engine.kind != "numpy" and _numba_installed()
+def available(engine, kind=None) -> bool:
+    """Whether the compiled loops may run for ``engine`` (``kind``: its kind, when the
+    caller has read it already)."""
+    return (kind or engine.kind) != "numpy" and _numba_installed()
 
 
 def code(name, keras_major=3):
@@ -175,10 +177,18 @@ def input_chunk(x, t0, t1, dtype):
     return np.array(x[:, t0:t1], dtype, order="C"), 0
 
 
+@functools.cache
+def _empty(dtype):
+    """The kernels' stand-ins for arrays they are not given (an untraced scan's terms, no
+    mask): of no size, so shared by every call and thread (nothing is written to them)."""
+    return np.empty((0, 0, 0), dtype), np.empty((0, 0), bool)
+
+
 def _check_widths(x, states, packed, H):
     """The kernels read x's rows and h's as wide as the packed kernels' rows are, unchecked
     (rnncli/core/_numba_panels.py): a wider one would read past the panels."""
-    if x.shape[2] != packed.kernel.shape[-2] or any(s.shape[1] != H for s in states):
+    if x.shape[2] != packed.kernel.shape[-2] or \
+            any([s.shape[1] != H for s in states]):
         raise ValueError(f"inputs of width {x.shape[2]} and states of width "
                          f"{[s.shape[1] for s in states]}; the cell takes "
                          f"{packed.kernel.shape[-2]} and {H}")
@@ -282,21 +292,21 @@ def _recurrence(kind):
             raise ValueError(f"{x.shape[1]} steps of input; the chunk needs steps {x0} .. "
                              f"{x0 + out[cell.state_names[0]].shape[0]}")
         traced = terms is not None and ("gates" if "z" not in terms else True)
-        empty = np.empty((0, 0, 0), dtype)
+        empty, no_mask = _empty(dtype)
         t = tuple(terms.get(n, empty) for n in TERMS[kind]) if traced else ()
         t = t + (empty,) * (6 - len(t))
         states = tuple(np.array(s, dtype=dtype) for s in states)
         _check_widths(x, states, packed, H)
         outs = tuple(out[n] for n in cell.state_names)
         if mask is None:
-            mask, prev = np.empty((0, 0), bool), np.empty((0, H), dtype)
+            mask, prev = no_mask, np.empty((0, H), dtype)
         ract = getattr(cell, "recurrent_activation", "linear")
         KERNELS[kind, dtype == np.float32, traced](
             x, x0, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias,
             states, outs, empty if xw is None else xw, row0,
             code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
             np.ascontiguousarray(mask), bool(zero_out), prev,
-            packed.finite and not states[0].any())
+            packed.finite and not np.count_nonzero(states[0]))
         return states
 
     loop.__name__ = loop.__qualname__ = f"{kind}_recurrence"

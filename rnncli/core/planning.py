@@ -175,12 +175,13 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
 
 
 def _compiled_loop(cell, T, B, mask, engine):
-    if T == 0 or not fast.available(engine):
+    kind = engine.kind  # read from the environment: once
+    if T == 0 or not fast.available(engine, kind):
         return None
     loop = cell.compiled()
     if loop is None:
         return None
-    if engine.kind == "numba":
+    if kind == "numba":
         return loop
     gates = len(cell.gates) or 1
     if engine.one_shot and T < fast.ONE_SHOT_MIN_STEPS and \
