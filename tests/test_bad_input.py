@@ -333,3 +333,29 @@ def test_large_archived_weights_are_read_from_a_temporary_file(monkeypatch):
     monkeypatch.setattr(archive, "MAX_WEIGHTS_BYTES", 5000)
     with pytest.raises(RnncliError, match="over the 5000-byte limit; refused"):
         rnncli.load_model(S0)
+
+
+def test_integer_weights_are_computed_as_float32(tmp_path):
+    """A hand-made .npz of integer weights (an identity kernel) ran numpy's tanh into an
+    int32 array ("unexpected error") and numba's kernels into a TypingError: Keras makes
+    every weight a float32 variable, so rnncli computes them as those floats."""
+    rng = np.random.default_rng(0)
+    k, u = rng.integers(-2, 3, (5, 3)), rng.integers(-1, 2, (3, 3))
+    ints, floats = tmp_path / "ints.npz", tmp_path / "floats.npz"
+    np.savez(ints, kernel=k.astype(np.int32), recurrent_kernel=u.astype(np.int64),
+             bias=np.array([1, 0, -1], np.int8))
+    np.savez(floats, kernel=k.astype(np.float32), recurrent_kernel=u.astype(np.float32),
+             bias=np.array([1, 0, -1], np.float32))
+    x = rng.normal(size=(2, 4, 5)).astype(np.float32)
+    model = rnncli.load_model(str(ints))
+    assert model.layers[0].cell.dtype == np.float32
+    assert any("integer weights" in n for n in model.notes)
+    np.testing.assert_array_equal(model.run(x).output, rnncli.load_model(str(floats)).run(x).output)
+    for engine in ("numpy", "numba"):
+        os.environ["RNNCLI_ENGINE"] = engine
+        try:
+            result = CliRunner().invoke(cli, ["grad", str(ints), "-i", str(sample("seed000_input.csv")),
+                                              "--of", "output", "-f", "json"])
+        finally:
+            del os.environ["RNNCLI_ENGINE"]
+        assert result.exit_code == 0, result.output

@@ -9,6 +9,8 @@ A recurrent kernel's shape tells the cell: recurrent_kernel (H, H) is a SimpleRN
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..core import layers as L
 from ..core.cells import registry
 from ..core.model import InputSpec, Model
@@ -69,6 +71,13 @@ def out_width(kind, arrs):
 def build(entries, path, fmt_source, keras_major, settings: dict | None) -> Model:
     """A Sequential model from ``entries`` [(kind, name, arrays)], in model order."""
     settings = dict(settings or {})
+    whole = [name for _, name, arrs in entries
+             if any(np.asarray(a).dtype.kind in "iub" for a in arrs)]
+    # Keras makes every weight a float variable (float32 by default): integer arrays (a
+    # hand-made identity kernel) are computed as those floats
+    entries = [(kind, name, [np.asarray(a).astype(np.float32)
+                             if np.asarray(a).dtype.kind in "iub" else a for a in arrs])
+               for kind, name, arrs in entries]
     kinds = [k for k, _, _ in entries]
     if not any(k in RECURRENT for k in kinds):
         raise ModelFileError(f"{path}: holds no recurrent layer's weights; expected a Keras "
@@ -132,6 +141,9 @@ def build(entries, path, fmt_source, keras_major, settings: dict | None) -> Mode
             notes.append(f"{path}: layer {nxt!r} takes {arrs[1].shape[0]} features, as "
                          f"{name!r} gives with merge_mode sum, mul or ave, not concat: add "
                          f"--set {name}.merge_mode=sum (or mul, ave)")
+    if whole:
+        notes.append(f"{path}: layer(s) {', '.join(repr(n) for n in whole)} hold integer "
+                     f"weights: computed in float32, as Keras would load them")
     if unnamed:
         names = ", ".join(repr(n) for n in unnamed)
         notes.append(f"{path}: layer(s) {names} have no weights and the file no config: "
