@@ -65,3 +65,36 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     err = "".join(ln for ln in err.splitlines(True) if not ln.startswith("rnncli: checkpoint"))
     assert (code, err) == (130, "rnncli: interrupted\n")
     assert os.listdir(tmp_path) == ["big.npy"]
+
+
+def test_binary_output_is_not_sent_to_a_terminal(tmp_path):
+    """npy, npz and every weights format to a terminal printed bytes that garbled it, exit
+    0 (a new user's -f npy without -o): refused before any work, one line on stderr; a
+    pipe still takes them."""
+    import pty
+    import select
+
+    commands = [["forward", S0, "-i", S0_IN, "-f", "npy"],
+                ["grad", S0, "-i", S0_IN, "--of", "output", "-f", "npz"],
+                ["export", S0, "-i", S0_IN, "-o", "-", "-f", "npz"],
+                ["export", S0, "-i", S0_IN, "-o", "/dev/stdout", "-f", "h5"],
+                ["convert", S0, "-o", "-"],
+                ["convert", S0, "-o", "-", "-f", "onnx"]]
+    for args in commands:
+        main, terminal = pty.openpty()
+        try:
+            done = subprocess.run(RNNCLI + args, stdout=terminal, stderr=subprocess.PIPE,
+                                  text=True, timeout=120)
+            written = b""
+            while select.select([main], [], [], 0.1)[0]:
+                written += os.read(main, 1 << 16)
+        finally:
+            os.close(main)
+            os.close(terminal)
+        assert done.returncode == 1, args
+        assert "is a terminal" in done.stderr and "binary" in done.stderr, args
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert written == b"", args
+    piped = subprocess.run(RNNCLI + ["forward", S0, "-i", S0_IN, "-f", "npy"],
+                           capture_output=True, timeout=120)
+    assert piped.returncode == 0 and piped.stdout.startswith(b"\x93NUMPY")

@@ -104,7 +104,7 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
                      initial_state, output, fmt, what, split_names(layer_names) or None,
                      force, quiet, scheduler, workers, resume)
         return
-    check_target(output, force)
+    check_target(output, force, fmt)
     data, h0 = load_inputs(input_path, key, initial_state)
     m = get_model(model, seed, units, input_dim, overrides, data, cell)
     x = model_input(m, data, strict)
@@ -154,8 +154,8 @@ def _convert(model, seed, units, input_dim, cell, overrides, input_path, key, ou
     from ..io.atomic import check_target
     from ..models import write_weights, writer_for
 
-    writer_for(output if output != "-" else "x.npz", fmt)  # a bad name fails before any work
-    check_target(output, force)
+    w = writer_for(output if output != "-" else "x.npz", fmt)  # a bad name fails first
+    check_target(output, force, w.name)
     data = load_inputs(input_path, key, None)[0] if input_path else None
     m = get_model(model, seed, units, input_dim, overrides, data, cell)
     w = write_weights(m, output, fmt, force)

@@ -91,7 +91,7 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
     from ..io.inputs import read_target
 
     fmt = _format_for(output, fmt)
-    check_target(output, force)
+    check_target(output, force, fmt)
     if (target_path is None) == (of is None):
         raise click.UsageError("give --target PATH (with --loss) or --of OUTPUT[:UNIT][@STEP]")
     if fmt == "npy" and not what:

@@ -62,7 +62,7 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
     from ..present.views import states_view
 
     fmt = format_for(output, fmt, FORMATS)
-    check_target(output, force)
+    check_target(output, force, fmt)
     m, x, result, samples = _prepare(model, seed, units, input_dim, cell, overrides,
                                      input_path, key, initial_state, strict, sample, fmt,
                                      show_all, trace=False)
@@ -147,7 +147,7 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
     from ..present.views import trace_views
 
     fmt = format_for(output, fmt, FORMATS)
-    check_target(output, force)
+    check_target(output, force, fmt)
     # every step's terms are written by the loop as it scans; with --steps, those steps'
     # alone are computed after it (rnncli/core/replay.py)
     trace = True if steps else "full"

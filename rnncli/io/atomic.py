@@ -71,8 +71,28 @@ def _real(path: str) -> str:
     return os.path.realpath(path)
 
 
-def check_target(path: str, force: bool = False):
-    """Fail early, before any work, when ``path`` can't or mustn't be written."""
+# what rnncli writes in binary: results (export, forward/trace/grad -f npy/npz) and
+# every weights format (convert)
+BINARY_FORMATS = ("npy", "npz", "h5", "lstmvis", "keras", "weights.h5", "safetensors", "pt",
+                  "onnx")
+
+
+def _terminal(path: str) -> bool:
+    fd = 1 if path == "-" else stream_fd(path)
+    try:
+        return fd is not None and os.isatty(fd)
+    except OSError:
+        return False
+
+
+def check_target(path: str, force: bool = False, fmt: str | None = None):
+    """Fail early, before any work, when ``path`` can't or mustn't be written: ``fmt``,
+    the format to write there, is not sent to a terminal when binary (its bytes would
+    garble the screen; a pipe or a redirection takes them)."""
+    if fmt in BINARY_FORMATS and _terminal(path):
+        where = "stdout" if path == "-" else path
+        raise OutputError(f"{where} is a terminal, {fmt} is binary; expected -o FILE or "
+                          f"> FILE")
     if path == "-":
         return
     kind = _kind(path)
