@@ -143,6 +143,12 @@ def f_state(tmp):
     return p
 
 
+def f_states_h_c(tmp):  # an LSTM's states, given to a SimpleRNN
+    p = os.path.join(tmp, "h0c0.npz")
+    np.savez(p, h=np.zeros(2), c=np.zeros(2))
+    return p
+
+
 CASES = [
     # (label, argv with {tmp}-made paths as callables, exit code, message)
     ("model: not HDF5 or zip", ["forward", f_text, "-i", S0_IN], 1, "not a model file"),
@@ -200,6 +206,9 @@ CASES = [
     ("data: initial state of the wrong shape",
      ["forward", S0, "-i", S0_IN, "--initial-state", f_state], 1,
      "initial state for layer 'simple_rnn' must have shape (2,) or (1, 2), got (3,)"),
+    ("data: initial state of a state the layer lacks",
+     ["forward", S0, "-i", S0_IN, "--initial-state", f_states_h_c], 1,
+     "initial state 'c': layer 'simple_rnn' has the state(s) h; expected those"),
     ("data: a directory", ["forward", S0, "-i", lambda t: t], 1, "is a directory"),
     ("data: missing path", ["forward", S0, "-i", "missing.csv"], 1, "no such file"),
     ("output: missing directory",

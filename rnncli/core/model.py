@@ -299,6 +299,13 @@ class Model:
             if not rec:
                 raise InputDataError("an initial state was given but the model has no recurrent layer")
             initial_state = {rec[0].name: initial_state}
+        elif rec and any(k in rec[0].state_names for k in initial_state) and \
+                any(k not in {la.name for la in rec} for k in initial_state):
+            # the first layer's states with one more: name that one, not "no layer 'h'"
+            extra = next(k for k in initial_state if k not in rec[0].state_names)
+            raise InputDataError(
+                f"initial state {extra!r}: layer {rec[0].name!r} has the state(s) "
+                f"{', '.join(rec[0].state_names)}; expected those, or states by layer name")
         return {self.get_layer(name).name: self.get_layer(name).initial_state_from(s, batch)
                 for name, s in initial_state.items()}
 
