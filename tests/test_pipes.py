@@ -98,3 +98,23 @@ def test_binary_output_is_not_sent_to_a_terminal(tmp_path):
     piped = subprocess.run(RNNCLI + ["forward", S0, "-i", S0_IN, "-f", "npy"],
                            capture_output=True, timeout=120)
     assert piped.returncode == 0 and piped.stdout.startswith(b"\x93NUMPY")
+
+
+def test_a_full_device_is_one_line_not_an_unexpected_error(tmp_path):
+    """Output to a full disk (/dev/full here) said 'unexpected error: OSError', as for a
+    bug; and an input beyond float32 printed numpy's RuntimeWarning beside rnncli's own."""
+    if not os.path.exists("/dev/full"):
+        import pytest
+        pytest.skip("no /dev/full")
+    for redirect in ("-o /dev/full -f csv", "-f csv > /dev/full", "-f npy > /dev/full",
+                     "> /dev/full"):
+        done = sh(f"{rnncli_cmd()} forward '{S0}' -i '{S0_IN}' {redirect}")
+        assert done.returncode == 1, (redirect, done.stderr)
+        assert done.stderr == "rnncli: error: the output could not be written (No space " \
+                              "left on device)\n", (redirect, done.stderr)
+    big = tmp_path / "big.csv"
+    big.write_text("1e39,0,0,0,0\n1,2,3,4,5\n")
+    done = sh(f"{rnncli_cmd()} forward '{S0}' -i '{big}' -f csv")
+    assert done.returncode == 0
+    assert done.stderr.count("\n") == 1 and "beyond what the model's float32" in done.stderr, \
+        done.stderr

@@ -3,6 +3,7 @@ closed terminal) exit 128 + its number with one line, a closed pipe a quiet exit
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -62,12 +63,27 @@ class RnncliGroup(click.Group):
             ctx.exit(0)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except OSError as e:
+            if traceback():
+                raise
+            if e.errno not in FULL:
+                raise _unexpected(e) from None
+            quiet_stdout()  # it may be stdout that is full: Python's last flush fails too
+            raise Failure(f"the output could not be written ({e.strerror})") from None
         except Exception as e:  # a bug: short message unless asked for the traceback
             if traceback():
                 raise
-            raise Failure(
-                f"unexpected error: {type(e).__name__}: {e} (run with --traceback or "
-                f"RNNCLI_TRACEBACK=1 for details, and please report it)") from None
+            raise _unexpected(e) from None
+
+
+# a write that fails for want of room (a full disk or quota, /dev/full, a file too big) or
+# a failing device: what the user can act on, not a bug
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _unexpected(e: Exception) -> Failure:
+    return Failure(f"unexpected error: {type(e).__name__}: {e} (run with --traceback or "
+                   f"RNNCLI_TRACEBACK=1 for details, and please report it)")
 
 
 def say(message: str):

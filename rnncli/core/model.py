@@ -178,7 +178,8 @@ class Model:
         if x.shape[1] == 0:
             raise InputDataError("input has no timesteps; expected at least one")
         dtype = self.dtype if x.dtype.kind != "f" or x.dtype != self.dtype else x.dtype
-        return x.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # beyond the dtype: Inf, as the CLI warns
+            return x.astype(dtype, copy=False)
 
     def run(self, x, initial_state=None, trace=True, sequences=True,
             engine: Engine | str | None = None, samples=None) -> Result:
