@@ -77,6 +77,7 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
       rnncli export model.keras -i x.npy -o - -f npy --what hidden/rnn_a > h.npy
       rnncli export model.keras -i x.npy --sample 0:4 -o - -f ndjson | jq .z
     """
+    from ..core.engine import Engine
     from ..io.atomic import check_target
     from ..io.export import export_results, format_for
     from ..present.select import split_names
@@ -112,7 +113,7 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
     with progress_bar("exporting") as progress:
         n = export_results(m, x, output, fmt, initial_state=h0, what=what, layers=layers,
                            samples=sample, steps=steps, units=unit_list, force=force,
-                           progress=progress)
+                           progress=progress, engine=Engine(one_shot=True))
     if not quiet and output != "-":
         of = f" of {len(x)}" if n != len(x) else ""
         cut = "".join(f", {name} {v}" for name, v in (("steps", steps), ("units", unit_list))

@@ -202,8 +202,13 @@ def run_model(model, data, x, h0, trace, samples=None):
     from ..errors import InputDataError
 
     try:
-        return model.run(x, initial_state=h0, trace=trace, samples=samples,
-                         engine=Engine(one_shot=True))
+        engine = Engine(one_shot=True)
+        if samples is not None and model.batch_size_for(x, trace) >= len(x):
+            # in the batch a run without --sample computes them in (as export does:
+            # numpy's BLAS may round a row's sums by the rows beside it), where that batch
+            # is all of x; a bigger input runs the chosen samples alone
+            return model.run(x, initial_state=h0, trace=trace, engine=engine).take(samples)
+        return model.run(x, initial_state=h0, trace=trace, samples=samples, engine=engine)
     except InputDataError as e:
         if str(e).startswith(data.name) or "initial state" in str(e):
             raise

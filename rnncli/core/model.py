@@ -190,8 +190,9 @@ class Model:
         the cell's state order (LSTM: ``(h, c)``) or a dict by state name.
         ``engine``: "auto", "numpy" or "numba" (rnncli.core.engine.Engine); the
         environment variable RNNCLI_ENGINE sets the default. ``samples``: run only these
-        rows of the batch (rows never interact: the numbers are those of a run on all;
-        initial states are checked against the whole batch). Returns a :class:`Result`.
+        rows of the batch (rows never interact; the compiled loop gives the numbers of a
+        run on all, numpy's BLAS may round a row's sums by the rows beside it, in the last
+        bits; initial states are checked against the whole batch). Returns a :class:`Result`.
         The model output is computed when every layer on its path is supported;
         otherwise ``Result.outputs`` is None and ``Result.output_error`` says why.
         ``sequences=False`` with ``trace=False`` keeps no hidden sequence of a layer that

@@ -101,13 +101,14 @@ def needs_trace(fmt, what, steps=None):
 
 def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers=None,
                    samples=None, steps=None, units=None, force=False, batch_size=None,
-                   progress=None, precision=None):
+                   progress=None, precision=None, engine=None):
     """Run ``model`` on ``x`` and write the results to ``path`` (``-`` for stdout).
 
     ``samples`` (``"0,3"``, ``"0:4"`` or a list), ``steps`` (``"0:10"``) and ``units``
     (``"0,2"``) select what is written, as forward's --sample, --steps, --unit do; only
-    the selected samples are computed (rnncli/io/slices.py). Returns the number of samples
-    written."""
+    the selected samples are computed (rnncli/io/slices.py). ``engine``: the loop to run
+    (rnncli/core/planning.py; the CLI's is one-shot, as forward's). Returns the number of
+    samples written."""
     from .slices import SELECTION, Pick, picked_batches, selected
 
     if fmt in ROW_FORMATS and what:
@@ -126,9 +127,9 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
     size = batch_size or model.batch_size_for(x, trace)
     whole = size >= len(x)
     if pick.samples is None:
-        batches = model.run_batches(x, initial_state, size, trace=trace)
+        batches = model.run_batches(x, initial_state, size, trace=trace, engine=engine)
     else:
-        batches = picked_batches(model, x, initial_state, size, trace, pick.samples)
+        batches = picked_batches(model, x, initial_state, size, trace, pick.samples, engine)
     total = len(x) if pick.samples is None else len(pick.samples)
     batches = _with_progress(batches, total, progress)
     if fmt in ROW_FORMATS:

@@ -141,7 +141,7 @@ def apply(arrays: dict, sel: Resolved) -> dict:
     return out
 
 
-def picked_batches(model, x, initial_state, size, trace, samples):
+def picked_batches(model, x, initial_state, size, trace, samples, engine=None):
     """``(start, result)`` for the chosen samples, in their order. Each sample is computed
     in the batch an unselected export computes it in, and only the batches holding a chosen
     sample are: BLAS rounds a row's sums by where the row sits in the product, so the same
@@ -152,7 +152,7 @@ def picked_batches(model, x, initial_state, size, trace, samples):
         rows = np.asarray(list(group)) - b * size
         if b != batch:
             span = slice(b * size, min(len(x), (b + 1) * size))
-            batch, result = b, model.run(np.asarray(x[span]), trace=trace,
+            batch, result = b, model.run(np.asarray(x[span]), trace=trace, engine=engine,
                                          initial_state=model.select_states(states, span))
         yield done, result.take(rows)
         done += len(rows)
