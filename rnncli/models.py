@@ -50,8 +50,9 @@ def _is_torch_zip(head, path):
 
 
 def _is_onnx(head, path):
-    return path.lower().endswith(".onnx") or (head[:1] == b"\x08" and b"\x12" in head[:16]
-                                               and b"onnx" in head[:256].lower())
+    """A ModelProto: its first field is ir_version (key 08), as every writer orders them."""
+    return head[:1] == b"\x08" and (path.lower().endswith(".onnx") or (
+        b"\x12" in head[:16] and b"onnx" in head[:256].lower()))
 
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -99,7 +100,42 @@ def not_a_model(path, head) -> str:
                 "the model)"
     elif _looks_like_table(head):
         looks = " (it looks like CSV/TSV input data: give it with -i, after the model)"
+    named = _named_format(path)
+    if named and not looks:  # its name says what it should be: say what it is instead
+        ext, what, who = named
+        return f"{path}: {_contents(head)}, but a {ext} file is {what}; expected one written " \
+               f"by {who}"
     return f"{path}: not a model file rnncli reads{looks}; expected {READ_FORMATS}"
+
+
+# (extension, what such a file is, what writes it): the first that ends a name names it
+NAMED_FORMATS = ((".weights.h5", "an HDF5 file", "Keras' save_weights"),
+                 (".h5", "an HDF5 file", "Keras"), (".hdf5", "an HDF5 file", "Keras"),
+                 (".keras", "a zip archive", "Keras' model.save"),
+                 (".npz", "a zip archive", "numpy.savez (or rnncli)"),
+                 (".pt", "a zip archive or a pickle", "torch.save"),
+                 (".pth", "a zip archive or a pickle", "torch.save"),
+                 (".safetensors", "an 8-byte header length, a JSON header and the tensors",
+                  "safetensors (or rnncli)"),
+                 (".onnx", "a protobuf ModelProto (its first byte 08, ir_version's key)",
+                  "torch.onnx.export or onnx.save (or rnncli)"))
+
+
+def _named_format(path) -> tuple | None:
+    name = str(path).lower()
+    return next((f for f in NAMED_FORMATS if name.endswith(f[0])), None)
+
+
+def _contents(head: bytes) -> str:
+    """What a file starting with ``head`` holds, in a few words."""
+    if not head:
+        return "is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"starts with the bytes {head[:8].hex(' ')}"
+    first = text.strip().splitlines()[0][:30] if text.strip() else ""
+    return f"holds text ({first!r} ...)" if first else "holds only white space"
 
 
 def model_file_kind(head: bytes, path: str = "", names=()) -> str | None:

@@ -62,6 +62,20 @@ def f_text(tmp):
     return p
 
 
+def f_text_named(name):
+    def make(tmp):
+        p = os.path.join(tmp, name)
+        open(p, "w").write("hello, this is not a model\n")
+        return p
+    return make
+
+
+def f_empty_onnx(tmp):
+    p = os.path.join(tmp, "model.onnx")
+    open(p, "wb").close()
+    return p
+
+
 def f_truncated(tmp):
     data = open(ref_path("seed000_two_units", "model_k2.h5"), "rb").read()
     p = os.path.join(tmp, "half.h5")
@@ -151,7 +165,12 @@ def f_states_h_c(tmp):  # an LSTM's states, given to a SimpleRNN
 
 CASES = [
     # (label, argv with {tmp}-made paths as callables, exit code, message)
-    ("model: not HDF5 or zip", ["forward", f_text, "-i", S0_IN], 1, "not a model file"),
+    ("model: not HDF5 or zip", ["forward", f_text, "-i", S0_IN], 1,
+     "holds text ('hello, this is not a model' ...), but a .h5 file is an HDF5 file"),
+    ("model: empty, named .onnx", ["forward", f_empty_onnx, "-i", S0_IN], 1,
+     "is empty, but a .onnx file is a protobuf ModelProto"),
+    ("model: no format's name", ["forward", f_text_named("notes.bin"), "-i", S0_IN], 1,
+     "not a model file rnncli reads; expected .keras, .h5"),
     ("model: truncated HDF5", ["forward", f_truncated, "-i", S0_IN], 1, "not a readable HDF5 file"),
     ("model: HDF5 with no model weights", ["forward", f_empty_h5, "-i", S0_IN], 1,
      "holds no Keras model or weights"),
