@@ -380,3 +380,23 @@ def test_selection_messages_count_one_in_the_singular_and_quote_no_value():
         parse_index_list("1", "sample", 1)
     with pytest.raises(UsageError, match=r"^--unit 2:2 selects nothing \(there are 3\)$"):
         parse_index_list("2:2", "unit", 3)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_a_gates_trace_fits_the_width_with_its_unit_column(tmp_path, width):
+    """A GRU gate's seven columns at 80 did not fit at 4 decimals: rich squeezed the
+    "unit" column to nothing (its header and every index gone) and broke the heading
+    inside "(gate z)". Fewer decimals where needed, and the equation on its own line."""
+    gru = str(tmp_path / "gru.keras")
+    assert run("convert", "--seed", "1", "--units", "3", "--input-dim", "5", "--cell", "gru",
+               "-o", gru, "-q").exit_code == 0
+    out = run("trace", gru, "-i", sample("seed000_input.csv"), "--gate", "z",
+              "--width", str(width)).stdout
+    lines = out.splitlines()
+    assert all(len(line) <= width for line in lines), out
+    header = next(line for line in lines if line.startswith("┃"))
+    assert "unit" in header and "note" in header, out
+    indices = [line.split("│")[2].strip() for line in lines if line.startswith("│")]
+    assert indices[:3] == ["0", "1", "2"], out
+    assert "(gate z)" in out and not any(line.rstrip().endswith("(gate") for line in lines)
+    assert ("rounded to 3 decimals" in out) == (width == 80), out

@@ -291,21 +291,34 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     b = sample_pos
     direction = f" {view.direction}" if view.direction else ""
     section = f" {view.section}" if view.section else ""
-    heading = Text(f"{layer_title(layer)}{direction}{section}  sample {view.samples[b]}:  "
-                   f"{layer.cell.equation(view.section)}", style="bold")
+    head = f"{layer_title(layer)}{direction}{section}  sample {view.samples[b]}:"
+    equation = layer.cell.equation(view.section)
+    # the equation on a line of its own where the two don't fit one (rich broke a line
+    # inside "(gate z)" or "h = tanh(z)")
+    heading = Text(f"{head}  {equation}" if len(head) + 2 + len(equation) <= width else
+                   f"{head}\n  {equation}", style="bold")
     columns = view.columns
-    choices = [precision] if precision is not None or show_all else [None, 4]
     nterms = 0 if view.terms is None else view.terms.shape[2]
-    for p in choices:  # all digits if they fit (with a few feature terms), else 4 decimals
+    note = max((len(f) for f in view.flags()[b].ravel()), default=0)
+
+    def measure(p):
         text = {k: fmt(view.arrays[k][b], p) for k in columns}
         cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in columns) + 3
-        core = 5 + 7 + sum(max(cell, len(view.title(k)) + 3) for k in columns) + 14 + 1
+        core = len(str(view.t[-1] if len(view.t) else 0)) + 3 + 7 + \
+            sum(max(cell, len(view.title(k)) + 3) for k in columns) + max(note, 4) + 3 + 1
         largest = view.dominant() is not None and core + 10 <= width
         core += 10 if largest else 0
         terms = None if view.terms is None else fmt(view.terms[b], p)
         tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
         fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
-        if core <= width and (terms is None or fit_n >= min(nterms, 4)):
+        return p, text, cell, core, largest, terms, tcell, fit_n
+
+    # all digits if they fit (with a few feature terms), else 4 decimals; fewer only where
+    # the cell's own columns don't fit at 4 (a GRU gate's seven at 80: rich squeezed the
+    # "unit" column away)
+    for p in [precision] if precision is not None or show_all else [None, 4, 3, 2]:
+        p, text, cell, core, largest, terms, tcell, fit_n = measure(p)
+        if core <= width and (terms is None or fit_n >= min(nterms, 4) or p == 4):
             break
     if terms is not None and not show_all and fit_n < nterms:
         shown = (width - core - 4) // tcell  # beside a 4-wide "…" column
@@ -313,8 +326,8 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     else:
         term_cols = list(range(nterms))
     table = Table(header_style="bold")
-    table.add_column("t", justify="right", style="dim")
-    table.add_column("unit", justify="right", style="dim")
+    table.add_column("t", justify="right", style="dim", no_wrap=True)
+    table.add_column("unit", justify="right", style="dim", no_wrap=True)
     for k in columns:
         table.add_column(view.title(k), justify="right", no_wrap=True,
                          min_width=max(len(view.title(k)), cell - 3))
@@ -361,7 +374,7 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     if view.dominant() is not None and dominant is None:
         notes.append("'largest' left out to fit (--width, or -f csv)")
     if p is not None and precision is None:
-        notes.append(ROUNDED)
+        notes.append(ROUNDED.replace("4", str(p)))
     if terms is not None and len([c for c in term_cols if c is not None]) < nterms:
         shown = len([c for c in term_cols if c is not None])
         notes.append("the feature terms x_i·W_ij don't fit (--width, or -f csv --terms)"
