@@ -201,28 +201,31 @@ def how_to_raise(name: str, needed=None) -> str:
     return " or ".join(ways)
 
 
-def check(name: str, value, what: str, error: type[RnncliError] = RnncliError) -> None:
+def check(name: str, value, what: str, error: type[RnncliError] = RnncliError,
+          of_file: bool = True) -> None:
     """Raise ``error`` when ``value`` is over the limit ``name``. ``what`` starts the sentence
     and names the thing measured; ``{}`` in it stands for the value, else the value follows
-    it: ``check("max_units", n, "m.keras: layer 'rnn' declares {} units", ModelFileError)``."""
+    it: ``check("max_units", n, "m.keras: layer 'rnn' declares {} units", ModelFileError)``.
+    ``of_file``: a file declared the value (else the user asked for it: --units)."""
     lim = _limit(name)
     limit = get(name)
     if value > limit:
         shown = _show(lim, value)
         said = what.replace("{}", shown, 1) if "{}" in what else f"{what} {shown}"
-        raise error(f"{said}, over the {_show(lim, limit)} {name} limit; if the file is "
-                    f"trusted, raise it with {how_to_raise(name, value)}")
+        why = "if the file is trusted" if of_file else "if that is what you meant"
+        raise error(f"{said}, over the {_show(lim, limit)} {name} limit; {why}, raise it "
+                    f"with {how_to_raise(name, value)}")
 
 
 def check_bytes(declared: int, what: str, name: str = "max_memory",
-                error: type[RnncliError] = RnncliError) -> None:
+                error: type[RnncliError] = RnncliError, of_file: bool = True) -> None:
     """Raise ``error`` when ``declared`` bytes are over the size limit ``name``
     (``max_memory`` unless told): ``check_bytes(n, "x.npy: array of shape (10**9, 3) takes")``
     -> ``"x.npy: array of shape (...) takes 22.4 GiB, over the 2 GiB max_memory limit; if
     the file is trusted, raise it with RNNCLI_MAX_MEMORY=32G or --max-memory 32G"``."""
     if _limit(name).kind != "size":
         raise KeyError(f"{name} is not a size limit")
-    check(name, declared, what, error)
+    check(name, declared, what, error, of_file)
 
 
 def check_ratio(uncompressed: int, compressed: int, what: str,

@@ -239,6 +239,12 @@ CASES = [
     ("usage: no input", ["forward", S0], 2, "Missing option '-i' / '--input'"),
     ("usage: unknown format", ["forward", S0, "-i", S0_IN, "-f", "xml"], 2,
      "'xml' is not one of"),
+    ("usage: a size that is not one", ["forward", S0, "-i", S0_IN, "--max-memory", "abc"], 2,
+     "Invalid value for '--max-memory': 'abc' is not a size"),
+    ("usage: seeded weights over the memory limit",
+     ["forward", "--seed", "1", "--units", "40000", "--input-dim", "5", "-i", S0_IN], 1,
+     "--units 40000: the weights would take 6.0 GiB, over the 2 GiB max_memory limit; if "
+     "that is what you meant, raise it"),
 ]
 
 

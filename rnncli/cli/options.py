@@ -25,8 +25,12 @@ def _max_memory(ctx, _param, value):
     """--max-memory SIZE: the limit stays in force for the whole command."""
     if value is not None:
         from .. import limits
+        from ..errors import RnncliError
 
-        limits.parse_size(value)  # a bad size is a usage error now, not later
+        try:  # a bad size is a usage error now (exit 2, naming the option), not later
+            limits.parse_size(value)
+        except RnncliError as e:
+            raise click.BadParameter(str(e), ctx, _param) from None
         ctx.with_resource(limits.override(max_memory=value))
     return value
 

@@ -76,7 +76,8 @@ def random_model(seed: int, units: int, input_dim: int, *, activation="tanh", us
         raise UsageError(f"--cell {cell}: expected one of {', '.join(classes)}")
     cell_type, _ = classes[cell]
     gates = len(cell_type.gates) or 1
-    limits.check_bytes(4 * (input_dim + units + 2) * gates * units, f"--units {units}")
+    limits.check_bytes(4 * (input_dim + units + 2) * gates * units,
+                       f"--units {units}: the weights would take", of_file=False)
     weights = random_weights(seed, units, input_dim, use_bias, dtype, gates=gates,
                              forget_bias=cell == "lstm",
                              bias_rows=2 if cell == "gru" else 1)
