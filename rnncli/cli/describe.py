@@ -26,7 +26,7 @@ def summary(model, seed, units, input_dim, cell, overrides, fmt, color, width):
       rnncli summary model.weights.h5 -f json
       rnncli summary --seed 1 --units 8 --input-dim 3 --cell lstm
     """
-    if seed is not None and input_dim is None:
+    if seed is not None and input_dim is None and not model:
         raise click.UsageError("--seed needs --input-dim (the features per timestep)")
     m = get_model(model, seed, units, input_dim, overrides, cell=cell)
     from ..present.summary import describe

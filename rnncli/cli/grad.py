@@ -93,7 +93,10 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
     fmt = _format_for(output, fmt)
     check_target(output, force, fmt)
     if (target_path is None) == (of is None):
-        raise click.UsageError("give --target PATH (with --loss) or --of OUTPUT[:UNIT][@STEP]")
+        raise click.UsageError(
+            "--target and --of each pick what is differentiated (a loss against targets, "
+            "or an output itself): give one, not both" if of is not None else
+            "give --target PATH (with --loss) or --of OUTPUT[:UNIT][@STEP]")
     if fmt == "npy" and not what:
         raise click.UsageError("npy holds one array: name it with --what, e.g. grad_input")
     data, h0 = load_inputs(input_path, key, initial_state)

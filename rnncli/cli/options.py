@@ -152,8 +152,11 @@ def get_model(model, seed, units, input_dim, overrides, data=None, cell="simple_
                 raise click.UsageError("--seed needs --input-dim (or an input to take it from)")
             input_dim = data.array.shape[-1]
         return random_model(seed, units, input_dim, cell=cell, overrides=ov)
-    if units is not None or input_dim is not None:
-        raise click.UsageError("--units and --input-dim go with --seed")
+    ctx = click.get_current_context(silent=True)
+    cell_given = ctx is not None and ctx.get_parameter_source("cell") not in (
+        None, click.core.ParameterSource.DEFAULT)  # a model file says its own cell
+    if units is not None or input_dim is not None or cell_given:
+        raise click.UsageError("--units, --input-dim and --cell go with --seed")
     if not model:
         raise click.UsageError("give a MODEL file, or --seed N --units H for random weights")
     m = load_model(model, overrides=ov)
