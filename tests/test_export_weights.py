@@ -155,3 +155,26 @@ def test_keras_load_weights_and_random_models(keras_ran):
                                atol=1e-5)
     np.testing.assert_allclose(predicted(keras_ran, "random/weights.h5"), model.run(x).output,
                                atol=1e-5)
+
+
+def test_a_refused_state_dict_names_only_formats_that_can_hold_the_model(tmp_path):
+    """A masked classifier refused as a state_dict was told 'write .onnx or .keras
+    instead', and ONNX then refused it too (mask_zero): .onnx is named only where rnncli
+    can write it."""
+    from rnncli.errors import OutputError
+    from rnncli.keras.random import random_model
+
+    masked = rnncli.load_model(os.path.join(HERE, "..", "sample_weights",
+                                            "masked_classifier.keras"))
+    with pytest.raises(OutputError, match=r"mask_zero.*: write \.keras instead$"):
+        export_weights(masked, str(tmp_path / "m.safetensors"))
+    with pytest.raises(OutputError, match="mask_zero"):
+        export_weights(masked, str(tmp_path / "m.onnx"))
+    sigmoid = random_model(1, 2, 3, overrides={"activation": "sigmoid"})
+    with pytest.raises(OutputError, match=r"nn\.RNN computes tanh or relu.*: write \.onnx or "
+                                          r"\.keras instead$"):
+        export_weights(sigmoid, str(tmp_path / "s.safetensors"))
+    export_weights(sigmoid, str(tmp_path / "s.onnx"))
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(rnncli.load_model(str(tmp_path / "s.onnx")).run(x).output,
+                               sigmoid.run(x).output, rtol=0, atol=1e-6)

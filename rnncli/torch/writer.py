@@ -33,9 +33,13 @@ TORCH_FUNCTIONS = {"softmax": "torch.softmax({}, dim=-1)", "sigmoid": "torch.sig
 
 
 def _refuse(layer, why):
-    raise OutputError(f"layer {layer.name!r} ({layer.class_name}): {why}; a PyTorch state_dict "
-                      f"holds one nn.RNN, nn.LSTM or nn.GRU stack (after an nn.Embedding, "
-                      f"before nn.Linear heads): write .onnx or .keras instead")
+    raise _Refused(f"layer {layer.name!r} ({layer.class_name}): {why}; a PyTorch state_dict "
+                   f"holds one nn.RNN, nn.LSTM or nn.GRU stack (after an nn.Embedding, "
+                   f"before nn.Linear heads)")
+
+
+class _Refused(OutputError):
+    """A model a state_dict can't hold; ``plan`` says which format can."""
 
 
 def _check_cell(layer, inner):
@@ -57,7 +61,22 @@ def _check_cell(layer, inner):
 
 def plan(model) -> dict:
     """What the state_dict holds: {"embedding", "rnn": [layers], "heads": [Dense],
-    "class_name", "hidden", "input_size", "dirs", "bias", "last_step"}; refuses clearly."""
+    "class_name", "hidden", "input_size", "dirs", "bias", "last_step"}; refuses clearly,
+    naming the formats that can hold the model (.onnx only where rnncli can write it)."""
+    try:
+        return _plan(model)
+    except _Refused as e:
+        from ..onnx.writer import graph
+
+        try:
+            graph(model)
+            elsewhere = ".onnx or .keras"
+        except OutputError:
+            elsewhere = ".keras"
+        raise OutputError(f"{e}: write {elsewhere} instead") from None
+
+
+def _plan(model) -> dict:
     chain = model.chain_layers()
     if chain is None:
         raise OutputError("only a chain of layers (each taking the one before's output) can "
