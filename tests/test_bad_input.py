@@ -391,6 +391,11 @@ def test_integer_weights_are_computed_as_float32(tmp_path):
     model = rnncli.load_model(str(ints))
     assert model.layers[0].cell.dtype == np.float32
     assert any("integer weights" in n for n in model.notes)
+    nan = tmp_path / "nan.npz"  # weights-only files are checked for NaN as others are
+    np.savez(nan, kernel=np.where(k == 2, np.nan, k).astype(np.float32),
+             recurrent_kernel=u.astype(np.float32))
+    assert "layer 'simple_rnn': kernel holds NaN or Inf values" in \
+        rnncli.load_model(str(nan)).notes
     np.testing.assert_array_equal(model.run(x).output, rnncli.load_model(str(floats)).run(x).output)
     for engine in ("numpy", "numba"):
         os.environ["RNNCLI_ENGINE"] = engine

@@ -178,3 +178,21 @@ def test_a_refused_state_dict_names_only_formats_that_can_hold_the_model(tmp_pat
     x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
     np.testing.assert_allclose(rnncli.load_model(str(tmp_path / "s.onnx")).run(x).output,
                                sigmoid.run(x).output, rtol=0, atol=1e-6)
+
+
+def test_files_rnncli_wrote_say_so_in_summary(tmp_path):
+    """summary called a converted file 'written by Keras 3.0.0': that is the oldest Keras
+    that reads it; rnncli wrote it."""
+    from click.testing import CliRunner
+
+    from rnncli.cli import cli
+
+    src = os.path.join(HERE, "..", "sample_weights", "seed000_two_units.keras")
+    for ext in ("keras", "h5"):
+        out = str(tmp_path / f"c.{ext}")
+        assert CliRunner().invoke(cli, ["convert", src, "-o", out, "-q"]).exit_code == 0
+        first = CliRunner().invoke(cli, ["summary", out, "--width", "200"]).output.splitlines()[0]
+        assert first.endswith("written by rnncli for Keras 3.0.0 and later"), first
+        assert "written by Keras" not in first, first
+    first = CliRunner().invoke(cli, ["summary", src, "--width", "200"]).output.splitlines()[0]
+    assert first.endswith("written by Keras 3.15.1"), first

@@ -42,8 +42,12 @@ def summary(model, seed, units, input_dim, cell, overrides, fmt, color, width):
     console = console_for(None, color, width)
     src = m.source
     where = src.get("path") or f"seed {src.get('seed')}"
+    title = src.get("title", "")
     version = f", written by Keras {src['keras_version']}" if src.get("keras_version") else ""
-    console.print(f"{where}: {src.get('title', '')}{version}")
+    if src.get("saved_by") == "rnncli":  # its keras_version: the oldest Keras that reads it
+        title = title.replace(" written by Keras 3", " (Keras 3's)")
+        version = f", written by rnncli for Keras {src.get('keras_version') or 3} and later"
+    console.print(f"{where}: {title}{version}")
     for t in summary_tables(info, console.width):
         console.print(t)
     for w in info["warnings"]:

@@ -131,9 +131,11 @@ def _model_from_h5(f, path, settings, archive):
                          f"layer_names or layers group)")
 
 
-def _source(path, fmt, version, has_config):
+def _source(path, fmt, version, has_config, saved_by=""):
+    """``saved_by``: "rnncli" for files rnncli wrote (their keras_version is the oldest
+    Keras that reads them, not a Keras that wrote them)."""
     return {"path": path, "format": fmt, "title": FORMAT_TITLES[fmt], "keras_version": version,
-            "has_config": has_config}
+            "has_config": has_config, "saved_by": saved_by}
 
 
 def _legacy_model(f, path, settings):
@@ -150,7 +152,8 @@ def _legacy_model(f, path, settings):
 
     fmt = "keras3_legacy_h5" if major >= 3 else "keras2_model_h5"
     model = model_from_config(config, weights_for, major, settings,
-                              source=_source(path, fmt, version, True))
+                              source=_source(path, fmt, version, True,
+                                             text(f.attrs.get("saved_by", ""))))
     if major >= 3:
         model.original_config = config  # already Keras 3's form: kept for writing Keras 3 files
     return model
@@ -220,7 +223,8 @@ def _k3_weights(f, path, settings, config):
             return k3_group_arrays(groups[key], f"{path}: layers/{key}")
 
         model = model_from_config(cfg, weights_for, _version_major(version), settings,
-                                  source=_source(path, "keras3_archive", version, True))
+                                  source=_source(path, "keras3_archive", version, True,
+                                                 str(meta.get("saved_by", ""))))
         model.original_config = cfg  # kept for writing Keras 3 files back out
         return model
     entries = []

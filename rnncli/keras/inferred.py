@@ -18,6 +18,7 @@ from ..core.rnn import RNN, Bidirectional
 from ..core.settings import apply_settings
 from ..errors import ModelFileError
 from .build import snake_case
+from .config import check_weights
 
 RECURRENT = ("recurrent", "Bidirectional")
 DROPOUT_NAMES = {snake_case(c): c for c in L.IDENTITY_CLASSES}
@@ -149,6 +150,7 @@ def build(entries, path, fmt_source, keras_major, settings: dict | None) -> Mode
         notes.append(f"{path}: layer(s) {names} have no weights and the file no config: "
                      f"treated as pass-through (for a Masking layer, add --set mask_value=0)")
     apply_settings(model, settings)
+    check_weights(model)  # NaN or Inf: said, as for a file with a config
     return model
 
 

@@ -206,6 +206,7 @@ def write_legacy_h5(model, target):
     config = keras3_config(model)
     with h5py.File(target, "w") as f:
         f.attrs["keras_version"] = KERAS_VERSION
+        f.attrs["saved_by"] = "rnncli"  # as a .keras archive's metadata says it
         f.attrs["backend"] = "tensorflow"
         f.attrs["model_config"] = json.dumps(config)
         mw = f.create_group("model_weights")
