@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from importlib import import_module
 
-from .errors import ModelFileError, RnncliError, UsageError, file_error
+from .errors import ModelFileError, UsageError, file_error
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,8 @@ def writer_for(path, fmt=None) -> Writer:
         if low.endswith(w.extensions):
             return w
     names = ", ".join(e for w in writers for e in w.extensions)
-    raise RnncliError(f"{path}: can't tell the weights format from the name; use a name "
-                      f"ending in {names}, or --format")
+    raise UsageError(f"{path}: can't tell the weights format from the name; use a name "
+                     f"ending in {names}, or --format")
 
 
 def write_weights(model, path, fmt=None, force=False):

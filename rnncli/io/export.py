@@ -119,8 +119,8 @@ def export_results(model, x, path, fmt, *, initial_state=None, what=None, layers
         names = [la.name for la in model.recurrent_layers]
         unknown = [n for n in layers if n not in names]
         if unknown:
-            raise RnncliError(f"--layers: no recurrent layer {unknown[0]!r}; expected one of "
-                              f"{', '.join(names)}")
+            raise UsageError(f"--layers: no recurrent layer {unknown[0]!r}; expected one of "
+                             f"{', '.join(names)}")
     x = model.check_input(x)
     pick = Pick.parse(len(x), samples, steps, units)
     trace = needs_trace(fmt, what, pick.steps)
