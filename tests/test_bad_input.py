@@ -70,6 +70,15 @@ def f_text_named(name):
     return make
 
 
+def f_lstm(tmp):  # seeded LSTM weights of 5 features, as a Keras archive
+    from rnncli.keras.random import random_model
+    from rnncli.models import write_weights
+
+    p = os.path.join(tmp, "lstm.keras")
+    write_weights(random_model(1, 3, 5, cell="lstm"), p)
+    return p
+
+
 def f_empty_onnx(tmp):
     p = os.path.join(tmp, "model.onnx")
     open(p, "wb").close()
@@ -239,6 +248,12 @@ CASES = [
     ("usage: no input", ["forward", S0], 2, "Missing option '-i' / '--input'"),
     ("usage: unknown format", ["forward", S0, "-i", S0_IN, "-f", "xml"], 2,
      "'xml' is not one of"),
+    ("data: text named .npy", ["forward", S0, "-i", f_text_named("x.npy")], 1,
+     "x.npy: holds text, but a .npy file is numpy's binary format; expected one written by "
+     "numpy.save"),
+    ("usage: --heatmap of a gate's column without --gate",
+     ["trace", f_lstm, "-i", S0_IN, "--heatmap", "gate"], 2,
+     "the state section of layer 'lstm' has columns c_prev, fc, ig, c, h; --gate NAME shows"),
     ("usage: --cell for a model file", ["summary", S0, "--cell", "lstm"], 2,
      "--units, --input-dim and --cell go with --seed"),
     ("usage: a model file and --seed", ["summary", S0, "--seed", "1", "--units", "2"], 2,

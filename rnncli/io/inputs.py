@@ -146,6 +146,19 @@ def _data(arr, name, tabular):
     return InputData(arr, name, tabular)
 
 
+def _looks_numeric(text: str) -> bool:
+    """Whether one of text's first lines holds a number (a CSV file named .npy by mistake
+    is still read as CSV, header and all; prose is not)."""
+    for line in text.strip().splitlines()[:3]:
+        for cell in line.replace(";", ",").replace("\t", ",").split(","):
+            try:
+                float(cell)
+                return True
+            except ValueError:
+                continue
+    return False
+
+
 def _sniff(head: bytes, name: str, option: str = "-i") -> str:
     """"npy", "zip" or "text" from a file's first bytes; a sentence for anything else."""
     if not head.strip() and len(head) < HEAD:
@@ -164,6 +177,11 @@ def _sniff(head: bytes, name: str, option: str = "-i") -> str:
     except UnicodeDecodeError:
         raise InputDataError(f"{name}: not UTF-8 text, NPY or NPZ; expected CSV/TSV text "
                              f"or a .npy/.npz array") from None
+    if name.lower().endswith((".npy", ".npz")) and not _looks_numeric(text):
+        ext = name[-4:].lower()
+        raise InputDataError(f"{name}: holds text, but a {ext} file is numpy's binary format; "
+                             f"expected one written by numpy.{'save' if ext == '.npy' else 'savez'}"
+                             f" (or CSV/TSV text named .csv)")
     if text.lstrip()[:1] in ("[", "{"):
         raise InputDataError(f"{name}: is JSON, which rnncli does not read as input; expected "
                              f"{LAYOUTS}, e.g. numpy.save('x.npy', json.load(f))")

@@ -221,8 +221,9 @@ def heatmaps(views, model, console, column=None):
     for v in views:
         values = v.values if column is None else v.arrays.get(column)
         if values is None:
+            other = "; --gate NAME shows a gate's section and its columns" if v.section else ""
             raise UsageError(f"--heatmap {column}: the {v.section or 'trace'} section of layer "
-                             f"{v.layer!r} has columns {', '.join(v.columns)}")
+                             f"{v.layer!r} has columns {', '.join(v.columns)}{other}")
         what = "h" if column is None else v.title(column)
         where = " ".join(p for p in (v.layer, getattr(v, "direction", ""),
                                      getattr(v, "section", "")) if p)
