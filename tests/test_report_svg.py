@@ -374,3 +374,11 @@ def test_sequential_heatmap_runs_pale_to_dark():
     lab = rgb_to_lab(np.array([[int(fills[k][i:i + 2], 16) for i in (1, 3, 5)]
                                for k in ("h0 @ t=0: 0.0", "h1 @ t=2: 5.0")], dtype=np.uint8))
     assert lab[0, 0] > 90 and lab[1, 0] < 30
+
+
+def test_an_all_zero_heatmap_does_not_call_its_scale_the_largest_magnitude():
+    """A zero bias's caption read 'full colour at ±1 (the largest magnitude)'."""
+    zero = heatmap(np.zeros((2, 3)), title="bias")
+    assert "(every value is 0)" in zero.caption and "largest magnitude" not in zero.caption
+    some = heatmap(np.array([[0.0, -0.5], [0.25, 0.0]]), title="w")
+    assert "full colour at ±0.5 (the largest magnitude)" in some.caption

@@ -67,10 +67,11 @@ def _runs(flags):
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
 
 
-def _scale_sentence(scale, given, clipped):
+def _scale_sentence(scale, given, clipped, zero=False):
+    """``zero``: every finite value is 0 (the scale's end is then no magnitude of them)."""
     if scale.diverging:
-        s = (f"Blue below 0, white at 0, red above; full colour at ±{scale.hi:.4g}"
-             + ("" if given else " (the largest magnitude)") + ".")
+        why = "" if given else " (every value is 0)" if zero else " (the largest magnitude)"
+        s = f"Blue below 0, white at 0, red above; full colour at ±{scale.hi:.4g}{why}."
     else:
         s = f"Pale at {scale.lo:.4g}, dark at {scale.hi:.4g}."
     if clipped:
@@ -225,7 +226,8 @@ def heatmap(values, *, row_labels=None, col_labels=None, title: str = "",
     finite = a[np.isfinite(a)]
     clipped = int(((finite < scale.lo) | (finite > scale.hi)).sum())
     caption = (f"{rows} × {cols} values. "
-               + _scale_sentence(scale, vmin is not None or vmax is not None, clipped)
+               + _scale_sentence(scale, vmin is not None or vmax is not None, clipped,
+                                 not finite.any())
                + caption_extra)
     counts = _special_counts(a)
     if counts:
