@@ -404,3 +404,24 @@ def test_a_gates_trace_fits_the_width_with_its_unit_column(tmp_path, width):
     assert indices[:3] == ["0", "1", "2"], out
     assert "(gate z)" in out and not any(line.rstrip().endswith("(gate") for line in lines)
     assert ("rounded to 3 decimals" in out) == (width == 80), out
+
+
+def test_the_tables_of_one_trace_are_rounded_alike(tmp_path):
+    """A GRU's gate tables came out at 4, 3 and 2 decimals in one command (each table
+    chose for itself what fits): one command's tables now share the digits the widest of
+    them needs."""
+    import re
+
+    gru = str(tmp_path / "gru.keras")
+    assert run("convert", "--seed", "1", "--units", "3", "--input-dim", "5", "--cell", "gru",
+               "-o", gru, "-q").exit_code == 0
+    mixed = []
+    for width in range(60, 132, 3):
+        out = run("trace", gru, "-i", sample("seed000_input.csv"), "--width", str(width)).stdout
+        tables = re.split(r"^(?=gru )", out, flags=re.M)[1:]  # a heading, then its table
+        assert len(tables) == 4, out
+        rounding = {(re.search(r"rounded\s+to\s+(\d)\s+decimals", t) or [None, "all"])[1]
+                    for t in tables}
+        if len(rounding) > 1:
+            mixed.append((width, rounding))
+    assert mixed == []

@@ -164,24 +164,30 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
         name, _, direction = k.partition("/")
         views += [v for v in trace_views(result, name, sel, terms, sections)
                   if not direction or v.direction == direction]
+    unknown = [s for s in sections or () if s not in {v.section for v in views}]
+    if unknown:  # each layer has one of the names at least; this one none has
+        raise click.UsageError(f"--gate {unknown[0]}: no layer shown has that gate or "
+                               f"section; expected LSTM's i, f, c, o, state or GRU's z, r, h, "
+                               f"state")
     views = relabel(views, samples)
 
     def write(fh):
         from ..io import formats
 
         if fmt == "table":
-            from ..present.render import heatmaps, trace_table
+            from ..present.render import heatmaps, trace_digits, trace_table
 
             console = console_for(fh, color, width)
             if heatmap_term:
                 for item in heatmaps(views, m, console, heatmap_term):
                     console.print(item)
                 return
+            digits = trace_digits(views, precision, show_all, console.width)
             for v in views:
                 layer = m.get_layer(v.layer)
                 for i in range(len(v.samples)):
                     console.print(trace_table(v, layer, i, precision, show_all,
-                                              width=console.width))
+                                              width=console.width, digits=digits))
         elif fmt in ("csv", "tsv", "ndjson"):
             formats.write_trace(views, fmt, fh, precision)
         elif fmt == "json":

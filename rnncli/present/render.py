@@ -283,12 +283,50 @@ def _vector(flat, precision, room):
     return text
 
 
+AUTO = ("auto",)  # trace_table's digits: chosen per table
+
+
+def trace_digits(views, precision=None, show_all=False, width=100):
+    """The digits every trace table of a command shows (``trace_table``'s ``digits``): the
+    fewest any of them needs to fit ``width``, so the tables of one command (an LSTM's
+    gates) are rounded alike; ``precision`` when given (None with ``show_all``)."""
+    if precision is not None or show_all:
+        return precision
+    order = [None, 4, 3, 2]
+    chosen = [_fitted(v, b, width, order)[0] for v in views for b in range(len(v.samples))]
+    return max(chosen, key=order.index, default=None)
+
+
+def _fitted(view, b, width, choices):
+    """(digits, text, cell, core, largest, terms, tcell, fit_n) of sample b's table at
+    the first of ``choices`` that fits: all digits (None) if they fit with a few feature
+    terms, else 4 decimals; fewer only where the cell's own columns don't fit at 4 (a GRU
+    gate's seven at 80: rich squeezed the "unit" column away)."""
+    columns = view.columns
+    nterms = 0 if view.terms is None else view.terms.shape[2]
+    note = max((len(f) for f in view.flags()[b].ravel()), default=0)
+    for p in choices:
+        text = {k: fmt(view.arrays[k][b], p) for k in columns}
+        cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in columns) + 3
+        core = len(str(view.t[-1] if len(view.t) else 0)) + 3 + 7 + \
+            sum(max(cell, len(view.title(k)) + 3) for k in columns) + max(note, 4) + 3 + 1
+        largest = view.dominant() is not None and core + 10 <= width
+        core += 10 if largest else 0
+        terms = None if view.terms is None else fmt(view.terms[b], p)
+        tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
+        fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
+        if core <= width and (terms is None or fit_n >= min(nterms, 4) or p == 4):
+            break
+    return p, text, cell, core, largest, terms, tcell, fit_n
+
+
 def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colour=True,
-                width=100):
+                width=100, digits=AUTO):
     """The arithmetic of one sample: z = x·W + h·U + b and h = f(z), a row per step and unit.
 
-    Numbers keep all their digits when the table fits ``width``, else 4 decimals; with
-    --terms, as many per-feature columns as fit are shown (all with --all)."""
+    Numbers keep all their digits when the table fits ``width``, else 4 decimals (or
+    ``digits``, from :func:`trace_digits`, for every table of a command); with --terms,
+    as many per-feature columns as fit are shown (all with --all)."""
     b = sample_pos
     direction = f" {view.direction}" if view.direction else ""
     section = f" {view.section}" if view.section else ""
@@ -300,27 +338,9 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
                    f"{head}\n  {equation}", style="bold")
     columns = view.columns
     nterms = 0 if view.terms is None else view.terms.shape[2]
-    note = max((len(f) for f in view.flags()[b].ravel()), default=0)
-
-    def measure(p):
-        text = {k: fmt(view.arrays[k][b], p) for k in columns}
-        cell = max(max((len(t) for t in text[k].ravel()), default=1) for k in columns) + 3
-        core = len(str(view.t[-1] if len(view.t) else 0)) + 3 + 7 + \
-            sum(max(cell, len(view.title(k)) + 3) for k in columns) + max(note, 4) + 3 + 1
-        largest = view.dominant() is not None and core + 10 <= width
-        core += 10 if largest else 0
-        terms = None if view.terms is None else fmt(view.terms[b], p)
-        tcell = 0 if terms is None else max((len(t) for t in terms.ravel()), default=1) + 3
-        fit_n = (width - core) // tcell if tcell else 0  # feature columns that fit
-        return p, text, cell, core, largest, terms, tcell, fit_n
-
-    # all digits if they fit (with a few feature terms), else 4 decimals; fewer only where
-    # the cell's own columns don't fit at 4 (a GRU gate's seven at 80: rich squeezed the
-    # "unit" column away)
-    for p in [precision] if precision is not None or show_all else [None, 4, 3, 2]:
-        p, text, cell, core, largest, terms, tcell, fit_n = measure(p)
-        if core <= width and (terms is None or fit_n >= min(nterms, 4) or p == 4):
-            break
+    choices = [precision] if precision is not None or show_all else \
+        [None, 4, 3, 2] if digits is AUTO else [digits]
+    p, text, cell, core, largest, terms, tcell, fit_n = _fitted(view, b, width, choices)
     if terms is not None and not show_all and fit_n < nterms:
         shown = (width - core - 4) // tcell  # beside a 4-wide "…" column
         term_cols = _unit_cols(nterms, False, shown) if shown >= 2 else []
