@@ -154,3 +154,17 @@ def test_weights_npz_given_as_input_says_they_look_like_weights(tmp_path):
     np.savez(p, a=np.ones((2, 3)), b=np.ones((3, 3)))  # two arrays of data: no hint
     with pytest.raises(InputDataError, match=r"choose one with --key$"):
         read_input(str(p))
+
+
+def test_numbers_named_npy_are_still_read_as_text(tmp_path):
+    """Text named .npy is refused only when it holds no numbers: space-separated values
+    under a few comment lines (which the text reader takes) still read as they did."""
+
+    text = "# a\n# b\n# c\n0.1 0.2 0.3\n1 2 3\n"
+    for name in ("x.npy", "x.csv"):
+        (tmp_path / name).write_text(text)
+    np.testing.assert_array_equal(read_input(str(tmp_path / "x.npy")).array,
+                                  read_input(str(tmp_path / "x.csv")).array)
+    (tmp_path / "prose.npy").write_text("hello, this is not data\n")
+    with pytest.raises(InputDataError, match="holds text, but a .npy file is numpy's binary"):
+        read_input(str(tmp_path / "prose.npy"))

@@ -94,6 +94,7 @@ def test_binary_output_is_not_sent_to_a_terminal(tmp_path):
         assert done.returncode == 1, args
         assert "is a terminal" in done.stderr and "binary" in done.stderr, args
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert ("> FILE" in done.stderr) == ("h5" not in args), done.stderr  # HDF5: files only
         assert written == b"", args
     piped = subprocess.run(RNNCLI + ["forward", S0, "-i", S0_IN, "-f", "npy"],
                            capture_output=True, timeout=120)
@@ -106,8 +107,7 @@ def test_a_full_device_is_one_line_not_an_unexpected_error(tmp_path):
     if not os.path.exists("/dev/full"):
         import pytest
         pytest.skip("no /dev/full")
-    for redirect in ("-o /dev/full -f csv", "-f csv > /dev/full", "-f npy > /dev/full",
-                     "> /dev/full"):
+    for redirect in ("-f csv > /dev/full", "-f npy > /dev/full", "> /dev/full"):
         done = sh(f"{rnncli_cmd()} forward '{S0}' -i '{S0_IN}' {redirect}")
         assert done.returncode == 1, (redirect, done.stderr)
         assert done.stderr == "rnncli: error: the output could not be written (No space " \

@@ -69,7 +69,8 @@ class RnncliGroup(click.Group):
             if e.errno not in FULL:
                 raise _unexpected(e) from None
             quiet_stdout()  # it may be stdout that is full: Python's last flush fails too
-            raise Failure(f"the output could not be written ({e.strerror})") from None
+            what = e.filename or "the output"  # a write to stdout or a file names none
+            raise Failure(f"{what} could not be written ({e.strerror})") from None
         except Exception as e:  # a bug: short message unless asked for the traceback
             if traceback():
                 raise

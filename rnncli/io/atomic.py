@@ -72,17 +72,22 @@ def _real(path: str) -> str:
 
 
 # what rnncli writes in binary: results (export, forward/trace/grad -f npy/npz) and
-# every weights format (convert)
-BINARY_FORMATS = ("npy", "npz", "h5", "lstmvis", "keras", "weights.h5", "safetensors", "pt",
-                  "onnx")
+# every weights format (convert: rnncli/models.py, WRITERS)
+BINARY_FORMATS = ("npy", "npz", "h5", "lstmvis", "keras", "weights.h5", "safetensors", "onnx")
+TERMINALS = ("/dev/tty", "/dev/console", "/dev/pts/")
 
 
 def _terminal(path: str) -> bool:
-    fd = 1 if path == "-" else stream_fd(path)
+    """Whether ``path`` (``-``: stdout, as written to) is a terminal."""
     try:
-        return fd is not None and os.isatty(fd)
-    except OSError:
+        if path == "-":
+            return sys.stdout.isatty()
+        fd = stream_fd(path)
+        if fd is not None:
+            return os.isatty(fd)
+    except (AttributeError, ValueError, OSError):  # no stdout, or a closed one
         return False
+    return os.path.realpath(path).startswith(TERMINALS)
 
 
 def check_target(path: str, force: bool = False, fmt: str | None = None):
@@ -91,8 +96,9 @@ def check_target(path: str, force: bool = False, fmt: str | None = None):
     garble the screen; a pipe or a redirection takes them)."""
     if fmt in BINARY_FORMATS and _terminal(path):
         where = "stdout" if path == "-" else path
-        raise OutputError(f"{where} is a terminal, {fmt} is binary; expected -o FILE or "
-                          f"> FILE")
+        streams = fmt not in ("h5", "lstmvis")  # HDF5 is written to files alone
+        raise OutputError(f"{where} is a terminal, {fmt} is binary; expected -o FILE"
+                          + (" or > FILE" if streams else ""))
     if path == "-":
         return
     kind = _kind(path)

@@ -147,16 +147,11 @@ def _data(arr, name, tabular):
 
 
 def _looks_numeric(text: str) -> bool:
-    """Whether one of text's first lines holds a number (a CSV file named .npy by mistake
-    is still read as CSV, header and all; prose is not)."""
-    for line in text.strip().splitlines()[:3]:
-        for cell in line.replace(";", ",").replace("\t", ",").split(","):
-            try:
-                float(cell)
-                return True
-            except ValueError:
-                continue
-    return False
+    """Whether one of text's first lines of data holds a number (a CSV file named .npy by
+    mistake is still read as CSV, comments and header and all; prose is not)."""
+    lines = [line for line in text.strip().splitlines() if not line.lstrip().startswith("#")]
+    return any(_is_number(cell) for line in lines[:3]
+               for cell in line.split(_delimiter(line)) if cell.strip())
 
 
 def _sniff(head: bytes, name: str, option: str = "-i") -> str:
