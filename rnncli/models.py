@@ -50,9 +50,20 @@ def _is_torch_zip(head, path):
 
 
 def _is_onnx(head, path):
-    """A ModelProto: its first field is ir_version (key 08), as every writer orders them."""
-    return head[:1] == b"\x08" and (path.lower().endswith(".onnx") or (
-        b"\x12" in head[:16] and b"onnx" in head[:256].lower()))
+    """A ModelProto: named .onnx and binary (text or nothing is told apart: not_a_model), or
+    starting with ir_version (key 08), as every writer orders its fields, and naming onnx."""
+    if path.lower().endswith(".onnx"):
+        return bool(head) and _text(head) is None
+    return head[:1] == b"\x08" and b"\x12" in head[:16] and b"onnx" in head[:256].lower()
+
+
+def _text(head: bytes) -> str | None:
+    """``head`` as text, or None for binary data (control bytes, or not UTF-8)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if any(c < " " and c not in "\t\n\r" for c in text) else text
 
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -113,11 +124,11 @@ NAMED_FORMATS = ((".weights.h5", "an HDF5 file", "Keras' save_weights"),
                  (".h5", "an HDF5 file", "Keras"), (".hdf5", "an HDF5 file", "Keras"),
                  (".keras", "a zip archive", "Keras' model.save"),
                  (".npz", "a zip archive", "numpy.savez (or rnncli)"),
-                 (".pt", "a zip archive or a pickle", "torch.save"),
-                 (".pth", "a zip archive or a pickle", "torch.save"),
+                 (".pt", "a zip archive", "torch.save (PyTorch 1.6 or later)"),
+                 (".pth", "a zip archive", "torch.save (PyTorch 1.6 or later)"),
                  (".safetensors", "an 8-byte header length, a JSON header and the tensors",
                   "safetensors (or rnncli)"),
-                 (".onnx", "a protobuf ModelProto (its first byte 08, ir_version's key)",
+                 (".onnx", "a protobuf ModelProto (binary)",
                   "torch.onnx.export or onnx.save (or rnncli)"))
 
 
@@ -130,9 +141,10 @@ def _contents(head: bytes) -> str:
     """What a file starting with ``head`` holds, in a few words."""
     if not head:
         return "is empty"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "is a pickle (torch.save's format before PyTorch 1.6: rnncli unpickles nothing)"
+    text = _text(head)
+    if text is None:
         return f"starts with the bytes {head[:8].hex(' ')}"
     first = text.strip().splitlines()[0][:30] if text.strip() else ""
     return f"holds text ({first!r} ...)" if first else "holds only white space"

@@ -79,6 +79,12 @@ def f_lstm(tmp):  # seeded LSTM weights of 5 features, as a Keras archive
     return p
 
 
+def f_pickle_pt(tmp):  # the bytes of a protocol-2 pickle: never unpickled
+    p = os.path.join(tmp, "old.pt")
+    open(p, "wb").write(b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.")
+    return p
+
+
 def f_empty_onnx(tmp):
     p = os.path.join(tmp, "model.onnx")
     open(p, "wb").close()
@@ -178,6 +184,9 @@ CASES = [
      "holds text ('hello, this is not a model' ...), but a .h5 file is an HDF5 file"),
     ("model: empty, named .onnx", ["forward", f_empty_onnx, "-i", S0_IN], 1,
      "is empty, but a .onnx file is a protobuf ModelProto"),
+    ("model: a legacy pickle named .pt", ["forward", f_pickle_pt, "-i", S0_IN], 1,
+     "is a pickle (torch.save's format before PyTorch 1.6: rnncli unpickles nothing), but a "
+     ".pt file is a zip archive"),
     ("model: no format's name", ["forward", f_text_named("notes.bin"), "-i", S0_IN], 1,
      "not a model file rnncli reads; expected .keras, .h5"),
     ("model: truncated HDF5", ["forward", f_truncated, "-i", S0_IN], 1, "not a readable HDF5 file"),
@@ -254,6 +263,9 @@ CASES = [
     ("usage: --heatmap of a gate's column without --gate",
      ["trace", f_lstm, "-i", S0_IN, "--heatmap", "gate"], 2,
      "the state section of layer 'lstm' has columns c_prev, fc, ig, c, h; --gate NAME shows"),
+    ("usage: a --gate list with a gate the layer lacks",
+     ["trace", f_lstm, "-i", S0_IN, "--gate", "i,g"], 2,
+     "--gate g: no layer shown has that gate or section; expected LSTM's i, f, c, o, state"),
     ("usage: --cell for a model file", ["summary", S0, "--cell", "lstm"], 2,
      "--units, --input-dim and --cell go with --seed"),
     ("usage: a model file and --seed", ["summary", S0, "--seed", "1", "--units", "2"], 2,

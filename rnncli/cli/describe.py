@@ -45,7 +45,6 @@ def summary(model, seed, units, input_dim, cell, overrides, fmt, color, width):
     title = src.get("title", "")
     version = f", written by Keras {src['keras_version']}" if src.get("keras_version") else ""
     if src.get("saved_by") == "rnncli":  # its keras_version: the oldest Keras that reads it
-        title = title.replace(" written by Keras 3", " (Keras 3's)")
         version = f", written by rnncli for Keras {src.get('keras_version') or 3} and later"
     console.print(f"{where}: {title}{version}")
     for t in summary_tables(info, console.width):

@@ -166,9 +166,10 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
                   if not direction or v.direction == direction]
     unknown = [s for s in sections or () if s not in {v.section for v in views}]
     if unknown:  # each layer has one of the names at least; this one none has
-        raise click.UsageError(f"--gate {unknown[0]}: no layer shown has that gate or "
-                               f"section; expected LSTM's i, f, c, o, state or GRU's z, r, h, "
-                               f"state")
+        from ..errors import UsageError
+
+        raise UsageError(f"--gate {unknown[0]}: no layer shown has that gate or section; "
+                         f"expected LSTM's i, f, c, o, state or GRU's z, r, h, state")
     views = relabel(views, samples)
 
     def write(fh):

@@ -36,8 +36,8 @@ ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 FORMAT_TITLES = {
     "keras3_archive": "Keras 3 archive (.keras)",
     "keras3_weights_h5": "Keras 3 weights only (.weights.h5)",
-    "keras3_legacy_h5": "legacy HDF5 model written by Keras 3",
-    "keras2_model_h5": "legacy HDF5 model written by Keras 2 / tf.keras",
+    "keras3_legacy_h5": "legacy HDF5 model (Keras 3)",
+    "keras2_model_h5": "legacy HDF5 model (Keras 2 / tf.keras)",
     "keras2_weights_h5": "legacy HDF5 weights only (Keras 2 / tf.keras save_weights)",
     "npz": "numpy .npz",
     "random": "random weights from a seed",
@@ -249,7 +249,7 @@ def _k3_weights(f, path, settings, config):
                              f"they fit: {fits}")
         orders = [chosen]
     model = inferred.build([e[:3] for e in orders[0]], path,
-                           _source(path, "keras3_weights_h5", "3", False), 3, settings)
+                           _source(path, "keras3_weights_h5", "", False), 3, settings)
     if len(orders) > 1:
         model.notes.append(
             f"{path}: the weights fit several orders of the recurrent layers "

@@ -72,11 +72,11 @@ def out_width(kind, arrs):
 def build(entries, path, fmt_source, keras_major, settings: dict | None) -> Model:
     """A Sequential model from ``entries`` [(kind, name, arrays)], in model order."""
     settings = dict(settings or {})
-    whole = [name for _, name, arrs in entries
-             if any(np.asarray(a).dtype.kind in "iub" for a in arrs)]
+    int_layers = {name: _float_type(arrs) for _, name, arrs in entries
+                  if any(np.asarray(a).dtype.kind in "iub" for a in arrs)}
     # Keras makes every weight a float variable (float32 by default): integer arrays (a
-    # hand-made identity kernel) are computed as those floats
-    entries = [(kind, name, [np.asarray(a).astype(np.float32)
+    # hand-made identity kernel) are computed as those floats, or as the layer's others
+    entries = [(kind, name, [np.asarray(a).astype(int_layers[name])
                              if np.asarray(a).dtype.kind in "iub" else a for a in arrs])
                for kind, name, arrs in entries]
     kinds = [k for k, _, _ in entries]
@@ -142,9 +142,9 @@ def build(entries, path, fmt_source, keras_major, settings: dict | None) -> Mode
             notes.append(f"{path}: layer {nxt!r} takes {arrs[1].shape[0]} features, as "
                          f"{name!r} gives with merge_mode sum, mul or ave, not concat: add "
                          f"--set {name}.merge_mode=sum (or mul, ave)")
-    if whole:
-        notes.append(f"{path}: layer(s) {', '.join(repr(n) for n in whole)} hold integer "
-                     f"weights: computed in float32, as Keras would load them")
+    for name, dtype in int_layers.items():
+        notes.append(f"{path}: layer {name!r} holds integer weights: computed in {dtype}, "
+                     f"as Keras would load them")
     if unnamed:
         names = ", ".join(repr(n) for n in unnamed)
         notes.append(f"{path}: layer(s) {names} have no weights and the file no config: "
@@ -152,6 +152,13 @@ def build(entries, path, fmt_source, keras_major, settings: dict | None) -> Mode
     apply_settings(model, settings)
     check_weights(model)  # NaN or Inf: said, as for a file with a config
     return model
+
+
+def _float_type(arrs):
+    """The float type a layer's integer weights become: its float weights' (float32 when
+    it has none, Keras' default)."""
+    floats = [np.asarray(a).dtype for a in arrs if np.asarray(a).dtype.kind == "f"]
+    return np.result_type(*floats) if floats else np.dtype("float32")
 
 
 def defaults_note(path, model, given) -> str:

@@ -19,7 +19,7 @@ EDGE_ROWS = 8  # rows shown at each end of a long table
 MAX_UNITS = 12  # unit columns before the middle ones are elided
 
 
-ROUNDED = "rounded to 4 decimals (--precision N or -f csv: every digit)"
+ROUNDED = "rounded to {} decimals (--precision N or -f csv: every digit)"
 
 
 def _notes(notes):
@@ -164,7 +164,7 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
     if masked is not None and masked.any():
         notes.append("* masked step: the state is carried over")
     if p is not None and precision is None:
-        notes.append(ROUNDED)
+        notes.append(ROUNDED.format(p))
     if None in cols:
         notes.append(f"{len(cols) - 1} of {len(col_labels)} units shown; -u/--unit picks them")
     return Group(Text(heading, style="bold"), table, *_notes(notes))
@@ -268,7 +268,7 @@ def output_tables(outputs, samples, shown, precision=None, show_all=False, colou
                 rows.add_row(name, str(b), f"[{text}]")
     if rows.row_count:
         out.append(Group(Text("model output (what model.predict returns)", style="bold"), rows,
-                         *_notes([ROUNDED] if rounded else [])))
+                         *_notes([ROUNDED.format(4)] if rounded else [])))
     return out
 
 
@@ -395,7 +395,7 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     if view.dominant() is not None and dominant is None:
         notes.append("'largest' left out to fit (--width, or -f csv)")
     if p is not None and precision is None:
-        notes.append(ROUNDED.replace("4", str(p)))
+        notes.append(ROUNDED.format(p))
     if terms is not None and len([c for c in term_cols if c is not None]) < nterms:
         shown = len([c for c in term_cols if c is not None])
         notes.append("the feature terms x_i·W_ij don't fit (--width, or -f csv --terms)"
