@@ -118,3 +118,15 @@ def test_a_full_device_is_one_line_not_an_unexpected_error(tmp_path):
     assert done.returncode == 0
     assert done.stderr.count("\n") == 1 and "beyond what the model's float32" in done.stderr, \
         done.stderr
+
+
+def test_an_hdf5_output_past_the_file_size_limit_is_one_line_and_no_file(tmp_path):
+    """h5py reports a full disk (here: past `ulimit -f`, EFBIG) as a RuntimeError, which
+    said 'unexpected error' as for a bug; one line now, and no file or part left."""
+    big = tmp_path / "in.npy"
+    np.save(big, np.random.default_rng(0).normal(size=(64, 200, 5)).astype(np.float32))
+    out = tmp_path / "x.h5"
+    done = sh(f"ulimit -f 200; {rnncli_cmd()} export '{S0}' -i '{big}' -o '{out}'")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "rnncli: error: the output could not be written (File too large)\n"
+    assert sorted(os.listdir(tmp_path)) == ["in.npy"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 
 import click
@@ -74,12 +75,22 @@ class RnncliGroup(click.Group):
         except Exception as e:  # a bug: short message unless asked for the traceback
             if traceback():
                 raise
+            if _hdf5_errno(e) in FULL:  # h5py says a full disk as a RuntimeError
+                raise Failure(f"the output could not be written "
+                              f"({os.strerror(_hdf5_errno(e))})") from None
             raise _unexpected(e) from None
 
 
 # a write that fails for want of room (a full disk or quota, /dev/full, a file too big) or
 # a failing device: what the user can act on, not a bug
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _hdf5_errno(e: Exception) -> int | None:
+    """The errno HDF5 reports inside an h5py RuntimeError ("... errno = 27, error message =
+    'File too large'"), or None."""
+    m = re.search(r"errno = (\d+)", str(e)) if isinstance(e, RuntimeError) else None
+    return int(m.group(1)) if m else None
 
 
 def _unexpected(e: Exception) -> Failure:
