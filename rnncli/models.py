@@ -103,6 +103,11 @@ def _looks_like_table(head) -> bool:
         (len(data[0]) > 1 or len(data) > 1)
 
 
+def _is_pickle(head: bytes) -> bool:
+    """A pickle of protocol 2 to 5 (a .pt file from torch.save before PyTorch 1.6)."""
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+
+
 def not_a_model(path, head) -> str:
     """The sentence for a file no reader recognises; says when it looks like data."""
     looks = ""
@@ -141,7 +146,7 @@ def _contents(head: bytes) -> str:
     """What a file starting with ``head`` holds, in a few words."""
     if not head:
         return "is empty"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    if _is_pickle(head):
         return "is a pickle (torch.save's format before PyTorch 1.6: rnncli unpickles nothing)"
     text = _text(head)
     if text is None:
@@ -161,7 +166,7 @@ def model_file_kind(head: bytes, path: str = "", names=()) -> str | None:
     if (len(head) > 2 and head[0] == 0x08 and head[1] < 64
             and head[2] in onnx_fields):
         return "an ONNX model"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    if _is_pickle(head):
         return "a pickle (a legacy PyTorch .pt file?)"
     if "config.json" in names or "model.weights.h5" in names:
         return "a Keras model (.keras)"

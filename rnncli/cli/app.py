@@ -64,21 +64,10 @@ class RnncliGroup(click.Group):
             ctx.exit(0)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except OSError as e:
+        except Exception as e:  # a bug, unless a write found no room
             if traceback():
                 raise
-            if e.errno not in FULL:
-                raise _unexpected(e) from None
-            quiet_stdout()  # it may be stdout that is full: Python's last flush fails too
-            what = e.filename or "the output"  # a write to stdout or a file names none
-            raise Failure(f"{what} could not be written ({e.strerror})") from None
-        except Exception as e:  # a bug: short message unless asked for the traceback
-            if traceback():
-                raise
-            if _hdf5_errno(e) in FULL:  # h5py says a full disk as a RuntimeError
-                raise Failure(f"the output could not be written "
-                              f"({os.strerror(_hdf5_errno(e))})") from None
-            raise _unexpected(e) from None
+            raise (_no_room(e) or _unexpected(e)) from None
 
 
 # a write that fails for want of room (a full disk or quota, /dev/full, a file too big) or
@@ -86,11 +75,19 @@ class RnncliGroup(click.Group):
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
-def _hdf5_errno(e: Exception) -> int | None:
-    """The errno HDF5 reports inside an h5py RuntimeError ("... errno = 27, error message =
-    'File too large'"), or None."""
-    m = re.search(r"errno = (\d+)", str(e)) if isinstance(e, RuntimeError) else None
-    return int(m.group(1)) if m else None
+def _no_room(e: Exception) -> Failure | None:
+    """One line for a write that failed for want of room (``FULL``): an OSError's errno, or
+    the one HDF5 reports inside an h5py RuntimeError ("... errno = 27, error message = 'File
+    too large'"); None for anything else."""
+    if isinstance(e, OSError):
+        code, what = e.errno, e.filename or "the output"  # stdout or a file names none
+    else:
+        m = re.search(r"errno = (\d+)", str(e)) if isinstance(e, RuntimeError) else None
+        code, what = (int(m.group(1)) if m else None), "the output"
+    if code not in FULL:
+        return None
+    quiet_stdout()  # it may be stdout that is full: Python's last flush fails too
+    return Failure(f"{what} could not be written ({os.strerror(code)})")
 
 
 def _unexpected(e: Exception) -> Failure:
