@@ -265,7 +265,7 @@ CASES = [
      "the state section of layer 'lstm' has columns c_prev, fc, ig, c, h; --gate NAME shows"),
     ("usage: a --gate list with a gate the layer lacks",
      ["trace", f_lstm, "-i", S0_IN, "--gate", "i,g"], 2,
-     "--gate g: no layer shown has that gate or section; expected LSTM's i, f, c, o, state"),
+     "--gate g: no layer shown has that gate or section; expected one of LSTM: i, f, c, o, state; GRU: z, r, h, state"),
     ("usage: --cell for a model file", ["summary", S0, "--cell", "lstm"], 2,
      "--units, --input-dim and --cell go with --seed"),
     ("usage: a model file and --seed", ["summary", S0, "--seed", "1", "--units", "2"], 2,

@@ -144,7 +144,7 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
     """
     from ..io.atomic import check_target
     from ..present.select import layers_to_show, relabel, selection, split_names
-    from ..present.views import trace_views
+    from ..present.views import gated_sections, trace_views
 
     fmt = format_for(output, fmt, FORMATS)
     check_target(output, force, fmt)
@@ -169,7 +169,7 @@ def trace(model, seed, units, input_dim, cell, overrides, input_path, key, initi
         from ..errors import UsageError
 
         raise UsageError(f"--gate {unknown[0]}: no layer shown has that gate or section; "
-                         f"expected LSTM's i, f, c, o, state or GRU's z, r, h, state")
+                         f"expected one of {gated_sections()}")
     views = relabel(views, samples)
 
     def write(fh):

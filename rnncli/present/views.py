@@ -227,12 +227,20 @@ def model_columns(result) -> tuple:
     return tuple(dict.fromkeys(c for k in kinds for c in found[k]))
 
 
+def gated_sections() -> str:
+    """Every gated cell's --gate names, by the registry: "LSTM: i, f, c, o, state; GRU: ..."."""
+    from ..core.cells import registry
+
+    return "; ".join(f"{kind}: {', '.join((*cell.gates, 'state'))}"
+                     for kind, (cell, _) in registry().items() if getattr(cell, "gates", ()))
+
+
 def _no_such_section(name, cell, asked, valid):
     """--gate names none of a layer's trace sections: say which there are."""
     kind = type(cell).__name__.removesuffix("Cell") or "this cell"
     asked = ", ".join(asked)
     if valid == [""]:
         return (f"--gate {asked}: layer {name!r} ({kind}) has no gates, only one trace "
-                f"section; leave out --gate (LSTM: i, f, c, o, state; GRU: z, r, h, state)")
+                f"section; leave out --gate ({gated_sections()})")
     return (f"--gate {asked}: layer {name!r} ({kind}) has no such gate or section; expected "
             f"one of {', '.join(valid)}")
