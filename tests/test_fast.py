@@ -313,7 +313,7 @@ def test_numba_path_matches_keras(engine, case, fmt, path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("sequences", [True, False])
-@pytest.mark.parametrize("rows,chunks", [(1, True), (2, False), (5, True)])
+@pytest.mark.parametrize("rows,chunks", [(1, True), (2, False), (3, False), (5, True)])
 def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype, threads,
                                                        sequences, rows, chunks):
     """A batch too small to split by rows has each step's units split across threads
@@ -345,6 +345,29 @@ def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype,
     for name in one.states:
         np.testing.assert_array_equal(many.states[name], one.states[name])
     assert_close_runs(run("numpy"), many, dtype, scale=units / 384)  # sums of H products
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("columns", [7, 96, 300])  # panels: 1; whole groups of 2 and 4; tails
+def test_panels_read_last_to_first_give_the_same_bits(dtype, rows, columns):
+    """The split loop reads U's panels last to first on odd steps, so that the cache keeps
+    the ones it read last (rnncli/core/_numba_split.py): every column's sum is the same
+    multiply-adds in the same order either way, and h·U to rounding."""
+    from rnncli.core._numba_panels import BLOCK, ROWS, pack, panel_product
+
+    rng = np.random.default_rng(4)
+    h = rng.normal(size=(rows, 40)).astype(dtype)
+    u = rng.normal(size=(40, columns)).astype(dtype)
+    panels = pack(u)
+    width = panels.shape[0] * panels.shape[2]
+    forward, backward = (np.full((BLOCK + ROWS, width), np.nan, dtype) for _ in range(2))
+    panel_product(h, 0, rows, panels, forward, False)
+    panel_product(h, 0, rows, panels, backward, True)
+    np.testing.assert_array_equal(backward[:rows], forward[:rows])
+    np.testing.assert_allclose(forward[:rows, :columns], h.astype(np.float64) @ u,
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    assert not np.isnan(forward[:rows, :width]).any()  # every panel written
 
 
 def test_split_is_only_for_small_batches_with_big_steps():

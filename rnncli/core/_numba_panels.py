@@ -238,30 +238,40 @@ BLOCK = 8 * ROWS
 
 
 @numba.njit(inline="always")
-def panel_product(h, b0, b1, panels, acc):
+def panel_product(h, b0, b1, panels, acc, backward=False):
     """acc[b - b0, :P'] = h[b]·U for b in b0 .. b1 (at most BLOCK rows), U as ``pack``
     left it: panel by panel, and in each, ROWS rows at a time. h (N, H) and acc
     (b1 - b0 + ROWS rows or more, P') with adjacent columns (rows may be apart: h can
-    be x[:, t, :])."""
+    be x[:, t, :]). ``backward``: the panels from the last to the first (the same
+    numbers: a column's sum doesn't depend on when it is computed)."""
     n = b1 - b0
     count = panels.shape[0]
     if n == 1:
-        for p in range(0, count - 3, 4):
-            _product_1x4(h, b0, n, panels, p, acc)
-        for p in range(count - count % 4, count):
-            _product_1(h, b0, n, panels, p, acc)
-    elif n == 2:
-        for p in range(0, count - 1, 2):
-            _product_2x2(h, b0, n, panels, p, acc)
-        if count % 2:
-            _product_2(h, b0, n, panels, count - 1, acc)
+        group = 4
     elif n <= 4:
-        for p in range(0, count - 1, 2):
-            _product_4x2(h, b0, n, panels, p, acc)
-        if count % 2:
-            _product_4(h, b0, n, panels, count - 1, acc)
+        group = 2
     else:
-        for p in range(count):
+        group = 1
+    whole = count - count % group
+    for i in range(count // group + (1 if count % group else 0)):
+        if backward:
+            i = count // group + (1 if count % group else 0) - 1 - i
+        p = i * group
+        if p >= whole:  # the panels past the last whole group, one at a time
+            for p1 in range(whole, count):
+                if n == 1:
+                    _product_1(h, b0, n, panels, p1, acc)
+                elif n == 2:
+                    _product_2(h, b0, n, panels, p1, acc)
+                else:
+                    _product_4(h, b0, n, panels, p1, acc)
+        elif n == 1:
+            _product_1x4(h, b0, n, panels, p, acc)
+        elif n == 2:
+            _product_2x2(h, b0, n, panels, p, acc)
+        elif n <= 4:
+            _product_4x2(h, b0, n, panels, p, acc)
+        else:
             for g0 in range(b0, b1, ROWS):
                 _product_rows(h, g0, min(ROWS, b1 - g0), panels, p, acc[g0 - b0:])
 

@@ -194,12 +194,13 @@ def _check_widths(x, states, packed, H):
                          f"{packed.kernel.shape[-2]} and {H}")
 
 
-def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending=-1,
+def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, home, limit, pending=-1,
                 ahead=None):
     """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
     t0 .. t0 + T (``x`` (n, T', D), C-contiguous, holding step t0 at x0; ``outs`` (h[, c])
-    (T, n, H) those steps) until ``limit`` items are claimed: returns -1, or an item to
-    pass back as ``pending`` after yielding the core."""
+    (T, n, H) those steps) until every item of the steps before ``limit`` is claimed,
+    part ``home`` first: returns -1, or an item to pass back as ``pending`` after
+    yielding the core."""
     from ._numba_split import KERNELS
 
     dtype = cell.dtype
@@ -210,7 +211,7 @@ def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, limit, pending
     outs = (outs[0], outs[-1])  # the second written by an LSTM only
     return KERNELS[kind, dtype == np.float32](
         x, t0 - x0, packed.kernel, packed.bias, packed.recurrent_kernel,
-        packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, limit, pending,
+        packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, home, limit, pending,
         np.empty((0, 0, 0, 0), dtype) if ahead is None else ahead,
         code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
 
@@ -241,12 +242,12 @@ def split_scan(job, parts):
     hbuf = np.empty((2, B, H), dtype)
     hbuf[0] = job.states[0]
     c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
-    counters = np.zeros(2, np.int64)
+    counters = np.zeros(1 + parts, np.int64)
     ahead = split_ahead(weights, B)
     C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
     scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
 
-    def participant(_first, _last):
+    def participant(home, _last):
         for t0 in range(0, T, C):
             t1 = min(T, t0 + C)
             outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
@@ -257,7 +258,7 @@ def split_scan(job, parts):
                 if job.stop.is_set():
                     return
                 pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
-                                      t1 * parts, pending, ahead)
+                                      home, t1, pending, ahead)
                 if pending < 0:
                     break
                 os.sched_yield()  # another thread holds step pending // parts - 1
