@@ -209,21 +209,23 @@ def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     one runnable in two counts in a row, or in a first count, takes one; without the
     file, or pinned to some cores (the count is the whole machine's), every core but the
     caller's is idle."""
-    import builtins
-    import io
+    running, now = ["1"], [50.0]
 
-    running, real_open, now = ["1"], builtins.open, [50.0]
+    def fake_read(fd, size, offset):
+        assert offset == 0  # the file as it is now, from its start
+        return f"0.50 0.60 0.70 {running[0]}/312 4242\n".encode()[:size]
 
-    def fake_open(path, *args, **kw):
-        if path == "/proc/loadavg":
-            if running[0] is None:
-                raise FileNotFoundError(path)
-            return io.BytesIO(f"0.50 0.60 0.70 {running[0]}/312 4242\n".encode())
-        return real_open(path, *args, **kw)
+    def fake_open(path, flags):
+        if running[0] is None:
+            raise FileNotFoundError(path)
+        assert path == "/proc/loadavg"
+        return 99
 
-    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(workers.os, "open", fake_open)
+    monkeypatch.setattr(workers.os, "pread", fake_read)
+    monkeypatch.setattr(workers, "_loadavg", [])
     monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "_cpus", [2])
     cpus = [{0, 1}]
     monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: cpus[0], raising=False)
     monkeypatch.setattr(workers, "_runnable", [-workers.RUNNABLE_SECONDS, 0])
@@ -239,9 +241,40 @@ def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     assert idle("2") == 0  # still there
     assert idle("1") == 1
     assert idle("2", after=2 * workers.RUNNABLE_SECONDS) == 0  # the last count is old
+    monkeypatch.setattr(workers, "_loadavg", [])
     assert idle(None) == 1
+    assert idle("2") == 1  # the file is not opened again
     cpus[0] = {1}
     assert idle("3") == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux's /proc/loadavg")
+def test_runnable_count_is_read_afresh_from_the_file_kept_open():
+    """/proc/loadavg stays open between counts, and each read shows the file as it is then:
+    its last field, the newest process's id, moves when a process starts, and a busy
+    process shows in the count of runnable tasks."""
+    import subprocess
+    import sys
+    import time
+
+    def seen(want):
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            if want(workers.runnable_now()):
+                return True
+            time.sleep(0.01)
+        return False
+
+    assert isinstance(workers.runnable_now(), int)
+    newest = workers.loadavg().split()[4]
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert workers.loadavg().split()[4] != newest
+        assert seen(lambda n: n >= 1)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert len(workers._loadavg) == 1 and isinstance(workers._loadavg[0], int)
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

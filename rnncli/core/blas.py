@@ -107,7 +107,9 @@ def threads() -> int:
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+        from .workers import cpu_count
+
+        cores = cpu_count()
     # inside single_threaded(), what BLAS had before
     return max(1, min(_saved[0] if _single else found[0][0](), cores))
 
