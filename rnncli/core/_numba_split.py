@@ -18,14 +18,16 @@ would read the part's W again beside U (LSTM (1, 200, 32, 512), float32, two thr
 
 Each thread keeps to its own part, and reads that part's panels of U first to last on
 even steps and last to first on odd ones: a core's cache then still holds, when a step
-starts, the panels the last one read last (LSTM (1, 200, 32, 512) float32, a part's U
-is 2 MiB, this CPU's L2 cache 2 MiB a core). Whichever item a thread claimed, as before,
-its part changed from step to step, and the cache held none of it. Measured against
-that, 20 alternated blocks of 40 ms in one process, medians: LSTM (1, 200, 32, 512)
-float32 0.80x the time, GRU 0.83x, float64 LSTM (1, 200, 32, 256) 0.77x, (1, 200, 32,
-512) 0.93x; the same part each step but always first to last: 0.94x, 0.96x, 0.93x,
-0.99x. From 4 rows, 0.98-1.03x (a product reads U once for every row). Reading the
-panels back and forth in the row-block loop measured 0.99-1.01x, so it stays there.
+starts, the panels the last one read last (LSTM (1, 200, 32, 512) float32: a part's U
+is 2 MiB, this CPU's L2 cache 1 MiB a core, so it can keep about half). Before, a
+thread took whichever item came next, its part changed from step to step, and read
+first to last, a part larger than the cache left none of it there for the next step.
+Measured against that, 20 alternated blocks of 40 ms in one process, medians: LSTM (1,
+200, 32, 512) float32 0.80x the time, GRU 0.83x, float64 LSTM (1, 200, 32, 256) 0.77x,
+(1, 200, 32, 512) 0.93x; the same part each step but always first to last: 0.94x,
+0.96x, 0.93x, 0.99x. From 4 rows, 0.98-1.03x (a product reads U once for every row).
+Reading the panels back and forth in the row-block loop measured 0.99-1.01x, so it
+stays there.
 
 The states: ``hbuf`` (2, n, H), h at even steps in [0], odd in [1]; ``c`` (n, H), an
 LSTM's cell state, each part updating its own units. No mask and no trace: the engine
