@@ -349,7 +349,7 @@ def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype,
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
-@pytest.mark.parametrize("columns", [7, 96, 300])  # panels: 1; whole groups of 2 and 4; tails
+@pytest.mark.parametrize("columns", [7, 96, 300])  # 1 panel; 3-19: groups of 2 and 4, tails
 def test_panels_read_last_to_first_give_the_same_bits(dtype, rows, columns):
     """The split loop reads U's panels last to first on odd steps, so that the cache keeps
     the ones it read last (rnncli/core/_numba_split.py): every column's sum is the same
@@ -368,6 +368,16 @@ def test_panels_read_last_to_first_give_the_same_bits(dtype, rows, columns):
     np.testing.assert_allclose(forward[:rows, :columns], h.astype(np.float64) @ u,
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
     assert not np.isnan(forward[:rows, :width]).any()  # every panel written
+
+
+def test_a_split_part_out_of_range_is_refused_before_the_kernel():
+    """The split kernel reads its claim counters unchecked: a thread's own part must be
+    one the weights have."""
+    cell = layer_of("lstm", units=384).cell
+    weights = fast.packed(cell, 2)
+    for home in (-1, 2):
+        with pytest.raises(ValueError, match=f"part {home} of 2"):
+            fast.split_steps(cell, weights, None, 0, None, None, None, 0, None, home, 1)
 
 
 def test_split_is_only_for_small_batches_with_big_steps():

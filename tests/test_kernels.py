@@ -211,18 +211,12 @@ def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     caller's is idle."""
     running, now = ["1"], [50.0]
 
-    def fake_read(fd, size, offset):
-        assert offset == 0  # the file as it is now, from its start
-        return f"0.50 0.60 0.70 {running[0]}/312 4242\n".encode()[:size]
+    def fake_read(fd):
+        assert fd == 99
+        return f"0.50 0.60 0.70 {running[0]}/312 4242\n".encode()
 
-    def fake_open(path, flags):
-        if running[0] is None:
-            raise FileNotFoundError(path)
-        assert path == "/proc/loadavg"
-        return 99
-
-    monkeypatch.setattr(workers.os, "open", fake_open)
-    monkeypatch.setattr(workers.os, "pread", fake_read)
+    monkeypatch.setattr(workers, "_open_loadavg", lambda: None if running[0] is None else 99)
+    monkeypatch.setattr(workers, "_read", fake_read)
     monkeypatch.setattr(workers, "_loadavg", [])
     monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(workers, "_cpus", [2])
@@ -246,6 +240,30 @@ def test_idle_cores_count_other_tasks_that_stay_runnable(monkeypatch):
     assert idle("2") == 1  # the file is not opened again
     cpus[0] = {1}
     assert idle("3") == 1
+
+
+def test_a_machine_without_loadavg_keeps_no_caller_alive(monkeypatch):
+    """Where /proc/loadavg can't be opened, each count raises a new error: one error kept
+    and raised again gathers every caller's frame in its traceback, and with them their
+    arrays (a scan's input and job), for the life of the process."""
+    import gc
+    import weakref
+
+    monkeypatch.setattr(workers, "_open_loadavg", lambda: None)
+    monkeypatch.setattr(workers, "_loadavg", [])
+    monkeypatch.setattr(workers, "_cpus", [len(os.sched_getaffinity(0))])  # not pinned
+
+    class Thing:
+        pass
+
+    def caller():
+        thing = Thing()
+        assert workers.idle_cores() == workers.cpu_count() - 1
+        return weakref.ref(thing)
+
+    refs = [caller() for _ in range(3)]
+    gc.collect()
+    assert [r() for r in refs] == [None] * 3
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux's /proc/loadavg")

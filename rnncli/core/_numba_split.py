@@ -25,9 +25,9 @@ first to last, a part larger than the cache left none of it there for the next s
 Measured against that, 20 alternated blocks of 40 ms in one process, medians: LSTM (1,
 200, 32, 512) float32 0.80x the time, GRU 0.83x, float64 LSTM (1, 200, 32, 256) 0.77x,
 (1, 200, 32, 512) 0.93x; the same part each step but always first to last: 0.94x,
-0.96x, 0.93x, 0.99x. From 4 rows, 0.98-1.03x (a product reads U once for every row).
-Reading the panels back and forth in the row-block loop measured 0.99-1.01x, so it
-stays there.
+0.96x, 0.93x, 0.99x. From 4 rows, 0.98-1.03x (U's bytes, read once a step for up to 8
+rows, weigh less there against the multiply-adds). Reading the panels back and forth in
+the row-block loop measured 0.99-1.01x, so only this loop does it.
 
 The states: ``hbuf`` (2, n, H), h at even steps in [0], odd in [1]; ``c`` (n, H), an
 LSTM's cell state, each part updating its own units. No mask and no trace: the engine

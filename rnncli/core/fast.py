@@ -203,6 +203,8 @@ def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, home, limit, p
     yielding the core."""
     from ._numba_split import KERNELS
 
+    if not 0 <= home < packed.parts:  # the kernel's counters are read unchecked
+        raise ValueError(f"part {home} of {packed.parts}")
     dtype = cell.dtype
     x = contiguous(x, dtype)
     _check_widths(x, (hbuf[0],), packed, cell.units)

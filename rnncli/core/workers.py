@@ -65,20 +65,28 @@ def runnable_now() -> int | None:
     return max(0, running - 1)
 
 
-_loadavg = []  # /proc/loadavg's descriptor, kept open, or an OSError opening it gave
+_loadavg = []  # /proc/loadavg's descriptor, kept open, or None where it can't be opened
+
+
+def _open_loadavg():
+    try:
+        return os.open("/proc/loadavg", os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _read(fd) -> bytes:
+    return os.pread(fd, 256, 0)
 
 
 def loadavg() -> bytes:
     """/proc/loadavg as it is now: a read from the start of the file kept open (1 us here;
-    opening it for every read took 8)."""
+    opening it for every read took 8). OSError where there is no such file."""
     if not _loadavg:
-        try:
-            _loadavg.append(os.open("/proc/loadavg", os.O_RDONLY))
-        except OSError as e:
-            _loadavg.append(e)
-    if isinstance(_loadavg[0], OSError):
-        raise _loadavg[0]
-    return os.pread(_loadavg[0], 256, 0)
+        _loadavg.append(_open_loadavg())
+    if _loadavg[0] is None:  # a new error each time: a kept one would gather tracebacks
+        raise OSError("no /proc/loadavg")
+    return _read(_loadavg[0])
 
 
 def other_runnable() -> int | None:
