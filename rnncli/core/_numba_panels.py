@@ -253,9 +253,10 @@ def panel_product(h, b0, b1, panels, acc, backward=False):
     else:
         group = 1
     whole = count - count % group
-    for i in range(count // group + (1 if count % group else 0)):
+    groups = -(-count // group)  # the whole groups, then the panels past them
+    for i in range(groups):
         if backward:
-            i = count // group + (1 if count % group else 0) - 1 - i
+            i = groups - 1 - i
         p = i * group
         if p >= whole:  # the panels past the last whole group, one at a time
             for p1 in range(whole, count):
