@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 
@@ -34,10 +33,9 @@ _AXES = "tdefghijklmnopq"  # index letters for the axes after the batch (b)
 
 
 def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    from .core.workers import affinity_cores
+
+    return affinity_cores()
 
 
 # ------------------------------------------------------------------ BLAS

@@ -104,12 +104,9 @@ def threads() -> int:
     found = api()
     if found is None:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        from .workers import cpu_count
+    from .workers import affinity_cores
 
-        cores = cpu_count()
+    cores = affinity_cores()
     # inside single_threaded(), what BLAS had before
     return max(1, min(_saved[0] if _single else found[0][0](), cores))
 

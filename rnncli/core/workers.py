@@ -40,12 +40,18 @@ def cpu_count() -> int:
     return _cpus[0]
 
 
+def affinity_cores() -> int:
+    """The CPUs this process may run on: its affinity, or the machine's CPUs where that
+    isn't known (not Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return cpu_count()
+
+
 def available_cores() -> int:
     """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = cpu_count()
+    cores = affinity_cores()
     quota = cgroup_cores()
     return max(1, cores if quota is None else min(cores, quota))
 
@@ -112,10 +118,7 @@ def idle_cores() -> int:
     fixed parts as threads, where a thread whose core another process holds makes the
     scan wait; not for row blocks threads claim, which don't wait."""
     cores = cpu_count()
-    try:
-        pinned = len(os.sched_getaffinity(0)) < cores
-    except (AttributeError, OSError):
-        pinned = False
+    pinned = affinity_cores() < cores
     others = None if pinned else other_runnable()  # the count is the whole machine's
     return cores - 1 if others is None else max(0, cores - 1 - others)
 
