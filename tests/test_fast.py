@@ -7,7 +7,7 @@ import pytest
 from conftest import CASES, WITH_CONFIG, assert_outputs_match_keras
 
 from rnncli.core import engine as E
-from rnncli.core import fast, planning
+from rnncli.core import fast, planning, split
 from rnncli.core.gru import GRUCell
 from rnncli.core.lstm import LSTMCell
 from rnncli.core.rnn import RNN
@@ -329,9 +329,9 @@ def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype,
     x = rng.normal(size=(rows, 90, 3)).astype(dtype)
     h0 = tuple(rng.normal(size=(rows, units)).astype(dtype) * 0.5
                for _ in layer.cell.state_names)
-    split = E.plan(layer.cell, rows, 90, None, E.Engine("numba", threads=threads))
-    assert split.split == threads
-    ahead = fast.split_ahead(fast.packed(layer.cell, threads), rows)
+    how = E.plan(layer.cell, rows, 90, None, E.Engine("numba", threads=threads))
+    assert how.split == threads
+    ahead = split.split_ahead(fast.packed(layer.cell, threads), rows)
     assert (ahead is not None) == (rows <= 2)
 
     def run(engine):
@@ -377,7 +377,7 @@ def test_a_split_part_out_of_range_is_refused_before_the_kernel():
     weights = fast.packed(cell, 2)
     for home in (-1, 2):
         with pytest.raises(ValueError, match=f"part {home} of 2"):
-            fast.split_steps(cell, weights, None, 0, None, None, None, 0, None, home, 1)
+            split.split_steps(cell, weights, None, 0, None, None, None, 0, None, home, 1)
 
 
 def test_split_is_only_for_small_batches_with_big_steps():
@@ -503,7 +503,7 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     ours = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_kernels",
                                       "_numba_rows", "_numba_borrowed")
     split = _numba_panels.source_stamp("_numba_panels", "_numba_activations", "_numba_rows",
-                                       "_numba_split", "_numba_borrowed")
+                                       "_numba_split", "_numba_borrowed", "_numba_atomics")
     backward = _numba_panels.source_stamp("_numba_panels", "_numba_backward", "fast_backward",
                                           "_numba_borrowed", "_numba_activations")
     assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())

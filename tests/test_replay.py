@@ -61,7 +61,7 @@ def test_terms_computed_when_read_are_those_the_loop_writes(cell, dtype, masked,
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_a_trace_of_a_step_split_by_units_or_rows_in_threads_is_the_loops(cell):
     """One sample of a wide LSTM or GRU: the forward pass splits each step's units across
-    threads (fast.split_scan), and a trace now scans the same way; its rows are replayed
+    threads (split.split_scan), and a trace now scans the same way; its rows are replayed
     in threads."""
     layer = layer_of(cell, np.float32, units=512)
     layer.go_backwards = True

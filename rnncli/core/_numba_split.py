@@ -36,62 +36,14 @@ takes this loop only without them.
 
 import numba
 import numpy as np
-from numba import types
-from numba.extending import intrinsic
 
 from ._numba_activations import activate32, activate64
+from ._numba_atomics import atomic_add, atomic_load, compare_exchange
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import AHEAD, BLOCK, ROWS, panel_product, project_ahead, source_stamp
 from ._numba_rows import NONE, gru_row, lstm_row, simple_row
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
-
-
-def _check(counters):
-    return isinstance(counters, types.Array) and counters.dtype == types.int64 and \
-        counters.ndim == 1
-
-
-@intrinsic
-def atomic_load(typingctx, counters, i):
-    """counters[i], read with acquire ordering."""
-    if not _check(counters):
-        return None
-
-    def codegen(context, builder, sig, args):
-        arr = context.make_array(sig.args[0])(context, builder, args[0])
-        return builder.load_atomic(builder.gep(arr.data, [args[1]]), "acquire", 8)
-
-    return types.int64(counters, i), codegen
-
-
-@intrinsic
-def atomic_add(typingctx, counters, i, value):
-    """counters[i] += value, atomically, with release ordering."""
-    if not _check(counters):
-        return None
-
-    def codegen(context, builder, sig, args):
-        arr = context.make_array(sig.args[0])(context, builder, args[0])
-        builder.atomic_rmw("add", builder.gep(arr.data, [args[1]]), args[2], "acq_rel")
-        return context.get_dummy_value()
-
-    return types.void(counters, i, value), codegen
-
-
-@intrinsic
-def compare_exchange(typingctx, counters, i, old, new):
-    """counters[i] = new if it is old; whether it was."""
-    if not _check(counters):
-        return None
-
-    def codegen(context, builder, sig, args):
-        arr = context.make_array(sig.args[0])(context, builder, args[0])
-        pair = builder.cmpxchg(builder.gep(arr.data, [args[1]]), args[2], args[3],
-                               "acq_rel", "acquire")
-        return builder.extract_value(pair, 1)
-
-    return types.boolean(counters, i, old, new), codegen
 
 
 DONE = 0  # counters[0]: items done; counters[1 + q]: the next step whose part q is free
@@ -254,4 +206,4 @@ def _kernels(stamp):
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_rows",
-                                 "_numba_split", "_numba_borrowed"))
+                                 "_numba_split", "_numba_borrowed", "_numba_atomics"))

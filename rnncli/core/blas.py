@@ -21,6 +21,8 @@ import glob
 import os
 import threading
 
+from . import workers
+
 OPENMP = 2  # what openblas_get_parallel() returns for an OpenMP build
 _lock = threading.Lock()
 _api = None  # [(get, set)] once looked up
@@ -104,9 +106,7 @@ def threads() -> int:
     found = api()
     if found is None:
         return 1
-    from .workers import affinity_cores
-
-    cores = affinity_cores()
+    cores = workers.affinity_cores()
     # inside single_threaded(), what BLAS had before
     return max(1, min(_saved[0] if _single else found[0][0](), cores))
 

@@ -15,7 +15,7 @@ claims fewer blocks.
 
 Where a cell has a compiled loop (rnncli/core/fast.py) and it beats numpy's
 (``fast.worth_it``), that loop runs instead, over the same row blocks; a batch too small
-to split by rows has each step's units split across the threads (``fast.split_scan``).
+to split by rows has each step's units split across the threads (``split.split_scan``).
 Which loop, threads and blocks a scan gets is rnncli/core/planning.py's choice.
 """
 
@@ -182,7 +182,9 @@ def scan(cell, x, states=None, mask=None, zero_output_for_mask=False, trace=Fals
         job = _Rows(cell, x, states, mask_t, zero_output_for_mask, seqs, terms, how.compiled,
                     bool(how.split))
         if how.split:
-            fast.split_scan(job, how.split)
+            from .split import split_scan
+
+            split_scan(job, how.split)
         else:
             job.run_blocks(how.edges, how.threads)
         states = job.states
@@ -239,7 +241,7 @@ class _Rows:
         stop = self.__dict__.get("stop")
         return stop is not None and stop.is_set()
 
-    def run_blocks(self, edges, threads, step_loop=None):
+    def run_blocks(self, edges, threads, step_loop=None, spin=None):
         """Run the row blocks ``edges``, claimed one after another by ``threads`` threads,
         numpy's with the caller's floating-point error handling in every thread (overflow
         ignored: it shows in the numbers as inf, and sigmoid's exp overflows harmlessly;
@@ -248,7 +250,9 @@ class _Rows:
         which calls none: setting it took a few us of scans of 30): a multi-threaded
         product every step makes every step wait for its slowest thread, which on a busy
         machine is one whose core was taken (measured: benchmarks/forward.py --grid
-        --loaded)."""
+        --loaded). ``spin`` (default: where the cell's compiled loop runs): the calling
+        thread waits for the helpers' last blocks spinning, for up to about 0.1 ms, before
+        it blocks (rnncli/core/workers.py, SPIN_LOADS)."""
         compiled = step_loop is None and self.compiled is not None
         step_loop = step_loop or (self.run if self.compiled is None else self.run_compiled)
         settings = contextlib.nullcontext if compiled else blas.single_threaded
@@ -267,7 +271,8 @@ class _Rows:
                     run(b0, b1)
             return
 
-        job = Job(run, edges, self.stop)
+        spin = self.compiled is not None if spin is None else spin
+        job = Job(run, edges, self.stop, fast.spin_wait() if spin else None)
         with settings():
             POOL.submit(job, threads - 1)
             try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import threading
 import weakref
 
@@ -184,7 +183,7 @@ def _empty(dtype):
     return np.empty((0, 0, 0), dtype), np.empty((0, 0), bool)
 
 
-def _check_widths(x, states, packed, H):
+def check_widths(x, states, packed, H):
     """The kernels read x's rows and h's as wide as the packed kernels' rows are, unchecked
     (rnncli/core/_numba_panels.py): a wider one would read past the panels."""
     if x.shape[2] != packed.kernel.shape[-2] or \
@@ -192,83 +191,6 @@ def _check_widths(x, states, packed, H):
         raise ValueError(f"inputs of width {x.shape[2]} and states of width "
                          f"{[s.shape[1] for s in states]}; the cell takes "
                          f"{packed.kernel.shape[-2]} and {H}")
-
-
-def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, home, limit, pending=-1,
-                ahead=None):
-    """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
-    t0 .. t0 + T (``x`` (n, T', D), C-contiguous, holding step t0 at x0; ``outs`` (h[, c])
-    (T, n, H) those steps) until every item of the steps before ``limit`` is claimed,
-    part ``home`` first: returns -1, or an item to pass back as ``pending`` after
-    yielding the core."""
-    from ._numba_split import KERNELS
-
-    if not 0 <= home < packed.parts:  # the kernel's counters are read unchecked
-        raise ValueError(f"part {home} of {packed.parts}")
-    dtype = cell.dtype
-    x = contiguous(x, dtype)
-    _check_widths(x, (hbuf[0],), packed, cell.units)
-    kind = cell.compiled().kind
-    ract = getattr(cell, "recurrent_activation", "linear")
-    outs = (outs[0], outs[-1])  # the second written by an LSTM only
-    return KERNELS[kind, dtype == np.float32](
-        x, t0 - x0, packed.kernel, packed.bias, packed.recurrent_kernel,
-        packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, home, limit, pending,
-        np.empty((0, 0, 0, 0), dtype) if ahead is None else ahead,
-        code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
-
-
-def split_ahead(weights, B):
-    """Where the split loop keeps x·W + b of AHEAD steps computed at once, part by part
-    (parts, B, steps, width), as the one-thread loop does for a row or two
-    (rnncli/core/_numba_panels.py: AHEAD_ROWS): computed a step at a time, each step
-    would read its part of W again beside U. None for more rows."""
-    from ._numba_panels import AHEAD, AHEAD_ROWS, ROWS
-
-    parts, count, _, nr = weights.recurrent_kernel.shape
-    if B > AHEAD_ROWS:
-        return None
-    return np.empty((parts, B, AHEAD + ROWS, count * nr), weights.bias.dtype)
-
-
-def split_scan(job, parts):
-    """A scan's compiled loop with each step's units split into ``parts`` items that
-    ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once; ``job``:
-    the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads)."""
-    from .engine import CHUNK_BYTES, chunk_steps
-
-    cell, seqs, x = job.cell, job.seqs, job.x
-    B, T, _ = x.shape
-    H, dtype = cell.units, cell.dtype
-    weights = packed(cell, parts)
-    hbuf = np.empty((2, B, H), dtype)
-    hbuf[0] = job.states[0]
-    c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
-    counters = np.zeros(1 + parts, np.int64)
-    ahead = split_ahead(weights, B)
-    C = chunk_steps(B, H, dtype.itemsize, T, 4 * CHUNK_BYTES)
-    scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
-
-    def participant(home, _last):
-        for t0 in range(0, T, C):
-            t1 = min(T, t0 + C)
-            outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
-                         for s in cell.state_names)
-            xs, x0 = input_chunk(x, t0, t1, dtype)
-            pending = -1
-            while True:
-                if job.stop.is_set():
-                    return
-                pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
-                                      home, t1, pending, ahead)
-                if pending < 0:
-                    break
-                os.sched_yield()  # another thread holds step pending // parts - 1
-
-    job.run_blocks(list(range(parts + 1)), parts, participant)
-    job.states[0][...] = hbuf[T % 2]
-    if len(job.states) > 1:
-        job.states[1][...] = c
 
 
 GATE_TERMS = {"lstm": ("gate",), "gru": ("hu", "gate")}  # a "gates" trace
@@ -286,8 +208,6 @@ def _recurrence(kind):
         (x·W, T, N, P) and the cell's ``terms`` (all of them, or, for LSTM and GRU, only
         what their backward pass reads: ``GATE_TERMS``); ``mask`` (T, n) bool with
         ``prev`` (n, H), the previous outputs (updated). Returns the final states (n, H)."""
-        from ._numba_kernels import KERNELS
-
         dtype = cell.dtype
         H = cell.units
         x = contiguous(x, dtype)
@@ -299,12 +219,12 @@ def _recurrence(kind):
         t = tuple(terms.get(n, empty) for n in TERMS[kind]) if traced else ()
         t = t + (empty,) * (6 - len(t))
         states = tuple(np.array(s, dtype=dtype) for s in states)
-        _check_widths(x, states, packed, H)
+        check_widths(x, states, packed, H)
         outs = tuple(out[n] for n in cell.state_names)
         if mask is None:
             mask, prev = no_mask, np.empty((0, H), dtype)
         ract = getattr(cell, "recurrent_activation", "linear")
-        KERNELS[kind, dtype == np.float32, traced](
+        _row_kernels()[kind, dtype == np.float32, traced](
             x, x0, packed.kernel, packed.bias, packed.recurrent_kernel, packed.recurrent_bias,
             states, outs, empty if xw is None else xw, row0,
             code(cell.activation, cell.keras_major), code(ract, cell.keras_major), t,
@@ -320,6 +240,23 @@ def _recurrence(kind):
 simple_rnn_recurrence = _recurrence("simple")
 lstm_recurrence = _recurrence("lstm")
 gru_recurrence = _recurrence("gru")  # reset_after=True only
+
+
+@functools.cache  # imported once: an import in a function took 1-4 us of each block's call
+def _row_kernels():
+    from ._numba_kernels import KERNELS
+
+    return KERNELS
+
+
+@functools.cache
+def spin_wait():
+    """(wait_until, add) of rnncli/core/_numba_atomics.py: how a thread that ran its share
+    of compiled blocks waits for the helpers' last ones, and how they say they are done
+    (rnncli/core/workers.py, Job)."""
+    from ._numba_atomics import add, wait_until
+
+    return wait_until, add
 
 
 def worth_it(B: int, H: int, gates: int = 1, itemsize: int = 4) -> bool:
@@ -363,6 +300,7 @@ def one_thread_seconds(B: int, T: int, D: int, H: int, gates: int = 1,
     return B * T * (fixed + P * (D + H) * per_mac + P * per_value + weights) * 1e-9
 
 
+@functools.cache  # a constant of the CPU: importing it took 1 us of every plan's 12
 def min_block_rows() -> int:
     """Fewest rows a thread's block of the compiled loop should have: one full group of
     rows (rnncli/core/_numba_panels.py: 8 with AVX-512, 4 without), as a group reads all

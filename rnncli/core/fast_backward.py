@@ -50,7 +50,7 @@ def simple_rnn_backward(job):
         job.g[0][b0:b1] = g
 
     parts, edges = engine.compiled_rows(B, engine.compiled_threads(cell, B, T))
-    job.run_blocks(edges, parts, step_loop=rows)
+    job.run_blocks(edges, parts, step_loop=rows, spin=True)
 
 
 def worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
@@ -111,7 +111,7 @@ def gated_backward(job):
             job.g[i][b0:b1] = gi
 
     parts, edges = engine.compiled_rows(B, engine.compiled_threads(cell, B, T))
-    job.run_blocks(edges, parts, step_loop=rows)
+    job.run_blocks(edges, parts, step_loop=rows, spin=True)
 
 
 gated_backward.worth_it = simple_rnn_backward.worth_it = worth_it
@@ -187,4 +187,4 @@ class Products:
             return fn(0, n)
         from .bptt import _Chunks
 
-        _Chunks(fn).run_blocks([n * i // parts for i in range(parts + 1)], parts)
+        _Chunks(fn).run_blocks([n * i // parts for i in range(parts + 1)], parts, spin=True)

@@ -91,15 +91,16 @@ class Plan:
     split: int = 0
 
 
-def compiled_threads(cell, B, T, engine=None, seconds=None) -> int:
+def compiled_threads(cell, B, T, engine=None, seconds=None, parts=None) -> int:
     """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
-    may use where sharing the rows between them saves more than threads cost
-    (fast.THREAD_SECONDS, against fast.one_thread_seconds of all rows, ``seconds`` when
-    the caller has it, and of a thread's share); else one."""
+    may use (``parts`` when the caller has counted them: ``threads``) where sharing the
+    rows between them saves more than threads cost (fast.THREAD_SECONDS, against
+    fast.one_thread_seconds of all rows, ``seconds`` when the caller has it, and of a
+    thread's share); else one."""
     engine = as_engine(engine)
     if engine.threads:
         return engine.threads
-    parts = threads()
+    parts = threads() if parts is None else parts
     if parts < 2:
         return 1
     whole = _seconds(cell, B, T) if seconds is None else seconds
@@ -155,17 +156,18 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         if seconds <= fast.THREAD_SECONDS and not engine.threads:
             return Plan(loop, 1, [0, B])  # threads can't save more than they cost
         idle = forced_idle(engine)
+        usable = engine.threads or threads()  # counted once for both choices
         # a split scan writes no trace terms: they are computed after it (scan)
         if trace != "gates" and mask is None:
             long = seconds > 2 * fast.THREAD_SECONDS
             split = fast.split_parts(B, cell.units, len(cell.gates) or 1,
                                      cell.dtype.itemsize,
-                                     engine.threads or (threads() if long else 1))
+                                     usable if engine.threads or long else 1)
             if split:
                 idle = idle_cores() if idle is None else idle  # read once for both choices
                 if idle >= split - 1:
                     return Plan(loop, split, list(range(split + 1)), split)
-        available = compiled_threads(cell, B, T, engine, seconds)
+        available = compiled_threads(cell, B, T, engine, seconds, usable)
         return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, idle))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units

@@ -9,6 +9,8 @@ import os
 import threading
 import time
 
+import numpy as np
+
 QUOTA_SECONDS = 1.0  # how long a cgroup CPU quota read is trusted
 _quota = [-QUOTA_SECONDS, None]  # [when read (time.monotonic()), cores it allows or None]
 
@@ -131,9 +133,21 @@ def threads() -> int:
     and a thread slowed by another process just claims fewer blocks. Measured on 2 busy
     cores (6 other runnable threads): threads chosen from the run queue (one here) were
     1.3-3x slower than one per core from 64 rows up (docs/performance.md)."""
-    from . import blas
+    if not _blas:  # imported here (blas reads affinity_cores): once, as it took 1.4 us
+        from . import blas
 
-    return max(1, min(blas.threads(), available_cores()))
+        _blas.append(blas)
+    return max(1, min(_blas[0].threads(), available_cores()))
+
+
+_blas = []  # rnncli.core.blas, once threads() has imported it
+
+
+# How long ``Job.wait`` spins for the helpers' last blocks before it blocks: reads of a
+# counter, 0.25 ns each here (so ~100 us). A thread blocked in a lock woke 20-30 us after
+# the last helper released it (this KVM guest's vCPU had halted), a tenth of a
+# two-thread LSTM scan of 4 rows and 16 units (0.25 ms); spinning, it resumes at once.
+SPIN_LOADS = 400_000
 
 
 class Job:
@@ -142,7 +156,7 @@ class Job:
     offered to has woken up: a helper that a busy machine wakes late finds nothing left
     and costs nothing."""
 
-    def __init__(self, run, edges, stop):
+    def __init__(self, run, edges, stop, spin=None):
         self.run, self.edges, self.stop = run, edges, stop
         self.claims = itertools.count()  # next() on it is atomic
         self.blocks = len(edges) - 1
@@ -154,6 +168,11 @@ class Job:
         self.done = threading.Lock()
         self.done.acquire()
         self.errors = []
+        # spin: (wait, add) compiled without the GIL (rnncli/core/_numba_atomics.py:
+        # wait_until, add); the helper that finishes the last block adds 1 to all_finished
+        # after releasing done, inside ``add``, so the GIL is free when the waiter sees it
+        self.spin = spin
+        self.all_finished = None if spin is None else np.zeros(1, np.int64)
 
     def work(self, helper=False):
         """Claim and run blocks until none is left (a helper thread: ``helper``; only the
@@ -176,8 +195,11 @@ class Job:
                     self.finished += 1
                     if helper:
                         self.running -= 1
-                    if self.finished == self.blocks:
+                    last = self.finished == self.blocks
+                    if last:
                         self.done.release()
+                if last and helper and self.spin is not None:
+                    self.spin[1](self.all_finished, 0, 1)
 
     def wait(self, interruptible=True):
         """Until every block has finished; or, not interruptible (after a Ctrl-C in the
@@ -185,6 +207,8 @@ class Job:
         the calling thread claimed when Ctrl-C came may never be counted, and helpers
         start no block once ``stop`` is set."""
         if interruptible:
+            if self.spin is not None and self.finished < self.blocks:
+                self.spin[0](self.all_finished, 0, 1, SPIN_LOADS)
             self.done.acquire()
             return
         self.stop.set()

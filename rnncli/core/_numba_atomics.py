@@ -1,0 +1,71 @@
+"""Atomic operations on an int64 array for compiled code that threads share (numba
+intrinsics: LLVM's atomic load, add and compare-exchange), and a bounded wait on one of
+them that holds no GIL (imported only with the compiled loops)."""
+
+import numba
+from numba import types
+from numba.extending import intrinsic
+
+
+def _check(counters):
+    return isinstance(counters, types.Array) and counters.dtype == types.int64 and \
+        counters.ndim == 1
+
+
+@intrinsic
+def atomic_load(typingctx, counters, i):
+    """counters[i], read with acquire ordering."""
+    if not _check(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.load_atomic(builder.gep(arr.data, [args[1]]), "acquire", 8)
+
+    return types.int64(counters, i), codegen
+
+
+@intrinsic
+def atomic_add(typingctx, counters, i, value):
+    """counters[i] += value, atomically, with release ordering."""
+    if not _check(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        builder.atomic_rmw("add", builder.gep(arr.data, [args[1]]), args[2], "acq_rel")
+        return context.get_dummy_value()
+
+    return types.void(counters, i, value), codegen
+
+
+@intrinsic
+def compare_exchange(typingctx, counters, i, old, new):
+    """counters[i] = new if it is old; whether it was."""
+    if not _check(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        pair = builder.cmpxchg(builder.gep(arr.data, [args[1]]), args[2], args[3],
+                               "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(counters, i, old, new), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def wait_until(counters, i, target, loads):
+    """Whether counters[i] reaches ``target`` within ``loads`` reads of it, the GIL
+    released meanwhile."""
+    for _ in range(loads):
+        if atomic_load(counters, i) >= target:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def add(counters, i, value):
+    """counters[i] += value, atomically, the GIL released meanwhile: a thread waiting for
+    it in wait_until finds the GIL free when it returns."""
+    atomic_add(counters, i, value)

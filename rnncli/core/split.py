@@ -1,0 +1,93 @@
+"""The loop whose steps are split by units across threads (rnncli/core/_numba_split.py),
+for batches too small to split by rows: the weights packed by part, each thread's claims
+of its items, and a scan run that way (the engine picks it: rnncli/core/planning.py)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from . import engine, fast
+from .fast import check_widths, code, contiguous, input_chunk
+
+
+@functools.cache  # imported once: an import in a function took 1-4 us of each call
+def _kernels():
+    from ._numba_split import KERNELS
+
+    return KERNELS
+
+
+def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, home, limit, pending=-1,
+                ahead=None):
+    """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
+    t0 .. t0 + T (``x`` (n, T', D), C-contiguous, holding step t0 at x0; ``outs`` (h[, c])
+    (T, n, H) those steps) until every item of the steps before ``limit`` is claimed,
+    part ``home`` first: returns -1, or an item to pass back as ``pending`` after
+    yielding the core."""
+    if not 0 <= home < packed.parts:  # the kernel's counters are read unchecked
+        raise ValueError(f"part {home} of {packed.parts}")
+    dtype = cell.dtype
+    x = contiguous(x, dtype)
+    check_widths(x, (hbuf[0],), packed, cell.units)
+    kind = cell.compiled().kind
+    ract = getattr(cell, "recurrent_activation", "linear")
+    outs = (outs[0], outs[-1])  # the second written by an LSTM only
+    return _kernels()[kind, dtype == np.float32](
+        x, t0 - x0, packed.kernel, packed.bias, packed.recurrent_kernel,
+        packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, home, limit, pending,
+        np.empty((0, 0, 0, 0), dtype) if ahead is None else ahead,
+        code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
+
+
+def split_ahead(weights, B):
+    """Where the split loop keeps x·W + b of AHEAD steps computed at once, part by part
+    (parts, B, steps, width), as the one-thread loop does for a row or two
+    (rnncli/core/_numba_panels.py: AHEAD_ROWS): computed a step at a time, each step
+    would read its part of W again beside U. None for more rows."""
+    from ._numba_panels import AHEAD, AHEAD_ROWS, ROWS
+
+    parts, count, _, nr = weights.recurrent_kernel.shape
+    if B > AHEAD_ROWS:
+        return None
+    return np.empty((parts, B, AHEAD + ROWS, count * nr), weights.bias.dtype)
+
+
+def split_scan(job, parts):
+    """A scan's compiled loop with each step's units split into ``parts`` items that
+    ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once; ``job``:
+    the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads)."""
+    cell, seqs, x = job.cell, job.seqs, job.x
+    B, T, _ = x.shape
+    H, dtype = cell.units, cell.dtype
+    weights = fast.packed(cell, parts)
+    hbuf = np.empty((2, B, H), dtype)
+    hbuf[0] = job.states[0]
+    c = np.array(job.states[1], dtype) if len(job.states) > 1 else hbuf[1]
+    counters = np.zeros(1 + parts, np.int64)
+    ahead = split_ahead(weights, B)
+    C = engine.chunk_steps(B, H, dtype.itemsize, T, 4 * engine.CHUNK_BYTES)
+    scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
+
+    def participant(home, _last):
+        for t0 in range(0, T, C):
+            t1 = min(T, t0 + C)
+            outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
+                         for s in cell.state_names)
+            xs, x0 = input_chunk(x, t0, t1, dtype)
+            pending = -1
+            while True:
+                if job.stop.is_set():
+                    return
+                pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
+                                      home, t1, pending, ahead)
+                if pending < 0:
+                    break
+                os.sched_yield()  # another thread holds step pending // parts - 1
+
+    job.run_blocks(list(range(parts + 1)), parts, participant)
+    job.states[0][...] = hbuf[T % 2]
+    if len(job.states) > 1:
+        job.states[1][...] = c
