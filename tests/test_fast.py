@@ -347,6 +347,42 @@ def test_steps_split_by_units_give_one_threads_numbers(monkeypatch, cell, dtype,
     assert_close_runs(run("numpy"), many, dtype, scale=units / 384)  # sums of H products
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("rows,chunks", [(1, True), (3, False)])
+def test_a_split_scan_records_the_gates_a_backward_pass_reads(monkeypatch, cell, dtype,
+                                                              threads, rows, chunks):
+    """Recording a forward pass for its gradients (trace="gates"), a batch too small to
+    split by rows has its units split across threads too: each part writes its own
+    units' gates (and a GRU's h·U), put in place after (split.put_in_place). The same bits
+    as one thread's, over chunks of steps or in one; the gates those of numpy's trace."""
+    if chunks:
+        monkeypatch.setattr(E, "CHUNK_BYTES", 2**14)
+    layer = layer_of(cell, dtype, units=384)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(rows, 90, 3)).astype(dtype)
+    h0 = tuple(rng.normal(size=(rows, 384)).astype(dtype) * 0.5
+               for _ in layer.cell.state_names)
+    split_engine = E.Engine("numba", threads=threads)
+    assert E.plan(layer.cell, rows, 90, None, split_engine, trace="gates").split == threads
+
+    def record(engine):
+        return E.scan(layer.cell, x, h0, trace="gates", engine=engine)
+
+    one, many = record(E.Engine("numba", threads=1)), record(split_engine)
+    names = fast.GATE_TERMS[cell]
+    assert [n for n in many.terms if n in names] == list(names)
+    for name in names:
+        np.testing.assert_array_equal(many.terms[name], one.terms[name])
+    for name in one.sequences:
+        np.testing.assert_array_equal(many.sequences[name], one.sequences[name])
+    numpy = E.scan(layer.cell, x, h0, trace="full", engine=E.Engine("numpy"))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for name in names:
+        np.testing.assert_allclose(many.terms[name], numpy.terms[name], rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
 @pytest.mark.parametrize("columns", [7, 96, 300])  # 1 panel; 3-19: groups of 2 and 4, tails
@@ -394,8 +430,12 @@ def test_split_is_only_for_small_batches_with_big_steps():
     assert fast.split_parts(1, 512, 4, 4, threads=1) == 0
     lstm = layer_of("lstm", units=512).cell
     assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2)).split == 2
-    # the backward pass's trace is written by the loop: no split kernel writes terms
-    assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2), "gates").split == 0
+    # the backward pass's trace: a gated cell's split kernels write its gates; a
+    # SimpleRNN's whole trace is written by the loop, which no split kernel does
+    assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2), "gates").split == 2
+    simple = layer_of("simple_rnn", units=1024).cell
+    assert E.plan(simple, 1, 100, None, E.Engine("numba", threads=2)).split == 2
+    assert E.plan(simple, 1, 100, None, E.Engine("numba", threads=2), "gates").split == 0
     # a trace computed after the scan (rnncli/core/replay.py) scans as the forward pass does
     for trace in (True, "full"):
         assert E.plan(lstm, 1, 100, None, E.Engine("numba", threads=2), trace).split == 2

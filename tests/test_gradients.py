@@ -928,3 +928,29 @@ def test_gated_full_state_jacobian(kind):
             fd = np.stack([(step(prev + e) - step(prev - e)) / (2 * EPS)
                            for e in np.eye(S * H) * EPS], axis=1)
             np.testing.assert_allclose(J[b], fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_sample_s_gradients_are_the_same_whether_its_units_are_split_or_not(kind):
+    """A batch of one records its forward pass with the units split across threads
+    (rnncli/core/_numba_split.py, writing the gates): its gradients are those of one
+    thread to the bit."""
+    pytest.importorskip("numba")
+    from rnncli.core import engine as E
+
+    r = rng(5)
+    H, D, P = 384, 3, (4 if kind == "lstm" else 3) * 384
+    weights = [r.normal(size=(D, P)) * 0.3, r.normal(size=(H, P)) * 0.05,
+               r.normal(size=P if kind == "lstm" else (2, P)) * 0.1]
+    weights = [w.astype(np.float32) for w in weights]
+    cell = LSTMCell(*weights) if kind == "lstm" else GRUCell(*weights)
+    model = Model.chain("m", [RNN("rec", cell, return_sequences=True)])
+    x = inputs(B=1, T=30, D=D).astype(np.float32)
+    y = targets_like(model, x)
+    split = E.Engine("numba", threads=2)
+    assert E.plan(cell, 1, 30, None, split, trace="gates").split == 2
+    a = model.gradients(x, y, engine=E.Engine("numba", threads=1), jacobian=False)
+    b = model.gradients(x, y, engine=split, jacobian=False)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(b[k], a[k], err_msg=k)

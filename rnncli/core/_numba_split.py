@@ -30,8 +30,10 @@ rows, weigh less there against the multiply-adds). Reading the panels back and f
 the row-block loop measured 0.99-1.01x, so only this loop does it.
 
 The states: ``hbuf`` (2, n, H), h at even steps in [0], odd in [1]; ``c`` (n, H), an
-LSTM's cell state, each part updating its own units. No mask and no trace: the engine
-takes this loop only without them.
+LSTM's cell state, each part updating its own units. No mask, and of a trace only the
+gates a gated cell's backward pass reads (rnncli/core/fast.py, GATE_TERMS), each part
+writing its own columns (rnncli/core/split.py puts them in place): the engine takes
+this loop only so.
 """
 
 import numba
@@ -41,7 +43,7 @@ from ._numba_activations import activate32, activate64
 from ._numba_atomics import atomic_add, atomic_load, compare_exchange
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import AHEAD, BLOCK, ROWS, panel_product, project_ahead, source_stamp
-from ._numba_rows import NONE, gru_row, lstm_row, simple_row
+from ._numba_rows import GATES, NONE, gru_row, lstm_row, simple_row
 
 SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
 
@@ -69,27 +71,31 @@ def claim(counters, parts, home, limit):
 
 @numba.njit(inline="always")
 def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts,
-                home, limit, pending, ahead, act, ract, row, activate, one, has_c):
+                home, limit, pending, ahead, terms, act, ract, row, activate, one, has_c,
+                trace):
     """Items of steps t0 .. t0 + T (outs holds those steps, x those from step ``shift``)
     until every item of the steps before ``limit`` is claimed, part ``home`` first:
     returns -1, or an item whose wait ran past SPIN (call again with it as
     ``pending``). ``ahead`` (parts, n, AHEAD + ROWS, width), or
     empty: x·W + b of AHEAD steps at once, part q's computed by the item of part q whose
-    step starts them (every item of part q before it has finished: it waited for them)."""
+    step starts them (every item of part q before it has finished: it waited for them).
+    ``terms``: the row step's six trace terms (rnncli/core/_numba_rows.py), each
+    (T, parts, n, width / parts), part q's own columns in its own order; at trace level
+    GATES (a constant of the kernel) the row writes those a gated cell's backward pass
+    reads, at NONE none (then each is empty)."""
     n = x.shape[0]
     Hl = hbuf.shape[2] // parts
     P = biases.shape[1]
     x, kernels, biases, panels, rbs, hbuf, c, counters, ahead = borrowed(
         (x, kernels, biases, panels, rbs, hbuf, c, counters, ahead))
     early = ahead.shape[0] > 0
-    outs = borrowed(outs)
+    outs, terms = borrowed(outs), borrowed(terms)
     acc_memory = np.empty((BLOCK + ROWS, panels.shape[1] * panels.shape[3]), dtype=hbuf.dtype)
     xacc_memory = np.empty((0 if early else BLOCK + ROWS, kernels.shape[1] * kernels.shape[3]),
                            dtype=hbuf.dtype)  # x·W a step at a time: none when ahead
     # borrowed: every return below must pass acc_memory and xacc_memory to alive() first
     acc, xacc = borrowed(acc_memory), borrowed(xacc_memory)
     empty = np.empty((0, 0, 0), dtype=hbuf.dtype)
-    terms = (empty, empty, empty, empty, empty, empty)
     k = pending
     while True:
         if k < 0:
@@ -111,6 +117,8 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
         hcur, hnext = hbuf[tg % 2], hbuf[(tg + 1) % 2]
         states = (hcur[:, j0:j0 + Hl], c[:, j0:j0 + Hl])
         part_outs = (outs[0][:, :, j0:j0 + Hl], outs[1][:, :, j0:j0 + Hl])
+        part_terms = (terms[0][:, q], terms[1][:, q], terms[2][:, q], terms[3][:, q],
+                      terms[4][:, q], terms[5][:, q])
         bias, rb = biases[q], rbs[q]
         xt = x[:, tg - shift, :]
         if early and t % AHEAD == 0:
@@ -128,8 +136,8 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
                     xwb = xacc[b - g0, :P]
                     for j in range(P):
                         xwb[j] += bias[j]
-                row(xwb, acc[b - g0, :P], rb, states, b, part_outs, t, b, act, ract, terms,
-                    activate, one, NONE)
+                row(xwb, acc[b - g0, :P], rb, states, b, part_outs, t, b, act, ract,
+                    part_terms, activate, one, trace)
                 for j in range(Hl):
                     hnext[b, j0 + j] = part_outs[0][t, b, j]
                 if has_c:
@@ -139,70 +147,107 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
         k = -1
 
 
-# Per cell, float32 or float64 (the arguments are split_drive's, up to ``ract``).
+# Per cell, float32 or float64, untraced or writing the gates (the arguments are
+# split_drive's, up to ``ract``).
 
 
 def _kernels(stamp):
-    """The kernels by (cell, float32?), each keeping ``stamp`` (a hash of this module's,
-    _numba_rows.py's, _numba_activations.py's, _numba_panels.py's and
-    _numba_borrowed.py's source: it inlines their code) in its closure, where numba's disk
-    cache looks."""
+    """The kernels by (cell, float32?, "gates" or False), each keeping ``stamp`` (a hash
+    of this module's, _numba_rows.py's, _numba_activations.py's, _numba_panels.py's,
+    _numba_borrowed.py's and _numba_atomics.py's source: it inlines their code) in its
+    closure, where numba's disk cache looks."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
-    def simple_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home, limit,
-                   pending, ahead, act, ract):
+    def simple_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                   limit, pending, ahead, terms, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
-                           parts, home, limit, pending, ahead, act, ract, simple_row, activate32,
-                           np.float32(1), False)
+                           parts, home, limit, pending, ahead, terms, act, ract, simple_row,
+                           activate32, np.float32(1), False, NONE)
 
     @njit
-    def simple_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home, limit,
-                   pending, ahead, act, ract):
+    def simple_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                   limit, pending, ahead, terms, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
-                           parts, home, limit, pending, ahead, act, ract, simple_row, activate64,
-                           1.0, False)
+                           parts, home, limit, pending, ahead, terms, act, ract, simple_row,
+                           activate64, 1.0, False, NONE)
 
     @njit
-    def lstm_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home, limit,
-                 pending, ahead, act, ract):
+    def lstm_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                 limit, pending, ahead, terms, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
-                           parts, home, limit, pending, ahead, act, ract, lstm_row, activate32,
-                           np.float32(1), True)
+                           parts, home, limit, pending, ahead, terms, act, ract, lstm_row,
+                           activate32, np.float32(1), True, NONE)
 
     @njit
-    def lstm_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home, limit,
-                 pending, ahead, act, ract):
+    def lstm_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                 limit, pending, ahead, terms, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
-                           parts, home, limit, pending, ahead, act, ract, lstm_row, activate64,
-                           1.0, True)
+                           parts, home, limit, pending, ahead, terms, act, ract, lstm_row,
+                           activate64, 1.0, True, NONE)
 
     @njit
-    def gru_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home, limit,
-                pending, ahead, act, ract):
+    def gru_f32(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                limit, pending, ahead, terms, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
-                           parts, home, limit, pending, ahead, act, ract, gru_row, activate32,
-                           np.float32(1), False)
+                           parts, home, limit, pending, ahead, terms, act, ract, gru_row,
+                           activate32, np.float32(1), False, NONE)
 
     @njit
-    def gru_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home, limit,
-                pending, ahead, act, ract):
+    def gru_f64(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                limit, pending, ahead, terms, act, ract):
         stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
         return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
-                           parts, home, limit, pending, ahead, act, ract, gru_row, activate64,
-                           1.0, False)
+                           parts, home, limit, pending, ahead, terms, act, ract, gru_row,
+                           activate64, 1.0, False, NONE)
 
-    return {('simple', True): simple_f32,
-            ('simple', False): simple_f64,
-            ('lstm', True): lstm_f32,
-            ('lstm', False): lstm_f64,
-            ('gru', True): gru_f32,
-            ('gru', False): gru_f64}
+    @njit
+    def lstm_f32_gates(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                       limit, pending, ahead, terms, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, home, limit, pending, ahead, terms, act, ract, lstm_row,
+                           activate32, np.float32(1), True, GATES)
+
+    @njit
+    def lstm_f64_gates(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                       limit, pending, ahead, terms, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, home, limit, pending, ahead, terms, act, ract, lstm_row,
+                           activate64, 1.0, True, GATES)
+
+    @njit
+    def gru_f32_gates(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                      limit, pending, ahead, terms, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, home, limit, pending, ahead, terms, act, ract, gru_row,
+                           activate32, np.float32(1), False, GATES)
+
+    @njit
+    def gru_f64_gates(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters, parts, home,
+                      limit, pending, ahead, terms, act, ract):
+        stamp  # noqa: B018 (in the closure: numba's cache key hashes it)
+        return split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, counters,
+                           parts, home, limit, pending, ahead, terms, act, ract, gru_row,
+                           activate64, 1.0, False, GATES)
+
+    return {('simple', True, False): simple_f32,
+            ('simple', False, False): simple_f64,
+            ('lstm', True, False): lstm_f32,
+            ('lstm', False, False): lstm_f64,
+            ('gru', True, False): gru_f32,
+            ('gru', False, False): gru_f64,
+            ('lstm', True, 'gates'): lstm_f32_gates,
+            ('lstm', False, 'gates'): lstm_f64_gates,
+            ('gru', True, 'gates'): gru_f32_gates,
+            ('gru', False, 'gates'): gru_f64_gates}
 
 
 KERNELS = _kernels(source_stamp("_numba_panels", "_numba_activations", "_numba_rows",

@@ -157,8 +157,10 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
             return Plan(loop, 1, [0, B])  # threads can't save more than they cost
         idle = forced_idle(engine)
         usable = engine.threads or threads()  # counted once for both choices
-        # a split scan writes no trace terms: they are computed after it (scan)
-        if trace != "gates" and mask is None:
+        # a split scan writes of the trace only a gated cell's gates (the others are
+        # computed after it: scan)
+        if mask is None and (trace != "gates" or getattr(loop, "kind", None) in
+                             fast.GATE_TERMS):
             long = seconds > 2 * fast.THREAD_SECONDS
             split = fast.split_parts(B, cell.units, len(cell.gates) or 1,
                                      cell.dtype.itemsize,

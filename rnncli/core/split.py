@@ -21,12 +21,13 @@ def _kernels():
 
 
 def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, home, limit, pending=-1,
-                ahead=None):
+                ahead=None, terms=None):
     """Claim and run items of the split loop (rnncli/core/_numba_split.py) for steps
     t0 .. t0 + T (``x`` (n, T', D), C-contiguous, holding step t0 at x0; ``outs`` (h[, c])
     (T, n, H) those steps) until every item of the steps before ``limit`` is claimed,
     part ``home`` first: returns -1, or an item to pass back as ``pending`` after
-    yielding the core."""
+    yielding the core. ``terms``: where the gates go, part by part (``part_terms``), or
+    None."""
     if not 0 <= home < packed.parts:  # the kernel's counters are read unchecked
         raise ValueError(f"part {home} of {packed.parts}")
     dtype = cell.dtype
@@ -35,10 +36,13 @@ def split_steps(cell, packed, x, x0, hbuf, c, outs, t0, counters, home, limit, p
     kind = cell.compiled().kind
     ract = getattr(cell, "recurrent_activation", "linear")
     outs = (outs[0], outs[-1])  # the second written by an LSTM only
-    return _kernels()[kind, dtype == np.float32](
+    kernel = _kernels()[kind, dtype == np.float32, "gates" if terms is not None else False]
+    if terms is None:
+        terms = (np.empty((0, packed.parts, 0, 0), dtype),) * 6
+    return kernel(
         x, t0 - x0, packed.kernel, packed.bias, packed.recurrent_kernel,
         packed.recurrent_bias, hbuf, c, outs, t0, counters, packed.parts, home, limit, pending,
-        np.empty((0, 0, 0, 0), dtype) if ahead is None else ahead,
+        np.empty((0, 0, 0, 0), dtype) if ahead is None else ahead, terms,
         code(cell.activation, cell.keras_major), code(ract, cell.keras_major))
 
 
@@ -55,10 +59,30 @@ def split_ahead(weights, B):
     return np.empty((parts, B, AHEAD + ROWS, count * nr), weights.bias.dtype)
 
 
+def part_terms(cell, names, T, B, parts):
+    """Where the split loop writes a "gates" trace (the terms ``names``: fast.GATE_TERMS),
+    part by part: the row step's six terms (fast.TERMS), each (T, parts, B, width /
+    parts) for those named, empty for the others."""
+    dtype = cell.dtype
+    return tuple(np.empty((T, parts, B, cell.term_width(n) // parts), dtype) if n in names
+                 else np.empty((0, parts, 0, 0), dtype)
+                 for n in fast.TERMS[cell.compiled().kind])
+
+
+def put_in_place(term, by_part, H):
+    """A term of the gates' width (T, B, blocks·H) from its parts' columns (T, parts, B,
+    blocks·H/parts: each part its own units of every block, ``part_terms``)."""
+    T, parts, B, width = by_part.shape
+    blocks = width * parts // H
+    np.copyto(term.reshape(T, B, blocks, parts, H // parts),
+              by_part.reshape(T, parts, B, blocks, H // parts).transpose(0, 2, 3, 1, 4))
+
+
 def split_scan(job, parts):
     """A scan's compiled loop with each step's units split into ``parts`` items that
     ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once; ``job``:
-    the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads)."""
+    the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads;
+    its terms: none, or a "gates" trace's)."""
     cell, seqs, x = job.cell, job.seqs, job.x
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
@@ -70,6 +94,7 @@ def split_scan(job, parts):
     ahead = split_ahead(weights, B)
     C = engine.chunk_steps(B, H, dtype.itemsize, T, 4 * engine.CHUNK_BYTES)
     scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
+    by_part = part_terms(cell, job.terms, T, B, parts) if job.terms else None
 
     def participant(home, _last):
         for t0 in range(0, T, C):
@@ -77,12 +102,14 @@ def split_scan(job, parts):
             outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
                          for s in cell.state_names)
             xs, x0 = input_chunk(x, t0, t1, dtype)
+            terms = None if by_part is None else \
+                tuple(a[t0:t1] if len(a) else a for a in by_part)
             pending = -1
             while True:
                 if job.stop.is_set():
                     return
                 pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
-                                      home, t1, pending, ahead)
+                                      home, t1, pending, ahead, terms)
                 if pending < 0:
                     break
                 os.sched_yield()  # another thread holds step pending // parts - 1
@@ -91,3 +118,7 @@ def split_scan(job, parts):
     job.states[0][...] = hbuf[T % 2]
     if len(job.states) > 1:
         job.states[1][...] = c
+    if by_part is not None:
+        for name, term in zip(fast.TERMS[cell.compiled().kind], by_part):
+            if name in job.terms:
+                put_in_place(job.terms[name], term, H)
