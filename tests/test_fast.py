@@ -549,6 +549,12 @@ def test_kernel_caches_follow_every_source_they_inline(tmp_path):
     assert all(stamps(k) == [ours] for k in _numba_kernels.KERNELS.values())
     assert all(stamps(k) == [split] for k in _numba_split.KERNELS.values())
     assert all(stamps(k) == [backward] for k in _numba_backward.KERNELS.values())
+    from rnncli.core import _numba_backward_split
+
+    backward_split = _numba_panels.source_stamp(
+        "_numba_panels", "_numba_backward_split", "_numba_backward", "fast_backward",
+        "_numba_borrowed", "_numba_activations", "_numba_atomics")
+    assert all(stamps(k) == [backward_split] for k in _numba_backward_split.KERNELS.values())
     from rnncli.core import _numba_products
 
     products = _numba_panels.source_stamp("_numba_panels", "_numba_products",

@@ -561,9 +561,9 @@ def test_compiled_simple_rnn_backward_reads_the_states_alone_but_for_relu(monkey
     seen = []
     original = fast_backward.simple_rnn_backward
 
-    def spy(job):
+    def spy(job, engine=None):
         seen.append(set(job.terms))
-        return original(job)
+        return original(job, engine)
 
     spy.worth_it, spy.reads_trace = original.worth_it, original.reads_trace
     monkeypatch.setattr(fast_backward, "simple_rnn_backward", spy)
@@ -615,9 +615,9 @@ def test_compiled_gated_backward_matches_numpy(monkeypatch, kind, dtype, threads
     calls = []
     original = fast_backward.gated_backward
 
-    def spy(job):
+    def spy(job, engine=None):
         calls.append(job.dxp.shape)
-        return original(job)
+        return original(job, engine)
 
     spy.worth_it = original.worth_it
     monkeypatch.setattr(fast_backward, "gated_backward", spy)
@@ -930,27 +930,42 @@ def test_gated_full_state_jacobian(kind):
             np.testing.assert_allclose(J[b], fd, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_a_sample_s_gradients_are_the_same_whether_its_units_are_split_or_not(kind):
-    """A batch of one records its forward pass with the units split across threads
-    (rnncli/core/_numba_split.py, writing the gates): its gradients are those of one
-    thread to the bit."""
+@pytest.mark.parametrize("kind,act,ract", [("lstm", "tanh", "sigmoid"),
+                                           ("lstm", "hard_sigmoid", "hard_sigmoid"),
+                                           ("gru", "tanh", "sigmoid")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,threads", [(1, 2), (3, 3)])
+def test_a_small_batch_s_gradients_are_the_same_whether_its_units_are_split_or_not(
+        kind, act, ract, dtype, rows, threads):
+    """A batch too small to split by rows records its forward pass with the units split
+    across threads (rnncli/core/_numba_split.py, writing the gates), and an LSTM runs its
+    backward loop so too (rnncli/core/_numba_backward_split.py: act(c) in the loop or
+    read, slopes from the gates or read): every gradient is one thread's to the bit."""
     pytest.importorskip("numba")
     from rnncli.core import engine as E
+    from rnncli.core import planning
 
     r = rng(5)
     H, D, P = 384, 3, (4 if kind == "lstm" else 3) * 384
     weights = [r.normal(size=(D, P)) * 0.3, r.normal(size=(H, P)) * 0.05,
                r.normal(size=P if kind == "lstm" else (2, P)) * 0.1]
-    weights = [w.astype(np.float32) for w in weights]
-    cell = LSTMCell(*weights) if kind == "lstm" else GRUCell(*weights)
+    weights = [w.astype(dtype) for w in weights]
+    cls = LSTMCell if kind == "lstm" else GRUCell
+    cell = cls(*weights, activation=act, recurrent_activation=ract)
     model = Model.chain("m", [RNN("rec", cell, return_sequences=True)])
-    x = inputs(B=1, T=30, D=D).astype(np.float32)
+    x = inputs(B=rows, T=30, D=D).astype(dtype)
     y = targets_like(model, x)
-    split = E.Engine("numba", threads=2)
-    assert E.plan(cell, 1, 30, None, split, trace="gates").split == 2
-    a = model.gradients(x, y, engine=E.Engine("numba", threads=1), jacobian=False)
-    b = model.gradients(x, y, engine=split, jacobian=False)
+    h0 = [r.normal(size=(rows, H)).astype(dtype) * 0.5 for _ in cell.state_names]
+    split = E.Engine("numba", threads=threads)
+    assert E.plan(cell, rows, 30, None, split, trace="gates").split == threads
+    assert planning.backward_split(cell, rows, 30, split) == (threads if kind == "lstm" else 0)
+    a = model.gradients(x, y, engine=E.Engine("numba", threads=1), jacobian=False,
+                        initial_state=h0)
+    b = model.gradients(x, y, engine=split, jacobian=False, initial_state=h0)
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+    numpy = model.gradients(x, y, engine="numpy", jacobian=False, initial_state=h0)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for k in a:
+        np.testing.assert_allclose(b[k], numpy[k], rtol=tol, atol=tol, err_msg=k)

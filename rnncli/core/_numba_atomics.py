@@ -1,6 +1,7 @@
 """Atomic operations on an int64 array for compiled code that threads share (numba
-intrinsics: LLVM's atomic load, add and compare-exchange), and a bounded wait on one of
-them that holds no GIL (imported only with the compiled loops)."""
+intrinsics: LLVM's atomic load, add and compare-exchange), the claims of the loops split
+by units built on them, and a bounded wait and an add that hold no GIL (imported only
+with the compiled loops)."""
 
 import numba
 from numba import types
@@ -52,6 +53,30 @@ def compare_exchange(typingctx, counters, i, old, new):
         return builder.extract_value(pair, 1)
 
     return types.boolean(counters, i, old, new), codegen
+
+
+# The loops split by units (_numba_split.py, _numba_backward_split.py): their items'
+# claims and waits.
+SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
+DONE = 0  # counters[0]: items done; counters[1 + q]: the next step whose part q is free
+
+
+@numba.njit(inline="always")
+def claim(counters, parts, home, limit):
+    """The next item (step·parts + part): of the earliest step with a part unclaimed, part
+    ``home`` if that is one; -1 once every part of step ``limit`` - 1 is claimed."""
+    while True:
+        m = limit
+        for q in range(parts):
+            m = min(m, atomic_load(counters, 1 + q))
+        if m >= limit:
+            return -1
+        if atomic_load(counters, 1 + home) == m and \
+                compare_exchange(counters, 1 + home, m, m + 1):
+            return m * parts + home
+        for q in range(parts):
+            if compare_exchange(counters, 1 + q, m, m + 1):
+                return m * parts + q
 
 
 @numba.njit(cache=True, nogil=True)

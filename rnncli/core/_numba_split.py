@@ -40,33 +40,10 @@ import numba
 import numpy as np
 
 from ._numba_activations import activate32, activate64
-from ._numba_atomics import atomic_add, atomic_load, compare_exchange
+from ._numba_atomics import DONE, SPIN, atomic_add, atomic_load, claim
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import AHEAD, BLOCK, ROWS, panel_product, project_ahead, source_stamp
 from ._numba_rows import GATES, NONE, gru_row, lstm_row, simple_row
-
-SPIN = 200_000  # loads of the done counter before returning to Python to yield the core
-
-
-DONE = 0  # counters[0]: items done; counters[1 + q]: the next step whose part q is free
-
-
-@numba.njit(inline="always")
-def claim(counters, parts, home, limit):
-    """The next item (step·parts + part): of the earliest step with a part unclaimed, part
-    ``home`` if that is one; -1 once every part of step ``limit`` - 1 is claimed."""
-    while True:
-        m = limit
-        for q in range(parts):
-            m = min(m, atomic_load(counters, 1 + q))
-        if m >= limit:
-            return -1
-        if atomic_load(counters, 1 + home) == m and \
-                compare_exchange(counters, 1 + home, m, m + 1):
-            return m * parts + home
-        for q in range(parts):
-            if compare_exchange(counters, 1 + q, m, m + 1):
-                return m * parts + q
 
 
 @numba.njit(inline="always")

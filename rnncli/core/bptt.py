@@ -71,7 +71,7 @@ def direction_backward(layer, d, initial, g_out=None, g_final=None, jacobian=Fal
                  layer.zero_output_for_mask if zero_output is None else zero_output)
     compiled = _compiled(cell, T, B, mask, engine)
     if compiled is not None:
-        compiled(job)
+        compiled(job, engine)
     else:
         parts = _engine.split_parts(B, H)
         job.run_blocks(_engine.block_edges(B, parts) if parts > 1 else [0, B], parts)

@@ -131,6 +131,21 @@ class Packed:
         self.recurrent_bias = np.stack([rb[c] for c in columns])
 
     @functools.cached_property
+    def recurrent_transposed(self):
+        """Uᵀ's columns part by part (parts, ...), each part's units as ``recurrent_kernel``
+        cuts them, packed for the backward loop split by units
+        (rnncli/core/_numba_backward_split.py): made when a gradient first asks."""
+        from ._numba_panels import pack, packed_shape
+
+        u_t = np.ascontiguousarray(self._sources[1].T)
+        size = u_t.shape[1] // self.parts
+        out = np.empty((self.parts, *packed_shape(u_t.shape[0], size, u_t.itemsize)),
+                       u_t.dtype)
+        for q in range(self.parts):
+            pack(u_t, out[q], np.arange(q * size, (q + 1) * size))
+        return out
+
+    @functools.cached_property
     def transposed(self):
         """(Wᵀ, Uᵀ) packed for the backward pass (rnncli/core/fast_backward.py: dL/dx =
         dz·Wᵀ, dL/dh_{k-1} = dz·Uᵀ), made when a gradient first asks: kept with the cell

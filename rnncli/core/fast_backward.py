@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fast import ONE_SHOT_MIN_STEPS, available, code, transposed
+from .fast import ONE_SHOT_MIN_STEPS, available, code, packed, transposed
 
 # How the LSTM/GRU loops have a gate's slope (one code a gate block): read from the numpy
 # CellBackward's array (any activation), or from the gate's value y as TensorFlow's
@@ -25,12 +25,12 @@ SLOPE_CODES = {"sigmoid": SIGMOID, "tanh": TANH, "linear": LINEAR}
 SIMPLE_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 
 
-def simple_rnn_backward(job):
+def simple_rnn_backward(job, engine=None):
     """A SimpleRNN's backward time loop, compiled, over blocks of rows in threads as the
     forward loop runs them (``job``: rnncli.core.bptt._Steps over every row, no mask):
     fills ``job.hidden`` and ``job.dxp``, leaves dL/dh_0 in ``job.g``. Reads the states
     only (``z`` too for relu, whose slope needs it: the recorded trace has it then)."""
-    from . import engine
+    from . import engine as _engine
     from ._numba_backward import KERNELS
 
     cell, c = job.cell, np.ascontiguousarray
@@ -49,7 +49,7 @@ def simple_rnn_backward(job):
                               dtype.type(1))
         job.g[0][b0:b1] = g
 
-    parts, edges = engine.compiled_rows(B, engine.compiled_threads(cell, B, T))
+    parts, edges = _engine.compiled_rows(B, _engine.compiled_threads(cell, B, T, engine))
     job.run_blocks(edges, parts, step_loop=rows, spin=True)
 
 
@@ -67,13 +67,15 @@ def worth_it(T: int, B: int, H: int, itemsize: int = 4, engine=None) -> bool:
     return engine.kind == "numba" or not engine.one_shot or T >= ONE_SHOT_MIN_STEPS
 
 
-def gated_backward(job):
+def gated_backward(job, engine=None):
     """An LSTM's or GRU's (reset_after) backward time loop, compiled, over blocks of rows
     in threads as the forward loop runs them (``job``: rnncli.core.bptt._Steps over every
     row, no mask). The cell's numpy CellBackward first computes what every step needs at
     once (the gates' slopes; LSTM's act(c) and its slope where the loop does not compute
-    them; GRU's h·U_h + b_hh)."""
-    from . import engine
+    them; GRU's h·U_h + b_hh). An LSTM of a batch too small to split by rows has each
+    step's units split across threads instead (planning.backward_split)."""
+    from . import engine as _engine
+    from . import planning
     from ._numba_backward import KERNELS
 
     cell, c = job.cell, np.ascontiguousarray
@@ -101,17 +103,46 @@ def gated_backward(job):
                     c(job.states[1]), c(job.initial[1]), tc, dtc)
     else:
         per_cell = (c(back.inner_h), back.found(0))
+    args = (g_out, has_out, gate, slopes, slope, *per_cell)
+    split = planning.backward_split(cell, B, T, engine)
+    if split:
+        return _split_units(job, split, args)
     kernel = KERNELS[kind]
 
     def rows(b0, b1):
         g = [gi[b0:b1].copy() for gi in job.g]
-        kernel(b0, g_out, has_out, gate, slopes, slope, *per_cell, panels, *g, job.hidden,
-               job.dxp, dtype.type(1))
+        kernel(b0, *args, panels, *g, job.hidden, job.dxp, dtype.type(1))
         for i, gi in enumerate(g):
             job.g[i][b0:b1] = gi
 
-    parts, edges = engine.compiled_rows(B, engine.compiled_threads(cell, B, T))
+    parts, edges = _engine.compiled_rows(B, _engine.compiled_threads(cell, B, T, engine))
     job.run_blocks(edges, parts, step_loop=rows, spin=True)
+
+
+def _split_units(job, parts, args):
+    """An LSTM's backward loop with each step's units split into ``parts`` items that as
+    many threads claim, every row at once (rnncli/core/_numba_backward_split.py); ``args``
+    the one-thread loop's, up to its packed Uᵀ."""
+    import os
+
+    from ._numba_backward_split import KERNELS
+
+    cell = job.cell
+    panels = packed(cell, parts).recurrent_transposed
+    counters = np.zeros(1 + parts, np.int64)
+    one = cell.dtype.type(1)
+    gh, gc = job.g  # C-contiguous (B, H): updated in place
+
+    def participant(home, _last):
+        pending = -1
+        while not job.stop.is_set():
+            pending = KERNELS["lstm"](*args, panels, gh, gc, job.hidden, job.dxp, one,
+                                      counters, parts, home, pending)
+            if pending < 0:
+                return
+            os.sched_yield()  # another thread holds an item of the step before
+
+    job.run_blocks(list(range(parts + 1)), parts, step_loop=participant, spin=True)
 
 
 gated_backward.worth_it = simple_rnn_backward.worth_it = worth_it

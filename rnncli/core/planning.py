@@ -178,6 +178,26 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     return Plan(None, parts, block_edges(rows, parts) if parts > 1 else [0, rows])
 
 
+def backward_split(cell, B, T, engine=None) -> int:
+    """Into how many parts an LSTM's compiled backward loop over B rows and T steps splits
+    each step's units (rnncli/core/_numba_backward_split.py), or 0 (row blocks): as the
+    forward pass splits its steps (``plan``, fast.split_parts), while a core is idle for
+    each helper. (Its steps have the forward pass's products, by Uᵀ, and more
+    elementwise work; the thresholds are the forward pass's, not measured here.)"""
+    engine = as_engine(engine)
+    seconds = _seconds(cell, B, T)
+    if getattr(cell.compiled(), "kind", None) != "lstm" or \
+            seconds <= fast.THREAD_SECONDS and not engine.threads:
+        return 0
+    long = seconds > 2 * fast.THREAD_SECONDS
+    split = fast.split_parts(B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize,
+                             engine.threads or (threads() if long else 1))
+    idle = forced_idle(engine)
+    if split and (idle_cores() if idle is None else idle) >= split - 1:
+        return split
+    return 0
+
+
 def _compiled_loop(cell, T, B, mask, engine):
     kind = engine.kind  # read from the environment: once
     if T == 0 or not fast.available(engine, kind):
