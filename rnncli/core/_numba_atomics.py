@@ -28,7 +28,7 @@ def atomic_load(typingctx, counters, i):
 
 @intrinsic
 def atomic_add(typingctx, counters, i, value):
-    """counters[i] += value, atomically, with release ordering."""
+    """counters[i] += value, atomically (acquire and release ordering)."""
     if not _check(counters):
         return None
 

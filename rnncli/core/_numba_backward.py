@@ -51,6 +51,51 @@ def _slope(code, y, st, r, col, one):
     return st[r, col]
 
 
+@numba.njit(inline="always")
+def lstm_cell_act(t, r, j0, count, act, activate, c, tc, dtc, own, one):
+    """(act(c_t), its slope) of row r's units j0 .. j0 + count: read from ``tc`` and
+    ``dtc`` (act < 0), or computed into ``own`` (2, count) by ``activate``, each in a loop
+    of its own (they vectorize)."""
+    if act < 0:
+        return tc[t, r, j0:j0 + count], dtc[t, r, j0:j0 + count]
+    tcr, dtcr = own[0, :count], own[1, :count]
+    for j in range(count):
+        tcr[j] = c[t, r, j0 + j]
+    activate_range(tcr, 0, count, act, activate)
+    if act == TANH_CODE:
+        for j in range(count):
+            dtcr[j] = one - tcr[j] * tcr[j]
+    elif act == SIGMOID_CODE:
+        for j in range(count):
+            dtcr[j] = tcr[j] * (one - tcr[j])
+    else:
+        for j in range(count):
+            dtcr[j] = one
+    return tcr, dtcr
+
+
+@numba.njit(inline="always")
+def lstm_units(t, b, r, j0, count, g_out, has_out, gt, st, d, slopes, c, c0, tcr, dtcr, gh,
+               gc, hidden, one):
+    """LSTMBackward.step's chain rule through the gates for row r's units j0 .. j0 +
+    count (``b``: the row in ``gh``, ``gc``): dL/dh_t into ``hidden``, the four gates'
+    columns of dz_t into ``d``, dL/dc_{t-1} into ``gc``; ``tcr``, ``dtcr`` act(c_t) and
+    its slope for those units."""
+    H = gh.shape[1]
+    for jl in range(count):
+        j = j0 + jl
+        c_prev = c[t - 1, r, j] if t else c0[r, j]
+        dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
+        hidden[t, r, j] = dh
+        i, f, cand, o = gt[r, j], gt[r, H + j], gt[r, 2 * H + j], gt[r, 3 * H + j]
+        dc = gc[b, j] + dh * o * dtcr[jl]
+        d[r, j] = dc * cand * _slope(slopes[0], i, st, r, j, one)
+        d[r, H + j] = dc * c_prev * _slope(slopes[1], f, st, r, H + j, one)
+        d[r, 2 * H + j] = dc * i * _slope(slopes[2], cand, st, r, 2 * H + j, one)
+        d[r, 3 * H + j] = dh * tcr[jl] * _slope(slopes[3], o, st, r, 3 * H + j, one)
+        gc[b, j] = dc * f
+
+
 def _kernels(stamp):
     """The SimpleRNN, LSTM and GRU loops, keeping ``stamp`` (a hash of this module's,
     fast_backward.py's, _numba_panels.py's, _numba_borrowed.py's and _numba_activations.py's
@@ -115,33 +160,9 @@ def _kernels(stamp):
             gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
             for b in range(n):
                 r = r0 + b
-                c_prev = c[t - 1, r] if t else c0[r]
-                if act < 0:
-                    tcr, dtcr = tc[t, r], dtc[t, r]
-                else:  # act(c_k) and its slope, each in a loop of its own (they vectorize)
-                    tcr, dtcr = own[0], own[1]
-                    for j in range(H):
-                        tcr[j] = c[t, r, j]
-                    activate_range(tcr, 0, H, act, activate)
-                    if act == TANH_CODE:
-                        for j in range(H):
-                            dtcr[j] = one - tcr[j] * tcr[j]
-                    elif act == SIGMOID_CODE:
-                        for j in range(H):
-                            dtcr[j] = tcr[j] * (one - tcr[j])
-                    else:
-                        for j in range(H):
-                            dtcr[j] = one
-                for j in range(H):
-                    dh = gh[b, j] + g_out[t, r, j] if has_out else gh[b, j]
-                    hidden[t, r, j] = dh
-                    i, f, cand, o = gt[r, j], gt[r, H + j], gt[r, 2 * H + j], gt[r, 3 * H + j]
-                    dc = gc[b, j] + dh * o * dtcr[j]
-                    d[r, j] = dc * cand * _slope(slopes[0], i, st, r, j, one)
-                    d[r, H + j] = dc * c_prev[j] * _slope(slopes[1], f, st, r, H + j, one)
-                    d[r, 2 * H + j] = dc * i * _slope(slopes[2], cand, st, r, 2 * H + j, one)
-                    d[r, 3 * H + j] = dh * tcr[j] * _slope(slopes[3], o, st, r, 3 * H + j, one)
-                    gc[b, j] = dc * f
+                tcr, dtcr = lstm_cell_act(t, r, 0, H, act, activate, c, tc, dtc, own, one)
+                lstm_units(t, b, r, 0, H, g_out, has_out, gt, st, d, slopes, c, c0, tcr, dtcr,
+                           gh, gc, hidden, one)
             _carry_back(d, r0, panels, acc, gh, none)
         alive(memory)
 

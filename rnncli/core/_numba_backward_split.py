@@ -17,11 +17,8 @@ order, the same sums over 4H for each unit.
 import numba
 import numpy as np
 
-from ._numba_activations import SIGMOID as SIGMOID_CODE
-from ._numba_activations import TANH as TANH_CODE
-from ._numba_activations import activate_range
 from ._numba_atomics import DONE, SPIN, atomic_add, atomic_load, claim
-from ._numba_backward import _slope
+from ._numba_backward import lstm_cell_act, lstm_units
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
 
@@ -72,41 +69,13 @@ def _kernels(stamp):
                     for b in range(g0, g1):
                         for j in range(Hl):
                             gh[b, j0 + j] = acc[b - g0, j]
-            if t >= 0:
+            if t >= 0:  # the chain rule for these units, the one-thread loop's own
                 gt, st, d = gate[t], slope[min(t, slope.shape[0] - 1)], dxp[t]
                 for b in range(n):
-                    tcr, dtcr = own[0], own[1]
-                    if act < 0:
-                        for j in range(Hl):
-                            tcr[j], dtcr[j] = tc[t, b, j0 + j], dtc[t, b, j0 + j]
-                    else:  # act(c_k) and its slope, each in a loop of its own
-                        for j in range(Hl):
-                            tcr[j] = c[t, b, j0 + j]
-                        activate_range(tcr, 0, Hl, act, activate)
-                        if act == TANH_CODE:
-                            for j in range(Hl):
-                                dtcr[j] = one - tcr[j] * tcr[j]
-                        elif act == SIGMOID_CODE:
-                            for j in range(Hl):
-                                dtcr[j] = tcr[j] * (one - tcr[j])
-                        else:
-                            for j in range(Hl):
-                                dtcr[j] = one
-                    for jl in range(Hl):
-                        j = j0 + jl
-                        c_prev = c[t - 1, b, j] if t else c0[b, j]
-                        dh = gh[b, j] + g_out[t, b, j] if has_out else gh[b, j]
-                        hidden[t, b, j] = dh
-                        i, f = gt[b, j], gt[b, H + j]
-                        cand, o = gt[b, 2 * H + j], gt[b, 3 * H + j]
-                        dc = gc[b, j] + dh * o * dtcr[jl]
-                        d[b, j] = dc * cand * _slope(slopes[0], i, st, b, j, one)
-                        d[b, H + j] = dc * c_prev * _slope(slopes[1], f, st, b, H + j, one)
-                        d[b, 2 * H + j] = dc * i * _slope(slopes[2], cand, st, b, 2 * H + j,
-                                                          one)
-                        d[b, 3 * H + j] = dh * tcr[jl] * _slope(slopes[3], o, st, b,
-                                                                3 * H + j, one)
-                        gc[b, j] = dc * f
+                    tcr, dtcr = lstm_cell_act(t, b, j0, Hl, act, activate, c, tc, dtc, own,
+                                              one)
+                    lstm_units(t, b, b, j0, Hl, g_out, has_out, gt, st, d, slopes, c, c0, tcr,
+                               dtcr, gh, gc, hidden, one)
             atomic_add(counters, DONE, 1)
             k = -1
 

@@ -1,5 +1,6 @@
-"""Compiled backward loops through time (numba, rnncli/core/_numba_backward.py): when
-they run, and how a bptt job's arrays reach them. rnncli/core/bptt.py runs a cell's
+"""Compiled backward loops through time (numba, rnncli/core/_numba_backward.py, and an
+LSTM's split by units, _numba_backward_split.py): when they run, and how a bptt job's
+arrays reach them. rnncli/core/bptt.py runs a cell's
 ``compiled_backward()`` where its ``worth_it`` says so, unmasked, in place of the numpy
 steps; either way the job (bptt._Steps) ends with ``hidden``, ``dxp`` and ``g`` filled.
 Wherever numba runs (``products_worth_it``), whichever time loop ran, the weight
@@ -8,6 +9,8 @@ rnncli/core/_numba_products.py).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -82,7 +85,6 @@ def gated_backward(job, engine=None):
     dtype, (T, B) = cell.dtype, job.dxp.shape[:2]
     kind = cell.compiled().kind
     back = cell.backward(job.terms, job.states, job.initial)
-    panels = transposed(cell)[1]  # Uᵀ
     has_out = job.g_out is not None
     g_out = c(job.g_out) if has_out else np.zeros((0, 0, 0), dtype)
     gate = c(job.terms["gate"])
@@ -107,7 +109,7 @@ def gated_backward(job, engine=None):
     split = planning.backward_split(cell, B, T, engine)
     if split:
         return _split_units(job, split, args)
-    kernel = KERNELS[kind]
+    kernel, panels = KERNELS[kind], transposed(cell)[1]  # Uᵀ
 
     def rows(b0, b1):
         g = [gi[b0:b1].copy() for gi in job.g]
@@ -123,9 +125,8 @@ def _split_units(job, parts, args):
     """An LSTM's backward loop with each step's units split into ``parts`` items that as
     many threads claim, every row at once (rnncli/core/_numba_backward_split.py); ``args``
     the one-thread loop's, up to its packed Uᵀ."""
-    import os
-
     from ._numba_backward_split import KERNELS
+    from .split import claim_all
 
     cell = job.cell
     panels = packed(cell, parts).recurrent_transposed
@@ -134,13 +135,8 @@ def _split_units(job, parts, args):
     gh, gc = job.g  # C-contiguous (B, H): updated in place
 
     def participant(home, _last):
-        pending = -1
-        while not job.stop.is_set():
-            pending = KERNELS["lstm"](*args, panels, gh, gc, job.hidden, job.dxp, one,
-                                      counters, parts, home, pending)
-            if pending < 0:
-                return
-            os.sched_yield()  # another thread holds an item of the step before
+        claim_all(job, functools.partial(KERNELS["lstm"], *args, panels, gh, gc, job.hidden,
+                                         job.dxp, one, counters, parts, home))
 
     job.run_blocks(list(range(parts + 1)), parts, step_loop=participant, spin=True)
 

@@ -91,16 +91,16 @@ class Plan:
     split: int = 0
 
 
-def compiled_threads(cell, B, T, engine=None, seconds=None, parts=None) -> int:
+def compiled_threads(cell, B, T, engine=None, seconds=None, usable=None) -> int:
     """Threads for a compiled loop over B rows and T steps: the engine's, or those rnncli
-    may use (``parts`` when the caller has counted them: ``threads``) where sharing the
+    may use (``usable`` when the caller has counted them: ``threads``) where sharing the
     rows between them saves more than threads cost (fast.THREAD_SECONDS, against
     fast.one_thread_seconds of all rows, ``seconds`` when the caller has it, and of a
     thread's share); else one."""
     engine = as_engine(engine)
     if engine.threads:
         return engine.threads
-    parts = threads() if parts is None else parts
+    parts = threads() if usable is None else usable
     if parts < 2:
         return 1
     whole = _seconds(cell, B, T) if seconds is None else seconds
@@ -161,10 +161,7 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         # computed after it: scan)
         if mask is None and (trace != "gates" or getattr(loop, "kind", None) in
                              fast.GATE_TERMS):
-            long = seconds > 2 * fast.THREAD_SECONDS
-            split = fast.split_parts(B, cell.units, len(cell.gates) or 1,
-                                     cell.dtype.itemsize,
-                                     usable if engine.threads or long else 1)
+            split = _units_split(cell, B, seconds, engine, usable)
             if split:
                 idle = idle_cores() if idle is None else idle  # read once for both choices
                 if idle >= split - 1:
@@ -178,20 +175,27 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
     return Plan(None, parts, block_edges(rows, parts) if parts > 1 else [0, rows])
 
 
+def _units_split(cell, B, seconds, engine, usable) -> int:
+    """fast.split_parts for a scan that takes one thread ``seconds``: in ``usable``
+    threads where it is long enough for them (or the engine names them), else none."""
+    long = seconds > 2 * fast.THREAD_SECONDS
+    return fast.split_parts(B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize,
+                            usable if engine.threads or long else 1)
+
+
 def backward_split(cell, B, T, engine=None) -> int:
     """Into how many parts an LSTM's compiled backward loop over B rows and T steps splits
-    each step's units (rnncli/core/_numba_backward_split.py), or 0 (row blocks): as the
-    forward pass splits its steps (``plan``, fast.split_parts), while a core is idle for
-    each helper. (Its steps have the forward pass's products, by Uᵀ, and more
-    elementwise work; the thresholds are the forward pass's, not measured here.)"""
+    each step's units (rnncli/core/_numba_backward_split.py), or 0 (row blocks): up to 4
+    rows (those measured), as the forward pass splits its steps (``plan``,
+    fast.split_parts), while a core is idle for each helper. (Its steps have the forward
+    pass's products, by Uᵀ, and more elementwise work; the thresholds are the forward
+    pass's.)"""
     engine = as_engine(engine)
     seconds = _seconds(cell, B, T)
-    if getattr(cell.compiled(), "kind", None) != "lstm" or \
+    if getattr(cell.compiled(), "kind", None) != "lstm" or B > 4 or \
             seconds <= fast.THREAD_SECONDS and not engine.threads:
         return 0
-    long = seconds > 2 * fast.THREAD_SECONDS
-    split = fast.split_parts(B, cell.units, len(cell.gates) or 1, cell.dtype.itemsize,
-                             engine.threads or (threads() if long else 1))
+    split = _units_split(cell, B, seconds, engine, engine.threads or threads())
     idle = forced_idle(engine)
     if split and (idle_cores() if idle is None else idle) >= split - 1:
         return split

@@ -1,6 +1,7 @@
 """The loop whose steps are split by units across threads (rnncli/core/_numba_split.py),
-for batches too small to split by rows: the weights packed by part, each thread's claims
-of its items, and a scan run that way (the engine picks it: rnncli/core/planning.py)."""
+for batches too small to split by rows: each thread's claims of its items, a scan run
+that way, and the gates it writes part by part put in place (the engine picks it:
+rnncli/core/planning.py; fast.Packed packs the weights part by part)."""
 
 from __future__ import annotations
 
@@ -78,11 +79,28 @@ def put_in_place(term, by_part, H):
               by_part.reshape(T, parts, B, blocks, H // parts).transpose(0, 2, 3, 1, 4))
 
 
+def claim_all(job, items) -> bool:
+    """One thread's claims of a split loop's items: ``items(pending)`` (a split kernel's
+    call) until it has claimed every item (-1), yielding the core whenever it hands one
+    back after a long wait (another thread holds an item of the step before); False if
+    the job stopped first."""
+    pending = -1
+    while not job.stop.is_set():
+        pending = items(pending)
+        if pending < 0:
+            return True
+        os.sched_yield()
+    return False
+
+
 def split_scan(job, parts):
     """A scan's compiled loop with each step's units split into ``parts`` items that
     ``parts`` threads claim (rnncli/core/_numba_split.py), every row at once; ``job``:
     the scan's rnncli.core.engine._Rows (its input, states, sequences, stop and threads;
-    its terms: none, or a "gates" trace's)."""
+    its terms: none, or a "gates" trace's). A "gates" trace is written part by part a
+    chunk of steps at a time, and each chunk's put in place once all its items are done
+    (the threads meet between chunks, a few tens of us each, for a scratch of one chunk
+    rather than of the whole trace)."""
     cell, seqs, x = job.cell, job.seqs, job.x
     B, T, _ = x.shape
     H, dtype = cell.units, cell.dtype
@@ -94,31 +112,33 @@ def split_scan(job, parts):
     ahead = split_ahead(weights, B)
     C = engine.chunk_steps(B, H, dtype.itemsize, T, 4 * engine.CHUNK_BYTES)
     scratch = {} if seqs else {s: np.empty((C, B, H), dtype) for s in cell.state_names}
-    by_part = part_terms(cell, job.terms, T, B, parts) if job.terms else None
 
-    def participant(home, _last):
-        for t0 in range(0, T, C):
-            t1 = min(T, t0 + C)
-            outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
-                         for s in cell.state_names)
-            xs, x0 = input_chunk(x, t0, t1, dtype)
-            terms = None if by_part is None else \
-                tuple(a[t0:t1] if len(a) else a for a in by_part)
-            pending = -1
-            while True:
-                if job.stop.is_set():
+    def run(chunks, by_part=None):
+        """The threads' claims over ``chunks`` [(t0, t1)], the gates into ``by_part``."""
+        def participant(home, _last):
+            for t0, t1 in chunks:
+                outs = tuple(seqs[s][t0:t1] if seqs else scratch[s][:t1 - t0]
+                             for s in cell.state_names)
+                xs, x0 = input_chunk(x, t0, t1, dtype)
+                terms = None if by_part is None else \
+                    tuple(a[:t1 - t0] if len(a) else a for a in by_part)
+                items = functools.partial(split_steps, cell, weights, xs, x0, hbuf, c, outs,
+                                          t0, counters, home, t1, ahead=ahead, terms=terms)
+                if not claim_all(job, items):
                     return
-                pending = split_steps(cell, weights, xs, x0, hbuf, c, outs, t0, counters,
-                                      home, t1, pending, ahead, terms)
-                if pending < 0:
-                    break
-                os.sched_yield()  # another thread holds step pending // parts - 1
 
-    job.run_blocks(list(range(parts + 1)), parts, participant)
+        job.run_blocks(list(range(parts + 1)), parts, participant)
+
+    chunks = [(t0, min(T, t0 + C)) for t0 in range(0, T, C)]
+    if not job.terms:
+        run(chunks)
+    else:
+        by_part = part_terms(cell, job.terms, C, B, parts)
+        for t0, t1 in chunks:
+            run([(t0, t1)], by_part)
+            for name, term in zip(fast.TERMS[cell.compiled().kind], by_part):
+                if name in job.terms:
+                    put_in_place(job.terms[name][t0:t1], term[:t1 - t0], H)
     job.states[0][...] = hbuf[T % 2]
     if len(job.states) > 1:
         job.states[1][...] = c
-    if by_part is not None:
-        for name, term in zip(fast.TERMS[cell.compiled().kind], by_part):
-            if name in job.terms:
-                put_in_place(job.terms[name], term, H)

@@ -170,7 +170,9 @@ class Job:
         self.errors = []
         # spin: (wait, add) compiled without the GIL (rnncli/core/_numba_atomics.py:
         # wait_until, add); the helper that finishes the last block adds 1 to all_finished
-        # after releasing done, inside ``add``, so the GIL is free when the waiter sees it
+        # after releasing done, inside ``add``: it holds no GIL when the waiter sees it (the
+        # two then race for it, where a flag set from Python had the waiter find the
+        # helper holding it and sleep)
         self.spin = spin
         self.all_finished = None if spin is None else np.zeros(1, np.int64)
 
@@ -199,7 +201,10 @@ class Job:
                     if last:
                         self.done.release()
                 if last and helper and self.spin is not None:
-                    self.spin[1](self.all_finished, 0, 1)
+                    try:
+                        self.spin[1](self.all_finished, 0, 1)
+                    except Exception:  # the waiter's spin ends; it takes done, released
+                        pass
 
     def wait(self, interruptible=True):
         """Until every block has finished; or, not interruptible (after a Ctrl-C in the
