@@ -79,6 +79,24 @@ def claim(counters, parts, home, limit):
                 return m * parts + q
 
 
+@numba.njit(inline="always")
+def next_item(counters, parts, home, limit, pending):
+    """(item, ready): the item a thread runs next, ``pending`` (one it handed back) or a
+    new ``claim``, and whether every item of the step before it is done. Item -1 (not
+    ready): every item is claimed; ready False for an item: the wait for that step ran
+    past SPIN loads, and the caller hands the item back (returns to Python, which yields
+    the core and calls again with it)."""
+    k = claim(counters, parts, home, limit) if pending < 0 else pending
+    if k < 0:
+        return k, False
+    spins = 0
+    while atomic_load(counters, DONE) < (k // parts) * parts:  # the step before
+        spins += 1
+        if spins > SPIN:
+            return k, False
+    return k, True
+
+
 @numba.njit(cache=True, nogil=True)
 def wait_until(counters, i, target, loads):
     """Whether counters[i] reaches ``target`` within ``loads`` reads of it, the GIL

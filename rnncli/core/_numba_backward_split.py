@@ -17,7 +17,7 @@ order, the same sums over 4H for each unit.
 import numba
 import numpy as np
 
-from ._numba_atomics import DONE, SPIN, atomic_add, atomic_load, claim
+from ._numba_atomics import DONE, atomic_add, next_item
 from ._numba_backward import lstm_cell_act, lstm_units
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import BLOCK, ROWS, panel_product, source_stamp
@@ -48,18 +48,11 @@ def _kernels(stamp):
         acc, own = borrowed(memory)
         k = pending
         while True:
-            if k < 0:
-                k = claim(counters, parts, home, T + 1)
-                if k < 0:
-                    alive(memory)
-                    return -1
+            k, ready = next_item(counters, parts, home, T + 1, k)
+            if not ready:  # -1: every item claimed; else one to hand back
+                alive(memory)
+                return k
             s, q = k // parts, k % parts
-            spins = 0
-            while atomic_load(counters, DONE) < s * parts:  # step s - 1 not finished
-                spins += 1
-                if spins > SPIN:
-                    alive(memory)
-                    return k
             j0, t = q * Hl, T - 1 - s
             if s > 0:  # dL/dh_t of these units: dz_{t+1}·Uᵀ
                 d = dxp[t + 1]

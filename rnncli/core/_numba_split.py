@@ -40,7 +40,7 @@ import numba
 import numpy as np
 
 from ._numba_activations import activate32, activate64
-from ._numba_atomics import DONE, SPIN, atomic_add, atomic_load, claim
+from ._numba_atomics import DONE, atomic_add, next_item
 from ._numba_borrowed import alive, borrowed
 from ._numba_panels import AHEAD, BLOCK, ROWS, panel_product, project_ahead, source_stamp
 from ._numba_rows import GATES, NONE, gru_row, lstm_row, simple_row
@@ -75,20 +75,12 @@ def split_drive(x, shift, kernels, biases, panels, rbs, hbuf, c, outs, t0, count
     empty = np.empty((0, 0, 0), dtype=hbuf.dtype)
     k = pending
     while True:
-        if k < 0:
-            k = claim(counters, parts, home, limit)
-            if k < 0:
-                alive(acc_memory)
-                alive(xacc_memory)
-                return -1
+        k, ready = next_item(counters, parts, home, limit, k)
+        if not ready:  # -1: every item claimed; else one to hand back
+            alive(acc_memory)
+            alive(xacc_memory)
+            return k
         tg, q = k // parts, k % parts
-        spins = 0
-        while atomic_load(counters, DONE) < tg * parts:  # step tg - 1 not finished
-            spins += 1
-            if spins > SPIN:
-                alive(acc_memory)
-                alive(xacc_memory)
-                return k
         t = tg - t0
         j0 = q * Hl
         hcur, hnext = hbuf[tg % 2], hbuf[(tg + 1) % 2]
