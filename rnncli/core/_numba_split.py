@@ -124,7 +124,9 @@ def _kernels(stamp):
     """The kernels by (cell, float32?, "gates" or False), each keeping ``stamp`` (a hash
     of this module's, _numba_rows.py's, _numba_activations.py's, _numba_panels.py's,
     _numba_borrowed.py's and _numba_atomics.py's source: it inlines their code) in its
-    closure, where numba's disk cache looks."""
+    closure, where numba's disk cache looks. Written out one by one, as
+    _numba_kernels.py's are (its ``_kernels`` says why: kernels made in a loop or from
+    closures over functions would compile again in every process)."""
     njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @njit
