@@ -2,12 +2,13 @@
 leaves the scan waiting for ever."""
 
 import itertools
+import os
 import threading
 import time
 
 import pytest
 
-from rnncli.core.workers import POOL, Job
+from rnncli.core.workers import POOL, Job, current_cpu
 
 
 class _ClaimsInterrupted:
@@ -90,3 +91,58 @@ def test_the_compiled_wait_sees_another_threads_add_and_gives_up_after_its_loads
     assert wait_until(counters, 1, 1, 10**12)  # returns once the other thread added
     adder.join()
     assert counters.tolist() == [0, 1]
+
+
+# ---- keeping a threaded call's threads on different cores (workers.keep_apart)
+
+two_cpus = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
+    or current_cpu() is None, reason="needs two CPUs this thread may run on and sched_getcpu")
+
+
+def _affinities_in_blocks(busy, monkeypatch, fail=False):
+    """A two-block job run as a scan's (engine's run_blocks) with another task runnable
+    (``busy``) or not: each thread's CPU affinity inside its block, and the calling
+    thread's after."""
+    pytest.importorskip("numba")  # the compiled loops' wait: their jobs are kept apart
+    from rnncli.core import engine, workers
+
+    monkeypatch.setattr(workers, "other_runnable", lambda: busy)
+    seen, both = {}, threading.Barrier(2, timeout=5)
+
+    def run(b0, b1):
+        seen[threading.current_thread() is threading.main_thread()] = os.sched_getaffinity(0)
+        both.wait()  # each thread ran one block
+        if fail:
+            raise ValueError("a block failed")
+
+    rows = engine._Rows.__new__(engine._Rows)
+    rows.compiled, rows.stop = object(), threading.Event()
+    rows.run_compiled = run
+    before = os.sched_getaffinity(0)
+    try:
+        rows.run_blocks([0, 1, 2], 2)
+    except ValueError:
+        assert fail
+    return seen[True], seen[False], os.sched_getaffinity(0), before
+
+
+@two_cpus
+def test_with_another_task_runnable_a_scans_threads_keep_to_different_cores(monkeypatch):
+    caller, helper, after, before = _affinities_in_blocks(1, monkeypatch)
+    assert len(caller) == 1 and caller < before  # pinned to the core it was on
+    assert helper == before - caller  # the helper keeps off it
+    assert after == before  # and the calling thread is given its affinity back
+
+
+@two_cpus
+def test_on_a_quiet_machine_nothing_is_pinned_and_a_pinned_helper_is_let_go(monkeypatch):
+    _affinities_in_blocks(1, monkeypatch)  # the helper was kept apart last time
+    caller, helper, after, before = _affinities_in_blocks(0, monkeypatch)
+    assert caller == helper == after == before
+
+
+@two_cpus
+def test_a_failing_block_still_gives_the_calling_thread_its_affinity_back(monkeypatch):
+    caller, _, after, before = _affinities_in_blocks(1, monkeypatch, fail=True)
+    assert len(caller) == 1 and after == before

@@ -44,7 +44,7 @@ from .planning import (  # noqa: F401 (API)
     plan,
     split_parts,
 )
-from .workers import POOL, Job, available_cores  # noqa: F401 (API)
+from .workers import POOL, Job, available_cores, restore  # noqa: F401 (API)
 
 CHUNK_BYTES = 2**20
 
@@ -252,7 +252,9 @@ class _Rows:
         machine is one whose core was taken (measured: benchmarks/forward.py --grid
         --loaded). ``spin`` (default: where the cell's compiled loop runs): the calling
         thread waits for the helpers' last blocks spinning, for up to about 0.1 ms, before
-        it blocks (rnncli/core/workers.py, SPIN_LOADS)."""
+        it blocks (rnncli/core/workers.py, SPIN_LOADS); and while another task is
+        runnable, the calling thread is pinned to its core for the call and the helpers
+        keep to the others (workers.keep_apart), its own affinity given back after."""
         compiled = step_loop is None and self.compiled is not None
         step_loop = step_loop or (self.run if self.compiled is None else self.run_compiled)
         settings = contextlib.nullcontext if compiled else blas.single_threaded
@@ -274,7 +276,9 @@ class _Rows:
         spin = self.compiled is not None if spin is None else spin
         job = Job(run, edges, self.stop, fast.spin_wait() if spin else None)
         with settings():
-            POOL.submit(job, threads - 1)
+            # the compiled loops' threads keep to different cores while another task is
+            # runnable (workers.keep_apart; numpy's blocks were not measured so)
+            mask = POOL.submit(job, threads - 1, apart=spin)
             try:
                 job.work()
                 job.wait()
@@ -282,6 +286,8 @@ class _Rows:
                 self.stop.set()
                 job.wait(interruptible=False)
                 raise
+            finally:
+                restore(mask)
         if job.errors:
             raise job.errors[0]
 

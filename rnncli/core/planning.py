@@ -131,8 +131,12 @@ def compiled_rows(B, available, per_thread=None, idle=None) -> tuple[int, list]:
     one thread's time over two's: LSTM (4, 1000, 32, 64) float32 0.56-0.70x (quiet
     1.20-1.25x); 16 rows of LSTM, GRU and SimpleRNN, 16-512 units, float32 and float64,
     0.86-1.05x in 13 cells, 11 below 1 (LSTM (16, 1000, 32, 16) 0.86x, SimpleRNN (16,
-    100, 32, 512) 1.05x); LSTM (20, 500, 32, 64) 0.80x. The compiled backward loop's
-    blocks follow the same rule (not measured there)."""
+    100, 32, 512) 1.05x); LSTM (20, 500, 32, 64) 0.80x. Measured again with the threads
+    kept on different cores (workers.keep_apart), two threads' time over one's, 28 cells
+    of 1-16 rows, 2 runs: GRU 0.53-1.06, but LSTM (4, 1000, 32, 16) 1.50-1.53 and
+    SimpleRNN (4, 200, 32, 512) 1.21-1.71, and the two runs of a cell apart by up to
+    0.4: the rule stands. The compiled backward loop's blocks follow the same rule (not
+    measured there)."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
     if parts > 1:
