@@ -583,12 +583,16 @@ def test_scans_one_thread_does_quickly_run_in_one(monkeypatch):
     assert E.plan(wide, 1, 50, None, E.Engine("numba")).split == 2  # 1.6 ms
 
 
-def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch):
+@pytest.mark.parametrize("apart", [False, True])
+def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch, apart):
     """Fewer rows than two groups of the compiled products' go one block a thread when
     that saves more than threads cost, and only with a core idle for the other thread:
     each then has a fixed share, and a share whose core a busy process holds would hold
-    up the scan. Two blocks for two threads likewise, and units split across threads."""
+    up the scan. Two blocks for two threads likewise, and units split across threads;
+    except, where the threads can be kept on different cores (``apart``:
+    workers.keep_apart), the split and shares of whole row groups."""
     monkeypatch.setattr(planning, "threads", lambda: 2)
+    monkeypatch.setattr(planning, "can_keep_apart", lambda: apart)
     idle = [1]
     monkeypatch.setattr(planning, "idle_cores", lambda: idle[0])
     cell = LSTMCell(*(np.zeros(s, np.float32) for s in ((32, 256), (64, 256), (256,))))
@@ -612,11 +616,12 @@ def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch):
     assert run(cell, groups, 1000)[0] == 2  # blocks of whole row groups
     assert E.plan(wide, 1, 50, None, numba).split == 2
     idle[0] = 0  # another process runs
-    assert run(cell, 4, 1000) == (1, [0, 4])
-    assert run(cell, groups, 1000) == (1, [0, groups])  # two blocks: a fixed share each
+    assert run(cell, 4, 1000) == (1, [0, 4])  # shares of part of a group: never
+    two = (2, [0, groups // 2, groups]) if apart else (1, [0, groups])
+    assert run(cell, groups, 1000) == two  # a whole group a thread: kept apart only
     three = groups + groups // 2
     assert run(cell, three, 1000)[0] == 2  # three blocks the threads claim
-    assert E.plan(wide, 1, 50, None, numba).split == 0
+    assert E.plan(wide, 1, 50, None, numba).split == (2 if apart else 0)
     forced = E.Engine("numba", threads=2)  # a benchmark's threads: whatever runs beside
     assert run(cell, 4, 1000, forced) == (2, [0, 2, 4])
     assert E.plan(wide, 1, 50, None, forced).split == 2

@@ -7,7 +7,8 @@ one thread unless sharing the rows saves more than threads cost (``compiled_thre
 row blocks of at least one group of the compiled products' rows, and, for batches too
 small for that, a split of the units (``fast.split_parts``) or one block of rows a
 thread, each only while another core is idle (a fixed share on a core another process
-holds makes the whole scan wait).
+holds makes the whole scan wait), except where the threads can be kept on different
+cores (workers.keep_apart): then the split, and blocks of one group of rows or more.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 from dataclasses import dataclass
 
 from . import fast
-from .workers import idle_cores, threads
+from .workers import can_keep_apart, idle_cores, threads
 
 # Split the batch only when each step has at least this many values (batch x units) and
 # every block gets at least MIN_ROWS rows: below that, threads cost more than they save
@@ -120,7 +121,7 @@ def _seconds(cell, B, T):
                                    cell.dtype.itemsize)
 
 
-def compiled_rows(B, available, per_thread=None, idle=None) -> tuple[int, list]:
+def compiled_rows(B, available, per_thread=None, idle=None, apart=False) -> tuple[int, list]:
     """(threads, row block edges) for a compiled loop over B rows with ``available``
     threads: blocks of at least one group of rows (fast.min_block_rows), up to
     ``per_thread`` (BLOCKS_PER_THREAD) a thread. Where there are only as many blocks as
@@ -135,12 +136,20 @@ def compiled_rows(B, available, per_thread=None, idle=None) -> tuple[int, list]:
     kept on different cores (workers.keep_apart), two threads' time over one's, 28 cells
     of 1-16 rows, 2 runs: GRU 0.53-1.06, but LSTM (4, 1000, 32, 16) 1.50-1.53 and
     SimpleRNN (4, 200, 32, 512) 1.21-1.71, and the two runs of a cell apart by up to
-    0.4: the rule stands. The compiled backward loop's blocks follow the same rule (not
-    measured there)."""
+    0.4. So with ``apart`` (the forward scan, where workers.keep_apart can pin: Linux),
+    shares of one whole group of rows or more take the threads whatever the idle cores:
+    at 16 rows kept apart, two threads' time over one's was 0.57-0.99 in 21 of 24 runs
+    of 12 cells (the others LSTM (16, 1000, 32, 16) 1.15 twice, (16, 500, 32, 64) 1.09),
+    and in the grid's own timing beside ONNX Runtime LSTM (16, 1000, 32, 16) 0.63-0.85,
+    (16, 500, 32, 64) 0.72-1.04, GRU (16, 20, 32, 512) 0.59-0.62, 4 runs each; shares of fewer rows keep
+    the rule (LSTM (4, 1000, 32, 64) 0.78-1.38, GRU (4, 1000, 32, 16) 1.17-1.21). The
+    compiled backward loop's blocks keep it too (not measured there)."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
     if parts > 1:
         edges = block_edges(B, parts, min_rows, per_thread)
+        if apart and can_keep_apart():
+            return parts, edges  # whole groups a thread, kept on different cores
     else:
         parts = min(available, B)
         if parts < 2 or B >= 2 * min_rows:
@@ -166,12 +175,18 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
         if mask is None and (trace != "gates" or getattr(loop, "kind", None) in
                              fast.GATE_TERMS):
             split = _units_split(cell, B, seconds, engine, usable)
-            if split:
+            # its items go to whichever thread is free: where its threads can be kept on
+            # different cores (workers.keep_apart), split whatever the idle cores (beside
+            # a busy process, kept apart, split time over one thread's: 0.43-1.07, 20
+            # runs of 8 LSTM and GRU cells of 1-4 rows and 256-512 units, median 0.8)
+            if split and not can_keep_apart():
                 idle = idle_cores() if idle is None else idle  # read once for both choices
-                if idle >= split - 1:
-                    return Plan(loop, split, list(range(split + 1)), split)
+                split = split if idle >= split - 1 else 0
+            if split:
+                return Plan(loop, split, list(range(split + 1)), split)
         available = compiled_threads(cell, B, T, engine, seconds, usable)
-        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, idle))
+        return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, idle,
+                                         apart=True))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \

@@ -266,6 +266,13 @@ def current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
+def can_keep_apart() -> bool:
+    """Whether ``keep_apart`` can pin threads here: the calling thread's CPU can be read
+    and threads' affinities set (Linux), and this process may run on two CPUs or more."""
+    return _getcpu() is not None and hasattr(os, "sched_setaffinity") and \
+        affinity_cores() > 1
+
+
 def keep_apart(job):
     """Where another task is runnable now (``other_runnable``): pin the calling thread to
     the CPU it is on and have the job's helpers keep to the others (``job.away``), so
