@@ -622,6 +622,9 @@ def test_a_few_rows_share_the_threads_only_where_cores_are_idle(monkeypatch, apa
     three = groups + groups // 2
     assert run(cell, three, 1000)[0] == 2  # three blocks the threads claim
     assert E.plan(wide, 1, 50, None, numba).split == (2 if apart else 0)
+    for written in ("full", "gates"):  # a loop writing a trace keeps the idle-core rule
+        assert E.plan(wide, 1, 50, None, numba, written).split == 0
+        assert E.plan(cell, groups, 1000, None, numba, written).threads == 1
     forced = E.Engine("numba", threads=2)  # a benchmark's threads: whatever runs beside
     assert run(cell, 4, 1000, forced) == (2, [0, 2, 4])
     assert E.plan(wide, 1, 50, None, forced).split == 2

@@ -136,7 +136,7 @@ def compiled_rows(B, available, per_thread=None, idle=None, apart=False) -> tupl
     kept on different cores (workers.keep_apart), two threads' time over one's, 28 cells
     of 1-16 rows, 2 runs: GRU 0.53-1.06, but LSTM (4, 1000, 32, 16) 1.50-1.53 and
     SimpleRNN (4, 200, 32, 512) 1.21-1.71, and the two runs of a cell apart by up to
-    0.4. So with ``apart`` (the forward scan, where workers.keep_apart can pin: Linux),
+    0.4. So with ``apart`` (a scan writing no trace, where workers.keep_apart can pin),
     shares of one whole group of rows or more take the threads whatever the idle cores:
     at 16 rows kept apart, two threads' time over one's was 0.57-0.99 in 21 of 24 runs
     of 12 cells (the others LSTM (16, 1000, 32, 16) 1.15 twice, (16, 500, 32, 64) 1.09),
@@ -170,6 +170,12 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
             return Plan(loop, 1, [0, B])  # threads can't save more than they cost
         idle = forced_idle(engine)
         usable = engine.threads or threads()  # counted once for both choices
+        # threads kept apart where a core is busy: for scans that write no trace (with
+        # every term written, beside a busy process, two threads took longer than one:
+        # the grid's LSTM (16, 1000, 32, 16) float32 2.16 -> 3.15 ms, (4, 200, 32, 256)
+        # 3.45 -> 5.94, the split's terms computed after it; a gradient's recording of
+        # the gates was not measured so, and keeps the idle-core rule too)
+        apart = trace not in ("full", "gates")
         # a split scan writes of the trace only a gated cell's gates (the others are
         # computed after it: scan)
         if mask is None and (trace != "gates" or getattr(loop, "kind", None) in
@@ -179,14 +185,14 @@ def plan(cell, B, T, mask, engine, trace=False) -> Plan:
             # different cores (workers.keep_apart), split whatever the idle cores (beside
             # a busy process, kept apart, split time over one thread's: 0.43-1.07, 20
             # runs of 8 LSTM and GRU cells of 1-4 rows and 256-512 units, median 0.8)
-            if split and not can_keep_apart():
+            if split and not (apart and can_keep_apart()):
                 idle = idle_cores() if idle is None else idle  # read once for both choices
                 split = split if idle >= split - 1 else 0
             if split:
                 return Plan(loop, split, list(range(split + 1)), split)
         available = compiled_threads(cell, B, T, engine, seconds, usable)
         return Plan(loop, *compiled_rows(B, available, COMPILED_BLOCKS_PER_THREAD, idle,
-                                         apart=True))
+                                         apart))
     rows = 2 if B == 1 else B
     width = cell.term_width("z") if cell.gates else cell.units
     parts = split_parts(rows, width) if engine.threads is None else \
