@@ -326,8 +326,12 @@ class Pool:
                                  name=f"rnncli-{self.threads}").start()
                 self.threads += 1
         mask = keep_apart(job) if apart else None
-        for _ in range(helpers):
-            self.queue.put(job)
+        try:
+            for _ in range(helpers):
+                self.queue.put(job)
+        except BaseException:  # a Ctrl-C here: the caller never gets the mask back
+            restore(mask)
+            raise
         return mask
 
     def _serve(self):
