@@ -45,13 +45,19 @@ def cpu_count() -> int:
     return _cpus[0]
 
 
+def thread_affinity():
+    """The calling thread's CPU affinity (a frozenset), or None where it isn't known."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def affinity_cores() -> int:
     """The CPUs this process may run on: its affinity, or the machine's CPUs where that
     isn't known (not Linux)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return cpu_count()
+    mask = thread_affinity()
+    return cpu_count() if mask is None else len(mask)
 
 
 def available_cores() -> int:
@@ -226,14 +232,6 @@ class Job:
                 time.sleep(0.001)
             except BaseException:  # a second Ctrl-C: the blocks are stopping already
                 pass
-
-
-def thread_affinity():
-    """The calling thread's CPU affinity (a frozenset), or None where it isn't known."""
-    try:
-        return frozenset(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
 
 
 def set_thread_affinity(cpus) -> bool:
