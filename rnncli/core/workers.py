@@ -253,7 +253,7 @@ def _getcpu():
         getcpu.restype = ctypes.c_int
         getcpu.argtypes = []
         return getcpu
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows' CDLL(None)
         return None
 
 
