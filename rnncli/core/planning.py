@@ -141,9 +141,9 @@ def compiled_rows(B, available, per_thread=None, idle=None, apart=False) -> tupl
     at 16 rows kept apart, two threads' time over one's was 0.57-0.99 in 21 of 24 runs
     of 12 cells (the others LSTM (16, 1000, 32, 16) 1.15 twice, (16, 500, 32, 64) 1.09),
     and in the grid's own timing beside ONNX Runtime LSTM (16, 1000, 32, 16) 0.63-0.85,
-    (16, 500, 32, 64) 0.72-1.04, GRU (16, 20, 32, 512) 0.59-0.62, 4 runs each; shares of fewer rows keep
-    the rule (LSTM (4, 1000, 32, 64) 0.78-1.38, GRU (4, 1000, 32, 16) 1.17-1.21). The
-    compiled backward loop's blocks keep it too (not measured there)."""
+    (16, 500, 32, 64) 0.72-1.04, GRU (16, 20, 32, 512) 0.59-0.62, 4 runs each; shares
+    of fewer rows keep the rule (LSTM (4, 1000, 32, 64) 0.78-1.38, GRU (4, 1000, 32, 16)
+    1.17-1.21). The compiled backward loop's blocks keep it too (not measured there)."""
     min_rows = fast.min_block_rows()
     parts = max(1, min(available, B // min_rows))
     if parts > 1:
