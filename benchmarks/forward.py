@@ -4,7 +4,10 @@ SimpleRNN, LSTM and GRU.
 Two traces are timed: ``trace``, ``layer.run(x, trace=True)``, whose terms are computed
 when first read (rnncli/core/replay.py: the scan keeps only its states), and ``trace_all``,
 every term written by the loop as it goes (``trace="full"``: what ``rnncli trace`` and
-exports of the trace run, since they read every term).
+exports of the trace run, since they read every term). Beside them, ``write``: numpy
+writing as many numbers as ``trace_all`` keeps into fresh memory (``np.ones``, one block
+as the scan's), nothing computed: what writing the trace costs on its own, in the same
+rounds.
 
     pip install -e '.[bench,fast]'       # torch, tensorflow-cpu, keras, onnx, onnxruntime
     python benchmarks/forward.py         # five shapes, three cells: writes docs/performance.md
@@ -270,13 +273,19 @@ def rnncli_prepare(layer):
         return (lambda: layer.run(x).sequences["h"]), (lambda: layer.run(x, trace=True)), \
             (lambda: layer.run(x, trace="full"))
 
+    def numbers(x):
+        """How many numbers ``trace="full"`` keeps: x·W and every term, and the states."""
+        cell = layer.cell
+        width = sum(cell.term_width(n) for n in ("xw", *cell.terms))
+        return x.shape[0] * x.shape[1] * (width + cell.units * len(cell.state_names))
+
     def plan(x):
         """What rnncli's engine chooses for x now: loop, threads (blas: compiled h·U)."""
         how = engine.plan(layer.cell, x.shape[0], x.shape[1], None, None)
         kind = "numpy" if how.compiled is None else "numba"
         return f"{kind}:{how.threads}"
 
-    prepare.plan = plan
+    prepare.plan, prepare.numbers = plan, numbers
     return prepare
 
 
@@ -321,7 +330,9 @@ def contenders_for(makers, notes, x):
     notes["plan"] = makers["rnncli"].plan(x)
     fwd, trace, trace_all = makers["rnncli"](x)
     reference = fwd()
-    contenders = {"rnncli": fwd, "trace": trace, "trace_all": trace_all}
+    count = makers["rnncli"].numbers(x)
+    contenders = {"rnncli": fwd, "trace": trace, "trace_all": trace_all,
+                  "write": lambda: np.ones(count, x.dtype)}
     tol = 1e-5 if x.dtype == np.float32 else 1e-9
     for name, prepare in makers.items():
         if name == "rnncli" or name in notes:
@@ -413,8 +424,9 @@ def worst_peer(row, peers):
 
 
 def grid_table(rows, peers, batches, units, what):
-    """Rows batch, columns units: the worst peer's ratio (``what="ratio"``) or a trace's
-    time over forward's (``what="trace"`` or ``"trace_all"``)."""
+    """Rows batch, columns units: the worst peer's ratio (``what="ratio"``), a trace's
+    time over forward's (``what="trace"`` or ``"trace_all"``), or trace_all's over
+    forward's plus writing its numbers alone (``"trace_all/floor"``)."""
     by = {(r["shape"][0], r["shape"][3]): r for r in rows}
     head = "| batch \\ units | " + " | ".join(str(h) for h in units) + " |"
     lines = [head, "|---|" + "---|" * len(units)]
@@ -424,6 +436,8 @@ def grid_table(rows, peers, batches, units, what):
             r = by.get((B, H))
             if r is None:
                 cells.append("")
+            elif what == "trace_all/floor":
+                cells.append(f"{over_floor(r):.2f}" if "write" in r else "")
             elif what.startswith("trace"):
                 cells.append(f"{r[what] / r['rnncli']:.2f}" if what in r else "")
             else:
@@ -433,9 +447,18 @@ def grid_table(rows, peers, batches, units, what):
     return "\n".join(lines)
 
 
+def over_floor(r):
+    """trace_all's time over forward's plus that of writing its numbers alone: 1 where
+    the loop's writes cost no more than numpy's fill of fresh memory and nothing overlaps,
+    below 1 where they overlap the arithmetic."""
+    return r["trace_all"] / (r["rnncli"] + r["write"])
+
+
 PEER_ABBREV = {"torch": "torch", "keras": "keras", "onnxruntime": "ort"}
 TRACE_GRIDS = [("trace", "trace (terms computed when read)"),
-               ("trace_all", "trace with every term written by the loop")]
+               ("trace_all", "trace with every term written by the loop"),
+               ("trace_all/floor", "trace with every term written by the loop, over forward "
+                                   "plus writing its numbers alone (`write`),")]
 
 
 def run_grid(args, peers, cells, dtypes):
@@ -505,13 +528,14 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
                      ("" if not below else " Worst: " + "; ".join(
                          f"{w[0]:.2f}x {w[1]} at {w[5]} {w[3]} {w[4]} {w[2]}"
                          for w in below[:8]) + "."))
-    for what, title in TRACE_GRIDS:
+    for what, title in TRACE_GRIDS[:2]:
         traces = [(r[what] / r["rnncli"], cell, dtype, condition, r["shape"])
                   for condition, cell, dtype, rows, _, _ in out for r in rows if what in r]
         if traces:
             t, over = max(traces), sum(1 for v in traces if v[0] > 2)
             lines.append(f"{title} / forward: above 2 in {over} of {len(traces)} cells; "
                          f"largest {t[0]:.2f} at {t[4]} {t[1]} {t[2]} {t[3]}.")
+    lines += floor_summary([r for *_, rows, _, _ in out for r in rows])
     for condition, cell, _, rows, _, _ in out:
         for r in rows:
             if "sgemm" in r:
@@ -524,14 +548,36 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
     return "\n".join(lines)
 
 
+def floor_summary(rows):
+    """What writing the numbers alone says of the cells where trace_all is above 2x
+    forward: in how many it takes more than forward (2x would need the loop's writes to
+    overlap its arithmetic) or more than 2x forward (then 2x can't be met by writing
+    them into fresh memory), and trace_all over forward plus it."""
+    rows = [r for r in rows if "write" in r and "trace_all" in r]
+    above = [r for r in rows if r["trace_all"] / r["rnncli"] > 2]
+    if not rows:
+        return []
+    floors = sorted((over_floor(r), r["cell"], r["dtype"], r["condition"], r["shape"])
+                    for r in rows)
+    worst = floors[-1]
+    return [f"Writing trace_all's numbers alone (`write`: np.ones of as many, fresh memory) "
+            f"took longer than forward in {sum(r['write'] > r['rnncli'] for r in above)} "
+            f"and longer than 2x forward in {sum(r['write'] > 2 * r['rnncli'] for r in above)}"
+            f" of the {len(above)} cells where trace_all is above 2x forward. trace_all / "
+            f"(forward + write): median {statistics.median(f[0] for f in floors):.2f}, above "
+            f"1.25 in {sum(f[0] > 1.25 for f in floors)} of {len(floors)} cells, largest "
+            f"{worst[0]:.2f} at {worst[4]} {worst[1]} {worst[2]} {worst[3]}."]
+
+
 def details_table(raw, peers):
     head = ["condition", "cell", "dtype", "shape (B, T, D, H)", "rnncli's loop", "rnncli ms",
-            "trace ms", "trace_all ms"]
+            "trace ms", "trace_all ms", "write ms"]
     head += [f"{p} ms" for p in peers] + ["load at start"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in raw:
         cells = [r["condition"], r["cell"], r["dtype"], str(r["shape"]), r.get("plan", ""),
-                 fmt_ms(r["rnncli"]), fmt_ms(r["trace"]), fmt_ms(r.get("trace_all", "–"))]
+                 fmt_ms(r["rnncli"]), fmt_ms(r["trace"]), fmt_ms(r.get("trace_all", "–")),
+                 fmt_ms(r.get("write", "–"))]
         cells += [fmt_ms(r.get(p, "–")) for p in peers] + [r.get("load", "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
