@@ -455,10 +455,10 @@ def over_floor(r):
 
 
 PEER_ABBREV = {"torch": "torch", "keras": "keras", "onnxruntime": "ort"}
-TRACE_GRIDS = [("trace", "trace (terms computed when read)"),
-               ("trace_all", "trace with every term written by the loop"),
-               ("trace_all/floor", "trace with every term written by the loop, over forward "
-                                   "plus writing its numbers alone (`write`),")]
+TRACE_GRIDS = [("trace", "trace (terms computed when read) / forward"),
+               ("trace_all", "trace with every term written by the loop / forward"),
+               ("trace_all/floor", "trace with every term written by the loop / (forward + "
+                                   "writing its numbers alone, `write`)")]
 
 
 def run_grid(args, peers, cells, dtypes):
@@ -518,7 +518,7 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
         worst_all += [(w[0], w[1], condition, cell, dtype, r["shape"]) for w, r in
                       zip(ws, rows) if w is not None]
     for what, title in TRACE_GRIDS:
-        lines += [f"{title} / forward on the same grids:", ""]
+        lines += [f"{title} on the same grids:", ""]
         for condition, cell, dtype, rows, _, _ in out:
             lines += [f"**{cell} {dtype}, {condition}**", "",
                       grid_table(rows, peers, batches, units, what), ""]
@@ -533,7 +533,7 @@ def grid_report(out, peers, batches, units, elapsed, rounds):
                   for condition, cell, dtype, rows, _, _ in out for r in rows if what in r]
         if traces:
             t, over = max(traces), sum(1 for v in traces if v[0] > 2)
-            lines.append(f"{title} / forward: above 2 in {over} of {len(traces)} cells; "
+            lines.append(f"{title}: above 2 in {over} of {len(traces)} cells; "
                          f"largest {t[0]:.2f} at {t[4]} {t[1]} {t[2]} {t[3]}.")
     lines += floor_summary([r for *_, rows, _, _ in out for r in rows])
     for condition, cell, _, rows, _, _ in out:
