@@ -4,10 +4,10 @@ SimpleRNN, LSTM and GRU.
 Two traces are timed: ``trace``, ``layer.run(x, trace=True)``, whose terms are computed
 when first read (rnncli/core/replay.py: the scan keeps only its states), and ``trace_all``,
 every term written by the loop as it goes (``trace="full"``: what ``rnncli trace`` and
-exports of the trace run, since they read every term). Beside them, ``write``: numpy
-writing as many numbers as ``trace_all`` keeps into fresh memory (``np.ones``, one block
-as the scan's), nothing computed: what writing the trace costs on its own, in the same
-rounds.
+exports of the trace run, since they read every term). Beside them in the grid,
+``write``: numpy writing as many numbers as ``trace_all`` keeps into fresh memory
+(``np.ones``, one block as the scan's), nothing computed: what writing the trace costs on
+its own, in the same rounds.
 
     pip install -e '.[bench,fast]'       # torch, tensorflow-cpu, keras, onnx, onnxruntime
     python benchmarks/forward.py         # five shapes, three cells: writes docs/performance.md
@@ -330,9 +330,7 @@ def contenders_for(makers, notes, x):
     notes["plan"] = makers["rnncli"].plan(x)
     fwd, trace, trace_all = makers["rnncli"](x)
     reference = fwd()
-    count = makers["rnncli"].numbers(x)
-    contenders = {"rnncli": fwd, "trace": trace, "trace_all": trace_all,
-                  "write": lambda: np.ones(count, x.dtype)}
+    contenders = {"rnncli": fwd, "trace": trace, "trace_all": trace_all}
     tol = 1e-5 if x.dtype == np.float32 else 1e-9
     for name, prepare in makers.items():
         if name == "rnncli" or name in notes:
@@ -389,7 +387,10 @@ def grid_steps(cell, B, H, D=GRID_FEATURES, target=TARGET_SECONDS):
 def grid_point(cell, B, H, dtype, makers, notes, rounds, with_sgemm=False, busy=0):
     T = grid_steps(cell, B, H)
     notes = dict(notes)
-    contenders = contenders_for(makers, notes, make_input(B, T, GRID_FEATURES, dtype))
+    x = make_input(B, T, GRID_FEATURES, dtype)
+    contenders = contenders_for(makers, notes, x)
+    count = makers["rnncli"].numbers(x)  # trace_all's, written alone
+    contenders["write"] = lambda: np.ones(count, dtype)
     row = {"cell": cell, "shape": (B, T, GRID_FEATURES, H), "dtype": np.dtype(dtype).name,
            **notes}
     if with_sgemm:
