@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -280,6 +281,39 @@ def test_trace_one_direction_of_a_bidirectional_layer():
     # the backward direction reads the input from its last step
     assert [r[3:5] for r in back[1:] if r[2] == "0" and r[5] == "0"][:2] == [["0", "5"],
                                                                            ["1", "4"]]
+
+
+def test_forward_shows_one_direction_of_a_bidirectional_layer():
+    """--layer bidi/forward and bidi/backward show that direction's states (the backward
+    one in the order it processes its steps, as trace does), not the merged output:
+    side by side, reversed, they are Keras' concatenated output."""
+    case = os.path.join(os.path.dirname(ref_path()), "generated", "merge_concat")
+    path, x = os.path.join(case, "model.keras"), os.path.join(case, "input.npy")
+    keras = np.load(os.path.join(case, "expected_output.npy"))  # (3, 6, 2 x 4)
+    got = {}
+    for d in ("forward", "backward"):
+        r = run("forward", path, "-i", x, "--layer", f"bidi/{d}", "-f", "json")
+        assert r.exit_code == 0, r.stderr
+        (layer,) = json.loads(r.stdout)["layers"]
+        assert layer["layer"] == f"bidi/{d}"
+        assert layer["t"] == (list(range(6)) if d == "forward" else list(range(5, -1, -1)))
+        got[d] = np.array(layer["hidden"])
+    assert got["forward"].shape == (3, 6, 4)
+    np.testing.assert_allclose(got["forward"], keras[..., :4], atol=1e-6)
+    np.testing.assert_allclose(got["backward"][:, ::-1], keras[..., 4:], atol=1e-6)
+    both = rows(run("forward", path, "-i", x, "--layer", "bidi/forward,bidi/backward",
+                    "-f", "csv", "--sample", "0").stdout)
+    assert both[0][:3] == ["layer", "sample", "t"]
+    assert [r[0] for r in both[1:]] == ["bidi/forward"] * 6 + ["bidi/backward"] * 6
+    table = run("forward", path, "-i", x, "--layer", "bidi/backward", "--sample", "0").stdout
+    assert "merge concat) backward  sample 0" in table and " b0 " not in table
+    assert "shown above" not in table  # the merged output was not shown: it gets a table
+
+
+def test_a_direction_of_a_one_way_layer_is_refused():
+    r = CliRunner().invoke(cli, ["forward", S0, "-i", S0_IN, "--layer", "simple_rnn/backward"])
+    assert r.exit_code == 2
+    assert "layer 'simple_rnn' is not Bidirectional; expected --layer simple_rnn" in r.stderr
 
 
 def test_tables_show_a_few_samples_unless_asked():

@@ -73,8 +73,8 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
     keys, message = layers_to_show(m, result, layer_keys, fmt)
     if message:
         note(message)
-    names = list(dict.fromkeys(k.split("/")[0] for k in keys))
-    views = relabel([states_view(result, n, sel) for n in names], samples)
+    views = relabel([states_view(result, n, sel, d)
+                     for n, _, d in (k.partition("/") for k in dict.fromkeys(keys))], samples)
     shown_input = None
     if with_input:
         shown_input = x[..., None] if x.ndim == 2 else x  # token ids: one column
@@ -93,8 +93,8 @@ def forward(model, seed, units, input_dim, cell, overrides, input_path, key, ini
             for item in items:
                 console.print(item)
             if result.outputs is not None:
-                shown = {n: result.layers[n].hidden for n in names
-                         if result.layers[n].hidden is not None}
+                shown = {v.layer: result.layers[v.layer].hidden for v in views
+                         if not v.direction and result.layers[v.layer].hidden is not None}
                 for item in output_tables(result.outputs, views[0].samples, shown, precision,
                                           show_all, width=console.width):
                     console.print(item)

@@ -71,7 +71,7 @@ def states_rows(views, precision=None):
         pad = [""] * (width - len(view.units))
         for bi, b in enumerate(view.samples):
             for si, t in enumerate(view.t):
-                yield ([view.layer] if several else []) + [str(b), str(t), *text[bi, si], *pad]
+                yield ([view.key] if several else []) + [str(b), str(t), *text[bi, si], *pad]
 
 
 def write_states(views, fmt_name, out, precision=None):
@@ -89,7 +89,7 @@ def write_states(views, fmt_name, out, precision=None):
 def _states_ndjson(view, out, precision):
     for bi, b in enumerate(view.samples):
         for si, (step, t) in enumerate(zip(view.steps, view.t)):
-            out.write(json.dumps({"layer": view.layer, "sample": int(b), "step": int(step),
+            out.write(json.dumps({"layer": view.key, "sample": int(b), "step": int(step),
                                   "t": int(t), "h": _list(view.values[bi, si], precision)})
                       + "\n")
 
@@ -97,7 +97,7 @@ def _states_ndjson(view, out, precision):
 def states_document(views, outputs, precision=None, source=None):
     doc = {"source": source or {}, "layers": []}
     for v in views:
-        doc["layers"].append({"layer": v.layer, "samples": v.samples.tolist(),
+        doc["layers"].append({"layer": v.key, "samples": v.samples.tolist(),
                               "steps": v.steps.tolist(), "t": v.t.tolist(),
                               "units": v.units.tolist(), "hidden": _list(v.values, precision)})
     if outputs is not None:

@@ -173,13 +173,18 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
 def states_table(view, layer, precision=None, show_all=False, colour=True, width=100,
                  inputs=None):
     """One sample's hidden states: a row per step, a column per unit; ``inputs`` (T, D), the
-    model's input for that sample in input time, adds its features in front."""
+    model's input for that sample in input time, adds its features in front. A view of
+    one direction of a Bidirectional ``layer`` is titled so, its units named as that
+    direction's."""
     picked = []
     if len(view.t) < view.total_steps:
         picked.append(f"steps {len(view.t)} of {view.total_steps}")
     if len(view.units) < view.total_units:
         picked.append(f"units {len(view.units)} of {view.total_units} picked")
-    return matrix_table(f"{layer_title(layer)}  sample {view.samples[0]}", view.t,
+    title = " ".join(p for p in (layer_title(layer), view.direction) if p)
+    if view.direction:
+        layer = getattr(layer, f"{view.direction}_layer")
+    return matrix_table(f"{title}  sample {view.samples[0]}", view.t,
                         unit_labels(layer, view.units), view.values[0], precision=precision,
                         show_all=show_all, colour=colour,
                         scale=_scale(view.values, getattr(layer, "activation", None)),

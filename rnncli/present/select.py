@@ -64,6 +64,11 @@ def layers_to_show(model, result, keys, fmt):
     if missing:
         raise RnncliError(f"layer {missing[0]!r} could not be computed: its input passes "
                           f"through a layer rnncli can't compute")
+    for n in names:
+        name, _, direction = n.partition("/")
+        if direction and direction not in result.layers[name].directions:
+            raise UsageError(f"--layer {n!r}: layer {name!r} is not Bidirectional; expected "
+                             f"--layer {name}")
     return names, note
 
 

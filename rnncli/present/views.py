@@ -81,17 +81,29 @@ class StatesView:
     total_steps: int
     total_units: int
     mask: np.ndarray | None = None  # (b, s): False where the step was masked
+    direction: str = ""  # one direction of a Bidirectional layer: "forward" or "backward"
+
+    @property
+    def key(self) -> str:
+        """``layer``, or ``layer/direction`` (as --layer names it)."""
+        return f"{self.layer}/{self.direction}" if self.direction else self.layer
 
 
-def states_view(result, name, sel: Selection) -> StatesView:
+def states_view(result, name, sel: Selection, direction: str = "") -> StatesView:
+    """Layer ``name``'s states, or those of one ``direction`` of a Bidirectional layer (in
+    the order it processes its steps, as a go_backwards layer's are shown)."""
     r = result.layers[name]
-    seq = r.hidden
-    if seq is None:  # Bidirectional with merge_mode=None: show both directions side by side
-        seq = np.concatenate([r.directions["forward"].sequence,
-                              r.directions["backward"].sequence[:, ::-1]], -1)
+    if direction:
+        seq = r.directions[direction].sequence
+        backwards = getattr(getattr(r.layer, f"{direction}_layer", None), "go_backwards",
+                            direction == "backward")
+    else:
+        seq = r.hidden
+        if seq is None:  # Bidirectional, merge_mode=None: both directions side by side
+            seq = np.concatenate([r.directions["forward"].sequence,
+                                  r.directions["backward"].sequence[:, ::-1]], -1)
+        backwards = getattr(r.layer, "go_backwards", False) and list(r.directions) == [""]
     B, T, H = seq.shape
-    layer = r.layer
-    backwards = getattr(layer, "go_backwards", False) and list(r.directions) == [""]
     t_all = np.arange(T)[::-1] if backwards else np.arange(T)
     samples = np.arange(B)
     steps = _pick(T, None, sel.steps)
@@ -101,7 +113,7 @@ def states_view(result, name, sel: Selection) -> StatesView:
     if r.mask is not None:
         m = r.mask[:, ::-1] if backwards else r.mask  # rows are in Keras' order
         mask = m[np.ix_(samples, steps)]
-    return StatesView(name, samples, steps, t_all[steps], units, values, T, H, mask)
+    return StatesView(name, samples, steps, t_all[steps], units, values, T, H, mask, direction)
 
 
 @dataclass
