@@ -130,3 +130,28 @@ def test_an_hdf5_output_past_the_file_size_limit_is_one_line_and_no_file(tmp_pat
     assert done.returncode == 1, done.stderr
     assert done.stderr == "rnncli: error: the output could not be written (File too large)\n"
     assert sorted(os.listdir(tmp_path)) == ["in.npy"]
+
+
+def test_a_table_piped_from_a_terminal_fits_the_terminal(tmp_path):
+    """A table piped on (| less, | head) is still read on the terminal stderr writes to:
+    it takes that terminal's width (bash does not export $COLUMNS), not 120."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    reader, writer = pty.openpty()
+    fcntl.ioctl(writer, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    try:
+        r = subprocess.run(RNNCLI + ["forward", sample("seed002_batch_state.keras"), "-i",
+                                     sample("seed002_input.npy"), "--sample", "0"],
+                           stdout=subprocess.PIPE, stderr=writer, env=env, timeout=120,
+                           text=True)
+    finally:
+        os.close(writer)
+        os.close(reader)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80
+    assert max(len(line) for line in lines) > 60  # as wide as it needs, up to the terminal

@@ -43,10 +43,22 @@ class _Console(Console):
         raise SystemExit(0)
 
 
+def _stderr_columns():
+    """The width of the terminal stderr writes to (at least 40), or None."""
+    import os
+
+    try:
+        columns = os.get_terminal_size(2).columns
+    except (OSError, ValueError):
+        return None
+    return columns if columns >= 40 else None
+
+
 def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
     """A console for tables: colour on a terminal (``color="auto"``), or ``always``
     (FORCE_COLOR) or ``never`` (NO_COLOR); as wide as the terminal, else ``width``, else
-    $COLUMNS, else 120."""
+    $COLUMNS, else the terminal on stderr (a table piped to ``less`` or ``head`` is still
+    read there: bash does not export $COLUMNS), else 120."""
     import os
 
     if color == "auto" and os.environ.get("NO_COLOR"):
@@ -57,7 +69,8 @@ def make_console(file=None, stderr=False, color="auto", width=None) -> Console:
     terminal = probe.is_terminal
     if width is None and not terminal:
         columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() and int(columns) >= 40 else 120
+        width = int(columns) if columns.isdigit() and int(columns) >= 40 else \
+            _stderr_columns() or 120
     colored = color == "always" or (color == "auto" and terminal)
     return _Console(file=file, stderr=stderr, highlight=False, soft_wrap=False, width=width,
                    force_terminal=True if color == "always" else None,
