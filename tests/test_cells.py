@@ -258,9 +258,10 @@ def test_export_of_a_pytorch_model_adds_h_n_and_c_n(tmp_path):
         assert "c/lstm_l0" not in z.files and "cell/lstm_l0" in z.files
 
 
-def test_a_gru_update_gate_section_names_its_pre_activation_apart():
-    """GRU's update gate is z: its section calls the pre-activation a, not a second z;
-    an LSTM's gates keep z."""
+def test_a_gru_names_its_pre_activations_apart_from_its_update_gate():
+    """GRU's update gate is z: every gate section calls its pre-activation a, not a second
+    z (beside the gate z, or read against the state update's z⊙h₋₁); an LSTM's gates
+    keep z."""
     from rnncli.core.gru import GRUCell
     from rnncli.core.lstm import LSTMCell
 
@@ -268,6 +269,7 @@ def test_a_gru_update_gate_section_names_its_pre_activation_apart():
     gru = GRUCell(zero((2, 6)), zero((2, 6)), zero((2, 6)))
     assert gru.section_titles("z")["z"] == "a" and gru.section_titles("z")["gate"] == "z"
     assert gru.equation("z").startswith("z = sigmoid(a),  a = x·W + h·U + b")
-    assert gru.section_titles("r")["z"] == "z"
+    assert [gru.section_titles(g)["z"] for g in gru.gates] == ["a", "a", "a"]
+    assert gru.equation("r").startswith("r = sigmoid(a),  a = x·W + h·U + b")
     lstm = LSTMCell(zero((2, 8)), zero((2, 8)), zero(8))
     assert all(lstm.section_titles(g)["z"] == "z" for g in lstm.gates)

@@ -74,9 +74,10 @@ class GatedCell(Cell):
         return cfg, list(weights.values())
 
     def pre_activation_title(self, section) -> str:
-        """What a gate section calls its pre-activation: z, or a where the gate itself is
-        z (GRU's update gate: two columns titled z read as one)."""
-        return "a" if self.gate_title(section) == "z" else "z"
+        """What a gate section calls its pre-activation: z, or a in every section of a cell
+        with a gate titled z (GRU's update gate: a column z beside z, or beside the state
+        update's z⊙h₋₁, reads as that gate)."""
+        return "a" if any(self.gate_title(g) == "z" for g in self.gates) else "z"
 
     def equation(self, section=""):
         if section in self.gates:
