@@ -257,6 +257,16 @@ def test_a_format_contradicting_the_extension_is_refused(tmp_path, fmt, name):
     assert not out.exists()
 
 
+def test_an_unknown_format_is_named_as_such_whatever_the_extension(tmp_path):
+    """-f zip -o x.npz: zip is no format at all, not one that contradicts .npz."""
+    out = tmp_path / "x.npz"
+    r = invoke("export", sample("seed000_two_units.keras"), "-i",
+               sample("seed000_input.csv"), "-f", "zip", "-o", str(out))
+    assert r.exit_code == 2, r.output
+    assert "-f zip: expected one of npz, h5, csv" in r.output and "contradicts" not in r.output
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("fmt,name", [("lstmvis", "x.h5"), ("csv", "x.txt"), ("tsv", "x.tab")])
 def test_a_format_agreeing_with_the_extension_is_kept(tmp_path, fmt, name):
     r = invoke("export", sample("seed000_two_units.keras"), "-i",

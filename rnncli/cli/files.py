@@ -91,10 +91,10 @@ def export(model, seed, units, input_dim, cell, overrides, input_path, key, init
         _convert(model, seed, units, input_dim, cell, overrides, input_path, key, output, fmt,
                  force, quiet)
         return
-    fmt = format_for(output, fmt) if output != "-" else (fmt or "npz")
-    if fmt not in _formats():
+    if fmt and fmt not in _formats():  # before -o's extension is weighed against it
         raise click.UsageError(f"-f {fmt}: expected one of {', '.join(_formats())} "
                                f"(or --weights for a weights format)")
+    fmt = format_for(output, fmt) if output != "-" else (fmt or "npz")
     if not input_path:
         raise click.UsageError("export needs an input: -i PATH (or --weights)")
     if fmt == "zarr" and chosen:
