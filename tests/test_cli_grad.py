@@ -93,7 +93,8 @@ def test_usage_errors():
     r = run(MODEL, "-i", X, "--target", Y, "--of", "output")
     assert r.exit_code == 2
     r = run(MODEL, "-i", X, "--of", "output:7")
-    assert r.exit_code == 2 and "unit 7 is outside" in r.output
+    assert r.exit_code == 2 and \
+        "unit 7 is out of range; the output has 2 units (0 to 1, or from -1 back)" in r.output
     r = run(MODEL, "-i", X, "--of", "output", "-f", "npy")
     assert r.exit_code == 2 and "--what" in r.output
 
@@ -190,3 +191,18 @@ def test_width_color_and_no_trailing_spaces():
     assert max(len(ln) for ln in lines) <= 60
     r = run(MODEL, "-i", X, "--target", Y, "--color", "always")
     assert "\x1b[" in r.output
+
+
+def test_a_class_id_out_of_range_says_what_the_output_holds(tmp_path):
+    """sparse_categorical_crossentropy's class ids index the output's units: out of range,
+    the message gives the range (for one unit, the loss 0/1 targets want)."""
+    y = tmp_path / "ids.npy"
+    np.save(y, np.ones((1, 10), int))  # a seeded SimpleRNN of 1 unit: (1, 10, 1) out
+    r = run("--seed", "1", "--units", "1", "-i", X, "--target", str(y), "--loss",
+            "sparse_categorical_crossentropy")
+    assert r.exit_code != 0 and "target class id 1 is out of range; expected 0 for an output " \
+        "of one unit (0/1 targets: --loss binary_crossentropy)" in r.output, r.output
+    np.save(y, np.array([2]))  # MODEL's output: (1, 2)
+    r = run(MODEL, "-i", X, "--target", str(y), "--loss", "sparse_categorical_crossentropy")
+    assert r.exit_code != 0 and "target class id 2 is out of range; expected 0..1 for an " \
+        "output of 2 classes" in r.output, r.output

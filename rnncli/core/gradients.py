@@ -22,6 +22,10 @@ from . import backprop, layer_grads, losses
 OF_PATTERN = re.compile(r"^(?P<out>output(?:_\d+)?)(?::(?P<unit>-?\d+))?(?:@(?P<step>-?\d+))?$")
 
 
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def gradients(model, x, target=None, loss="mse", of=None, initial_state=None, jacobian=True,
               engine=None) -> dict:
     """The gradients of a loss (or of one output, ``of``) for input ``x``, by name:
@@ -124,7 +128,8 @@ def _of(tape, of):
         T = y.shape[1]
         s = -1 if step is None else step
         if not -T <= s < T:
-            raise UsageError(f"of={of!r}: step {s} is outside the output's {T} steps")
+            raise UsageError(f"of={of!r}: step {s} is out of range; the output has "
+                             f"{_count(T, 'step')} (0 to {T - 1}, or from -1 back)")
         sel[1] = s
     elif step is not None:
         raise UsageError(f"of={of!r}: output {index} has no steps (shape {y.shape}); "
@@ -132,7 +137,8 @@ def _of(tape, of):
     if unit is not None:
         U = y.shape[-1]
         if not -U <= unit < U:
-            raise UsageError(f"of={of!r}: unit {unit} is outside the output's {U} units")
+            raise UsageError(f"of={of!r}: unit {unit} is out of range; the output has "
+                             f"{_count(U, 'unit')} (0 to {U - 1}, or from -1 back)")
         sel[-1] = unit
     g = np.zeros_like(y)
     g[tuple(sel)] = 1

@@ -128,8 +128,10 @@ def _labels(y_true, y_pred):
     C = y_pred.shape[-1]
     bad = (y < 0) | (y >= C)
     if bad.any():
-        raise InputDataError(f"target class id {y[bad].ravel()[0]} is out of range; expected "
-                             f"0..{C - 1} for an output of {C} classes")
+        raise InputDataError(
+            f"target class id {y[bad].ravel()[0]} is out of range; expected "
+            + (f"0..{C - 1} for an output of {C} classes" if C > 1 else
+               "0 for an output of one unit (0/1 targets: --loss binary_crossentropy)"))
     return y, y.shape
 
 
