@@ -98,6 +98,15 @@ def f_truncated(tmp):
     return p
 
 
+def f_truncated_named(source, name):
+    def make(tmp):  # the first half of a zip archive: its list of members is gone
+        data = open(source, "rb").read()
+        p = os.path.join(tmp, name)
+        open(p, "wb").write(data[: len(data) // 2])
+        return p
+    return make
+
+
 def f_empty_h5(tmp):
     p = os.path.join(tmp, "empty.h5")
     h5py.File(p, "w").close()
@@ -190,6 +199,13 @@ CASES = [
     ("model: no format's name", ["forward", f_text_named("notes.bin"), "-i", S0_IN], 1,
      "not a model file rnncli reads; expected .keras, .h5"),
     ("model: truncated HDF5", ["forward", f_truncated, "-i", S0_IN], 1, "not a readable HDF5 file"),
+    ("model: truncated .keras",
+     ["forward", f_truncated_named(sample("seed000_two_units.keras"), "half.keras"), "-i",
+      S0_IN], 1, "half.keras: a zip archive cut short (it starts as one but its end, the list "
+     "of members, is missing"),
+    ("model: truncated .npz",
+     ["forward", f_truncated_named(sample("seed000_two_units.npz"), "half.npz"), "-i",
+      S0_IN], 1, "half.npz: a zip archive cut short"),
     ("model: HDF5 with no model weights", ["forward", f_empty_h5, "-i", S0_IN], 1,
      "holds no Keras model or weights"),
     ("model: .keras without config.json",

@@ -313,10 +313,22 @@ def _interleavings(groups):
 # ---------------------------------------------------------------- zip: .keras and .npz
 
 
+def _starts_as_zip(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def _load_zip(path, settings):
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        if isinstance(e, zipfile.BadZipFile) and _starts_as_zip(path):
+            raise ModelFileError(f"{path}: a zip archive cut short (it starts as one but its "
+                                 f"end, the list of members, is missing: an interrupted "
+                                 f"download or copy?); expected the whole file") from None
         raise ModelFileError(f"{path}: not a readable zip archive ({short(e)})") from None
     with zf:
         names = set(zf.namelist())
