@@ -316,6 +316,20 @@ def test_a_direction_of_a_one_way_layer_is_refused():
     assert "layer 'simple_rnn' is not Bidirectional; expected --layer simple_rnn" in r.stderr
 
 
+def test_a_file_written_with_o_is_named_on_stderr(tmp_path):
+    """forward, trace and grad say which file they wrote, as export does; stdout stays
+    empty (and nothing is said when -o - writes to it)."""
+    for argv, name, fmt in ((["forward"], "h.csv", "csv"), (["trace"], "t.ndjson", "ndjson"),
+                            (["grad", "--of", "output"], "g.npz", "npz")):
+        out = tmp_path / name
+        r = run(argv[0], S0, "-i", S0_IN, *argv[1:], "-o", str(out))
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout == "" and r.stderr == f"rnncli: wrote {out} ({fmt})\n"
+        assert out.stat().st_size > 0
+    r = run("forward", S0, "-i", S0_IN, "-f", "csv", "-o", "-")
+    assert r.stdout.startswith("sample,t,h0,h1") and r.stderr == ""
+
+
 def test_tables_show_a_few_samples_unless_asked():
     r = run("forward", sample("seed002_batch_state.keras"), "-i", sample("seed002_input.npy"),
             "--steps", "0:1", "-u", "0:2")

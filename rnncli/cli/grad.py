@@ -134,7 +134,7 @@ def grad(model, seed, units, input_dim, cell, overrides, input_path, key, initia
             _write_tables(fh, m, g, rows, loss if of is None else None, of, ids,
                           features, clip, checked, precision, color, width)
 
-    emit(output, "npy" if fmt in ("npy", "npz") else fmt, force, write)
+    emit(output, "npy" if fmt in ("npy", "npz") else fmt, force, write, fmt)
     if checked is not None and fmt != "table":
         note(f"finite-difference check: largest relative error "
              f"{checked['max_relative_error']:.2e} over {len(checked['entries'])} entries")

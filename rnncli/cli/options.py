@@ -242,12 +242,15 @@ def format_for(output, fmt, choices):
     return "table"
 
 
-def emit(output, fmt, force, write):
-    """Run ``write(stream)`` against stdout or an atomically written file."""
+def emit(output, fmt, force, write, what=None):
+    """Run ``write(stream)`` against stdout or an atomically written file, and say which
+    file it wrote (``what``: its format, by default ``fmt``), as export does."""
     from ..io.atomic import open_output
 
     with open_output(output, "wb" if fmt == "npy" else "w", force) as fh:
         write(fh)
+    if output and output != "-":
+        note(f"wrote {output} ({what or fmt})")
 
 
 def console_for(fh, color="auto", width=None):
