@@ -108,7 +108,8 @@ color_option = click.option(
     "never. NO_COLOR and FORCE_COLOR are honoured.")
 width_option = click.option(
     "--width", type=click.IntRange(40, 1000),
-    help="Table width in columns (default: the terminal's, else $COLUMNS, else 120).")
+    help="Table width in columns (default: the terminal's, else $COLUMNS, else stderr's "
+         "terminal's, else 120).")
 
 
 def output_options(formats):
