@@ -344,6 +344,17 @@ S2 = sample("seed002_batch_state.keras")
 S2_IN = sample("seed002_input.npy")
 
 
+def test_a_long_table_says_it_left_steps_out():
+    """28 steps: the first and last 8 are shown, the note says so and how to see the rest."""
+    r = run("forward", S2, "-i", S2_IN, "--sample", "0", "-u", "0:2", "--width", "200")
+    assert "│  ⋮ │" in r.stdout
+    assert "16 of 28 steps shown (⋮: the middle ones); --steps picks them, --all shows " \
+        "every one" in r.stdout
+    r = run("forward", S2, "-i", S2_IN, "--sample", "0", "-u", "0:2", "--all",
+            "--width", "200")
+    assert "⋮" not in r.stdout and "steps shown" not in r.stdout
+
+
 def test_chosen_samples_carry_keras_numbers_and_their_own_labels():
     # Only the chosen samples are computed; numbers and labels must be those of the batch.
     hidden = np.load(ref_path("seed002_batch_state", "expected_hidden_simple_rnn.npy"))

@@ -164,7 +164,8 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
         table.add_column("…" if c is None else f"x{c}", justify="right", style="dim")
     for c in cols:
         table.add_column("…" if c is None else col_labels[c], justify="right")
-    for r in _edges(len(row_labels), show_all):
+    rows = _edges(len(row_labels), show_all)
+    for r in rows:
         if r is None:
             table.add_row("⋮", *([""] * (len(in_cols) + len(cols))))
             continue
@@ -180,6 +181,9 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
         notes.append(ROUNDED.format(p))
     if None in cols:
         notes.append(f"{len(cols) - 1} of {len(col_labels)} units shown; -u/--unit picks them")
+    if None in rows:
+        notes.append(f"{len(rows) - 1} of {len(row_labels)} steps shown (⋮: the middle ones); "
+                     f"--steps picks them, --all shows every one")
     return Group(Text(heading, style="bold"), table, *_notes(notes))
 
 
