@@ -344,13 +344,14 @@ S2 = sample("seed002_batch_state.keras")
 S2_IN = sample("seed002_input.npy")
 
 
-def test_a_long_table_says_it_left_steps_out():
+@pytest.mark.parametrize("command", ["forward", "trace"])
+def test_a_long_table_says_it_left_steps_out(command):
     """28 steps: the first and last 8 are shown, the note says so and how to see the rest."""
-    r = run("forward", S2, "-i", S2_IN, "--sample", "0", "-u", "0:2", "--width", "200")
+    r = run(command, S2, "-i", S2_IN, "--sample", "0", "-u", "0:2", "--width", "200")
     assert "│  ⋮ │" in r.stdout
     assert "16 of 28 steps shown (⋮: the middle ones); --steps picks them, --all shows " \
         "every one" in r.stdout
-    r = run("forward", S2, "-i", S2_IN, "--sample", "0", "-u", "0:2", "--all",
+    r = run(command, S2, "-i", S2_IN, "--sample", "0", "-u", "0:2", "--all",
             "--width", "200")
     assert "⋮" not in r.stdout and "steps shown" not in r.stdout
 

@@ -85,6 +85,14 @@ def _edges(n, show_all):
     return list(range(EDGE_ROWS)) + [None] + list(range(n - EDGE_ROWS, n))
 
 
+def _elided_steps(rows, total) -> list:
+    """The note on a table whose middle steps ``_edges`` left out (``rows``), or none."""
+    if None not in rows:
+        return []
+    return [f"{len(rows) - 1} of {total} steps shown (⋮: the middle ones); --steps picks "
+            f"them, --all shows every one"]
+
+
 def _unit_cols(n, show_all, limit=MAX_UNITS):
     limit = max(2, limit)
     if show_all or n <= limit:
@@ -181,9 +189,7 @@ def matrix_table(heading, row_labels, col_labels, values, *, precision=None, sho
         notes.append(ROUNDED.format(p))
     if None in cols:
         notes.append(f"{len(cols) - 1} of {len(col_labels)} units shown; -u/--unit picks them")
-    if None in rows:
-        notes.append(f"{len(rows) - 1} of {len(row_labels)} steps shown (⋮: the middle ones); "
-                     f"--steps picks them, --all shows every one")
+    notes += _elided_steps(rows, len(row_labels))
     return Group(Text(heading, style="bold"), table, *_notes(notes))
 
 
@@ -386,7 +392,8 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     hscale = _scale(view.arrays[view.value][b], view.activation)
     zscale = _scale(view.arrays["z"][b]) if "z" in view.arrays else hscale
     units = _unit_cols(len(view.units), show_all)
-    for r in _edges(len(view.t), show_all):
+    rows = _edges(len(view.t), show_all)
+    for r in rows:
         if r is None:
             table.add_row("⋮", *([""] * (len(table.columns) - 1)))
             continue
@@ -410,6 +417,7 @@ def trace_table(view, layer, sample_pos=0, precision=None, show_all=False, colou
     if None in units:
         notes.append(f"{len(units) - 1} of {len(view.units)} units shown (-u picks them, "
                      f"--all shows every one)")
+    notes += _elided_steps(rows, len(view.t))
     if view.mask is not None and not view.mask[b].all() and view.value == "h":
         notes.append("at masked steps h is what Keras outputs there (the previous output, "
                      "or 0 inside Bidirectional) and the states carry over; the other "
